@@ -1,0 +1,31 @@
+//! Backbone's broker contract and its adapters.
+//!
+//! Services and tools talk to the event log only through the [`Broker`] and
+//! [`Consumer`] traits. Three adapters implement them with the same
+//! semantics, proven by one conformance suite (`backbone-testkit`):
+//!
+//! - [`embedded`]: a sled-backed log on local disk, the default; no server.
+//! - [`jetstream`]: NATS JetStream through async-nats, for production.
+//! - [`memory`]: in process and not persistent, for unit tests.
+
+pub mod broker;
+pub mod consumer;
+pub mod embedded;
+pub mod error;
+pub mod jetstream;
+pub mod memory;
+pub mod message;
+pub mod stream;
+
+pub use broker::{Broker, Features};
+pub use consumer::{
+    AckKind, Acker, Consumer, ConsumerConfig, ConsumerInfo, DeliverPolicy, Delivery, Exhausted,
+};
+pub use error::{
+    AckError, AckErrorKind, ConnectError, ConnectErrorKind, ConsumerError, ConsumerErrorKind,
+    PublishError, PublishErrorKind, ReadError, ReadErrorKind, StreamError, StreamErrorKind,
+};
+pub use message::{OutboundMessage, PublishReceipt, StoredMessage};
+pub use stream::{
+    MessageStream, ProvisionOutcome, ReadRequest, ReadStart, StorageKind, StreamConfig, StreamInfo,
+};

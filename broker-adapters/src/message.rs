@@ -1,0 +1,120 @@
+//! Messages going into and coming out of the log.
+
+use std::time::SystemTime;
+
+use backbone_schemas::Headers;
+use bytes::Bytes;
+
+/// The header JetStream deduplicates on. Adapters store it with the message
+/// when [`OutboundMessage::msg_id`] is set, so a message reads back the same
+/// from every adapter.
+pub const MSG_ID_HEADER: &str = "Nats-Msg-Id";
+
+/// The header JetStream checks for optimistic append.
+pub const EXPECTED_LAST_SUBJECT_SEQ_HEADER: &str = "Nats-Expected-Last-Subject-Sequence";
+
+/// A message to publish.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OutboundMessage {
+    /// A concrete subject (no wildcards) captured by exactly one stream.
+    pub subject: String,
+    /// Headers stored with the message, in order.
+    pub headers: Headers,
+    /// The message body.
+    pub payload: Bytes,
+    /// Deduplication id: a second publish with the same id within the
+    /// stream's duplicate window is acknowledged as a duplicate and not stored.
+    pub msg_id: Option<String>,
+    /// Optimistic append: store only if the last message on `subject` has
+    /// this stream sequence (`0` means "the subject has no message yet").
+    pub expected_last_subject_seq: Option<u64>,
+}
+
+impl OutboundMessage {
+    /// A message with no headers and no id.
+    pub fn new(subject: impl Into<String>, payload: impl Into<Bytes>) -> Self {
+        Self {
+            subject: subject.into(),
+            payload: payload.into(),
+            ..Default::default()
+        }
+    }
+
+    /// Sets the deduplication id.
+    pub fn with_msg_id(mut self, id: impl Into<String>) -> Self {
+        self.msg_id = Some(id.into());
+        self
+    }
+
+    /// Sets the headers.
+    pub fn with_headers(mut self, headers: Headers) -> Self {
+        self.headers = headers;
+        self
+    }
+
+    /// Requires the subject's last sequence to be `seq` (0: no message yet).
+    pub fn expecting_last_subject_seq(mut self, seq: u64) -> Self {
+        self.expected_last_subject_seq = Some(seq);
+        self
+    }
+
+    /// Headers as stored: the message's own, plus [`MSG_ID_HEADER`] when an id
+    /// is set and the headers do not carry it already.
+    pub fn stored_headers(&self) -> Headers {
+        let mut headers = self.headers.clone();
+        if let Some(id) = &self.msg_id {
+            if headers.get(MSG_ID_HEADER).is_none() {
+                headers.append(MSG_ID_HEADER, id.clone());
+            }
+        }
+        headers
+    }
+
+    /// The deduplication id: [`Self::msg_id`], else the [`MSG_ID_HEADER`] header.
+    pub fn dedup_id(&self) -> Option<&str> {
+        self.msg_id
+            .as_deref()
+            .or_else(|| self.headers.get(MSG_ID_HEADER))
+    }
+
+    /// Size as the broker counts it against its payload limit: subject,
+    /// headers and payload.
+    pub fn wire_size(&self) -> usize {
+        let headers: usize = self
+            .stored_headers()
+            .iter()
+            .map(|(n, v)| n.len() + v.len() + 4)
+            .sum();
+        self.subject.len() + headers + self.payload.len()
+    }
+}
+
+/// A message as stored in a stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMessage {
+    /// The stream holding it.
+    pub stream: String,
+    /// Its stream sequence: 1 for the first message, strictly increasing.
+    pub seq: u64,
+    /// The subject it was published to.
+    pub subject: String,
+    /// Its headers, as published (plus [`MSG_ID_HEADER`] when it had an id).
+    pub headers: Headers,
+    /// Its body, byte for byte as published.
+    pub payload: Bytes,
+    /// When the stream stored it.
+    pub time: SystemTime,
+}
+
+/// The broker's acknowledgement of a publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishReceipt {
+    /// The stream that stored the message.
+    pub stream: String,
+    /// The message's stream sequence. For a duplicate, the sequence of the
+    /// original message where the broker reports it.
+    pub seq: u64,
+    /// True when the message id was seen within the duplicate window and the
+    /// message was not stored again.
+    pub duplicate: bool,
+}

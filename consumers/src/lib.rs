@@ -1,0 +1,1 @@
+//! Backbone consumer runtime (being written).

@@ -1,0 +1,3 @@
+//! replay-tool: Backbone's operator CLI (being written).
+
+fn main() {}

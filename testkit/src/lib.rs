@@ -1,0 +1,3 @@
+//! Test helpers for Backbone.
+//!
+//! (Being written.)
