@@ -13,8 +13,10 @@ pub mod consumer;
 pub mod embedded;
 pub mod error;
 pub mod jetstream;
+mod local;
 pub mod memory;
 pub mod message;
+pub mod publisher;
 pub mod stream;
 
 pub use broker::{Broker, Features};
@@ -26,6 +28,7 @@ pub use error::{
     PublishError, PublishErrorKind, ReadError, ReadErrorKind, StreamError, StreamErrorKind,
 };
 pub use message::{OutboundMessage, PublishReceipt, StoredMessage};
+pub use publisher::{EventPublishError, EventPublishErrorKind, EventPublisher};
 pub use stream::{
     MessageStream, ProvisionOutcome, ReadRequest, ReadStart, StorageKind, StreamConfig, StreamInfo,
 };

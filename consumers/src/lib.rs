@@ -1,1 +1,51 @@
-//! Backbone consumer runtime (being written).
+//! Backbone's consumer runtime and the seed services' read models.
+//!
+//! - **Projections** ([`ReadModel`]) build deterministic state in their own
+//!   sled store ([`ProjectionStore`]). [`ProjectionRunner`] fetches a batch,
+//!   applies it through a [`Transaction`] and commits the writes together
+//!   with the checkpoint before acknowledging: at-least-once delivery,
+//!   exactly-once effect, in stream order.
+//! - **Reactors** ([`Reactor`]) perform side effects, keyed by event id, and
+//!   never fire during a replay ([`RunMode`]).
+//! - **Failure policy**: [`HandlerError::Transient`] is retried with
+//!   exponential backoff; [`HandlerError::Permanent`], exhausted deliveries
+//!   and undecodable messages go to the dead-letter stream ([`dead_letter`]).
+//! - **Rebuilds** ([`rebuild()`]) re-apply the log into a shadow store and
+//!   swap it in, for `replay-tool rebuild`.
+//! - **Read models** of the seed services live in [`models`], with a
+//!   registry by name; each has a [`ProjectionStore::digest`] to compare a
+//!   rebuild with the live model.
+//! - **Service**: [`service`] runs any set of read models from a TOML
+//!   config with `/healthz` and `/metrics` (the `backbone-consumer` binary).
+//!
+//! See `docs/consumers.md` for the operator's view.
+
+pub mod config;
+pub mod dead_letter;
+pub mod digest;
+pub mod error;
+pub mod http;
+pub mod metrics;
+pub mod model;
+pub mod models;
+pub mod projection;
+pub mod reactor;
+pub mod rebuild;
+pub mod service;
+pub mod shutdown;
+pub mod store;
+pub mod transaction;
+
+pub use config::RuntimeConfig;
+pub use error::{
+    HandlerError, RebuildError, RebuildErrorKind, RunError, RunErrorKind, StoreError,
+    StoreErrorKind,
+};
+pub use metrics::Metrics;
+pub use model::ReadModel;
+pub use projection::{ProjectionRunner, RunReport};
+pub use reactor::{Reactor, ReactorRunner, RunMode};
+pub use rebuild::{RebuildOptions, RebuildProgress, RebuildReport, apply_log, rebuild};
+pub use shutdown::{Shutdown, ShutdownTrigger, shutdown_channel};
+pub use store::ProjectionStore;
+pub use transaction::Transaction;

@@ -1,3 +1,60 @@
-//! replay-tool: Backbone's operator CLI (being written).
+//! `replay-tool`: Backbone's operator CLI. See `docs/replay-tool.md`.
 
-fn main() {}
+mod backend;
+mod cli;
+mod commands;
+mod config;
+mod error;
+mod event_view;
+mod generator;
+mod output;
+mod predicate;
+mod progress;
+mod read_models;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// Exits quietly when stdout is closed early (`replay-tool tail | head`),
+/// as command-line tools are expected to, instead of reporting a panic.
+fn exit_quietly_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .unwrap_or_default();
+        if message.contains("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
+}
+
+fn main() -> ExitCode {
+    exit_quietly_on_broken_pipe();
+    let cli = cli::Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("BACKBONE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(commands::run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::from(error.exit_code())
+        }
+    }
+}

@@ -96,7 +96,9 @@ impl fmt::Display for EncodeErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::InvalidKey(kind) => write!(f, "invalid event key: {kind}"),
-            Self::InvalidSource => f.write_str("source must be non-empty without control characters"),
+            Self::InvalidSource => {
+                f.write_str("source must be non-empty without control characters")
+            }
             Self::InvalidTime => f.write_str("time is not representable in RFC 3339"),
             Self::InvalidCorrelationId => {
                 f.write_str("correlation id must be non-empty without control characters")
@@ -159,9 +161,9 @@ impl Envelope {
         json: &serde_json::Value,
         ctx: EventContext,
     ) -> Result<Envelope, EncodeError> {
-        let event_type = registry.by_type_name(type_name).ok_or_else(|| {
-            EncodeError::new(EncodeErrorKind::UnknownType(type_name.to_owned()))
-        })?;
+        let event_type = registry
+            .by_type_name(type_name)
+            .ok_or_else(|| EncodeError::new(EncodeErrorKind::UnknownType(type_name.to_owned())))?;
         let message = event_type.from_json(json).map_err(|e| {
             debug_assert_eq!(e.kind(), &RegistryErrorKind::InvalidJson);
             EncodeError::with_source(EncodeErrorKind::InvalidJson, e)
@@ -199,7 +201,10 @@ impl Envelope {
         }
         if let Some(tp) = &ctx.traceparent {
             if !wire::is_valid_traceparent(tp) {
-                return Err(EncodeError::with_detail(EncodeErrorKind::InvalidTraceparent, tp));
+                return Err(EncodeError::with_detail(
+                    EncodeErrorKind::InvalidTraceparent,
+                    tp,
+                ));
             }
         }
         let time = match ctx.time {
@@ -262,7 +267,10 @@ impl Envelope {
         put(wire::CE_TYPE, &self.event_type);
         put(wire::CE_TIME, &self.time_rfc3339());
         put(wire::CE_SUBJECT, &self.key);
-        put(wire::CE_DATASCHEMA, &wire::data_schema_uri(&self.data_schema));
+        put(
+            wire::CE_DATASCHEMA,
+            &wire::data_schema_uri(&self.data_schema),
+        );
         put(wire::CONTENT_TYPE, wire::CONTENT_TYPE_PROTOBUF);
         if let Some(v) = &self.correlation_id {
             put(wire::CE_CORRELATIONID, v);

@@ -1,16 +1,17 @@
 //! Message headers as they travel on the wire.
 //!
-//! NATS headers are an ordered multimap of case-sensitive names to string
-//! values. [`Headers`] keeps that shape so every adapter stores and returns
-//! exactly what was published, in the order it was published.
+//! NATS headers are a multimap of case-sensitive names to string values.
+//! [`Headers`] keeps the order they were written in, which is the order they
+//! go on the wire. Readers must not depend on order: JetStream (through
+//! async-nats) returns stored headers as a map, so only the set of
+//! `(name, value)` pairs is guaranteed to read back the same on every adapter.
 
 use serde::{Deserialize, Serialize};
 
 /// An ordered multimap of header names to values.
 ///
 /// Names are compared case-sensitively, as NATS does. Insertion order is kept
-/// so that a message read back from any adapter carries its headers in the
-/// order they were written.
+/// for writing; compare headers read back from a broker as sets.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Headers(Vec<(String, String)>);
 

@@ -63,7 +63,12 @@ pub(crate) fn event_specs(pool: &DescriptorPool) -> Result<Vec<EventSpec>, Strin
         let full_name = message.full_name().to_owned();
         let key_fields: Vec<_> = message
             .fields()
-            .filter(|f| matches!(f.options().get_extension(&key_ext).as_ref(), Value::Bool(true)))
+            .filter(|f| {
+                matches!(
+                    f.options().get_extension(&key_ext).as_ref(),
+                    Value::Bool(true)
+                )
+            })
             .collect();
         let options = message.options();
         if !options.has_extension(&event_ext) {
@@ -88,7 +93,11 @@ pub(crate) fn event_specs(pool: &DescriptorPool) -> Result<Vec<EventSpec>, Strin
         let key = match key_fields.as_slice() {
             [one] => one,
             [] => return Err(format!("{full_name}: no field has [({KEY_OPTION}) = true]")),
-            _ => return Err(format!("{full_name}: more than one field has ({KEY_OPTION})")),
+            _ => {
+                return Err(format!(
+                    "{full_name}: more than one field has ({KEY_OPTION})"
+                ));
+            }
         };
         if key.kind() != Kind::String || key.is_list() || key.supports_presence() {
             return Err(format!(

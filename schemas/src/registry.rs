@@ -37,7 +37,8 @@ use crate::options;
 /// The compiled descriptor set of every `.proto` file in `schemas/proto`
 /// (with imports, custom options and source comments), as produced by
 /// `build.rs`: an encoded `google.protobuf.FileDescriptorSet`.
-pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/backbone.fds.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/backbone.fds.bin"));
 
 /// An error building the registry or transcoding a payload.
 pub type RegistryError = Error<RegistryErrorKind>;
@@ -63,7 +64,9 @@ impl fmt::Display for RegistryErrorKind {
             Self::InvalidDescriptorSet => f.write_str("invalid file descriptor set"),
             Self::InvalidEventOptions => f.write_str("invalid event options"),
             Self::UnknownType(t) => write!(f, "unknown event type {t:?}"),
-            Self::PayloadNotDecodable => f.write_str("payload does not decode as the event message"),
+            Self::PayloadNotDecodable => {
+                f.write_str("payload does not decode as the event message")
+            }
             Self::InvalidJson => f.write_str("JSON does not match the event message"),
         }
     }
@@ -243,11 +246,20 @@ mod tests {
         let listed: Vec<_> = registry
             .event_types()
             .iter()
-            .map(|t| (t.type_name.as_str(), t.full_name.as_str(), t.key_field.as_str()))
+            .map(|t| {
+                (
+                    t.type_name.as_str(),
+                    t.full_name.as_str(),
+                    t.key_field.as_str(),
+                )
+            })
             .collect();
         assert_eq!(listed, GENERATED_EVENTS);
         for t in registry.event_types() {
-            assert_eq!(registry.by_full_name(&t.full_name).unwrap().type_name, t.type_name);
+            assert_eq!(
+                registry.by_full_name(&t.full_name).unwrap().type_name,
+                t.type_name
+            );
         }
     }
 
@@ -255,10 +267,15 @@ mod tests {
     fn unknown_types_and_bad_sets_are_typed_errors() {
         let registry = Registry::global();
         let err = registry.decode("user.exploded", b"").unwrap_err();
-        assert_eq!(err.kind(), &RegistryErrorKind::UnknownType("user.exploded".into()));
+        assert_eq!(
+            err.kind(),
+            &RegistryErrorKind::UnknownType("user.exploded".into())
+        );
         let err = Registry::from_descriptor_set(b"\xff\xff").unwrap_err();
         assert_eq!(err.kind(), &RegistryErrorKind::InvalidDescriptorSet);
-        let err = registry.payload_to_json("user.followed", b"\x0a\x05").unwrap_err();
+        let err = registry
+            .payload_to_json("user.followed", b"\x0a\x05")
+            .unwrap_err();
         assert_eq!(err.kind(), &RegistryErrorKind::PayloadNotDecodable);
         let err = registry
             .json_to_payload("user.followed", &serde_json::json!({"nope": 1}))

@@ -90,10 +90,15 @@ pub fn validate_key(key: &str) -> Result<(), SubjectError> {
         return Err(SubjectError::new(SubjectErrorKind::EmptyKey));
     }
     if let Some((index, ch)) = key.char_indices().find(|&(_, c)| !is_key_char(c)) {
-        return Err(SubjectError::new(SubjectErrorKind::InvalidKeyChar { ch, index }));
+        return Err(SubjectError::new(SubjectErrorKind::InvalidKeyChar {
+            ch,
+            index,
+        }));
     }
     if key.len() > MAX_KEY_LEN {
-        return Err(SubjectError::new(SubjectErrorKind::KeyTooLong { len: key.len() }));
+        return Err(SubjectError::new(SubjectErrorKind::KeyTooLong {
+            len: key.len(),
+        }));
     }
     Ok(())
 }
@@ -155,14 +160,22 @@ mod tests {
 
     #[test]
     fn key_rules() {
-        assert_eq!(validate_key("").unwrap_err().kind(), &SubjectErrorKind::EmptyKey);
+        assert_eq!(
+            validate_key("").unwrap_err().kind(),
+            &SubjectErrorKind::EmptyKey
+        );
         let long = "k".repeat(MAX_KEY_LEN + 1);
         assert_eq!(
             validate_key(&long).unwrap_err().kind(),
             &SubjectErrorKind::KeyTooLong { len: 129 }
         );
         assert!(validate_key(&long[1..]).is_ok());
-        for (key, ch, index) in [("a.b", '.', 1), ("*", '*', 0), ("x>", '>', 1), ("é", 'é', 0)] {
+        for (key, ch, index) in [
+            ("a.b", '.', 1),
+            ("*", '*', 0),
+            ("x>", '>', 1),
+            ("é", 'é', 0),
+        ] {
             assert_eq!(
                 validate_key(key).unwrap_err().kind(),
                 &SubjectErrorKind::InvalidKeyChar { ch, index }

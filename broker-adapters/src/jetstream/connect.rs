@@ -1,0 +1,217 @@
+//! Connecting: options to async-nats, failures to `ConnectErrorKind`, and the
+//! server's version and JetStream checked up front.
+
+use std::{
+    sync::{Arc, atomic::AtomicBool},
+    time::Duration,
+};
+
+use async_nats::{ConnectOptions, Event, ServerAddr, ServerError};
+
+use super::{
+    Shared,
+    api::{Api, ApiFailure, code},
+    options::{Auth, JetStreamOptions},
+    permissions::PermissionViolations,
+    version::ServerVersion,
+};
+use crate::error::{ConnectError, ConnectErrorKind};
+
+/// Connects and verifies that JetStream answers.
+pub(crate) async fn connect(options: JetStreamOptions) -> Result<Shared, ConnectError> {
+    let addrs = validate(&options)?;
+    let violations = Arc::new(PermissionViolations::default());
+    let nats_options = nats_options(&options, violations.clone()).await?;
+
+    // connection_timeout bounds each TCP/TLS attempt; the outer bound also
+    // covers trying several URLs.
+    let overall = options.connect_timeout * u32::try_from(addrs.len()).unwrap_or(1).max(1)
+        + Duration::from_millis(500);
+    let client = match tokio::time::timeout(overall, nats_options.connect(addrs)).await {
+        Ok(Ok(client)) => client,
+        Ok(Err(err)) => return Err(map_connect_error(err)),
+        Err(_) => {
+            return Err(ConnectError::with_detail(
+                ConnectErrorKind::Unreachable,
+                format!("no server answered within {overall:?}"),
+            ));
+        }
+    };
+
+    let info = client.server_info();
+    let version = ServerVersion::parse(&info.version).unwrap_or(ServerVersion::FLOOR);
+    if version < ServerVersion::FLOOR {
+        tracing::warn!(
+            server_version = %version,
+            floor = %ServerVersion::FLOOR,
+            "nats-server is older than the supported floor"
+        );
+    }
+
+    let api = Api {
+        client: client.clone(),
+        timeout: options.request_timeout,
+    };
+    if let Err(failure) = api
+        .request::<serde_json::Value>("INFO", &serde_json::Value::Null)
+        .await
+    {
+        let kind = match &failure {
+            ApiFailure::TimedOut | ApiFailure::Unavailable => ConnectErrorKind::Unreachable,
+            _ => ConnectErrorKind::JetStreamUnavailable,
+        };
+        let hint = match failure.code() {
+            Some(code::NOT_ENABLED_FOR_ACCOUNT | code::NOT_ENABLED) | None => {
+                " (start nats-server with -js, or enable JetStream for the account)"
+            }
+            Some(_) => "",
+        };
+        return Err(ConnectError::with_detail(
+            kind,
+            format!("JetStream account info: {}{hint}", failure.describe()),
+        ));
+    }
+
+    let context = async_nats::jetstream::ContextBuilder::new()
+        .timeout(options.publish_timeout)
+        .max_ack_inflight(options.max_in_flight.max(1) * 4)
+        .backpressure_on_inflight(true)
+        .build(client.clone());
+
+    Ok(Shared {
+        client,
+        context,
+        api,
+        options,
+        version,
+        violations,
+        closed: AtomicBool::new(false),
+    })
+}
+
+fn validate(options: &JetStreamOptions) -> Result<Vec<ServerAddr>, ConnectError> {
+    let invalid =
+        |detail: String| ConnectError::with_detail(ConnectErrorKind::InvalidOptions, detail);
+    if options.urls.is_empty() {
+        return Err(invalid("no server URL given".into()));
+    }
+    if options.max_in_flight == 0 {
+        return Err(invalid("max_in_flight must be at least 1".into()));
+    }
+    if let Some(tls) = &options.tls {
+        if tls.client_cert_file.is_some() != tls.client_key_file.is_some() {
+            return Err(invalid(
+                "a TLS client certificate needs its key, and a key its certificate".into(),
+            ));
+        }
+    }
+    options
+        .urls
+        .iter()
+        .map(|url| {
+            url.parse::<ServerAddr>()
+                .map_err(|e| invalid(format!("bad server URL {url:?}: {e}")))
+        })
+        .collect()
+}
+
+async fn nats_options(
+    options: &JetStreamOptions,
+    violations: Arc<PermissionViolations>,
+) -> Result<ConnectOptions, ConnectError> {
+    let mut nats = match &options.auth {
+        Auth::None => ConnectOptions::new(),
+        Auth::UserPassword { user, password } => {
+            ConnectOptions::with_user_and_password(user.clone(), password.clone())
+        }
+        Auth::Token(token) => ConnectOptions::with_token(token.clone()),
+        Auth::NKeySeed(seed) => {
+            nkeys_seed_is_valid(seed)?;
+            ConnectOptions::with_nkey(seed.clone())
+        }
+        Auth::CredsFile(path) => ConnectOptions::with_credentials_file(path.clone())
+            .await
+            .map_err(|e| {
+                ConnectError::with_source(ConnectErrorKind::InvalidOptions, e)
+                    .detail(format!("reading creds file {}", path.display()))
+            })?,
+    };
+    if let Some(name) = &options.name {
+        nats = nats.name(name.clone());
+    }
+    if let Some(tls) = &options.tls {
+        for path in [&tls.ca_file, &tls.client_cert_file, &tls.client_key_file]
+            .into_iter()
+            .flatten()
+        {
+            if !path.is_file() {
+                return Err(ConnectError::with_detail(
+                    ConnectErrorKind::Tls,
+                    format!("TLS file {} is not readable", path.display()),
+                ));
+            }
+        }
+        nats = nats.require_tls(tls.require);
+        if let Some(ca) = &tls.ca_file {
+            nats = nats.add_root_certificates(ca.clone());
+        }
+        if let (Some(cert), Some(key)) = (&tls.client_cert_file, &tls.client_key_file) {
+            nats = nats.add_client_certificate(cert.clone(), key.clone());
+        }
+    }
+    let reconnect = options.reconnect.clone();
+    nats = nats
+        .connection_timeout(options.connect_timeout)
+        .request_timeout(Some(options.request_timeout))
+        .max_reconnects(reconnect.max_attempts)
+        .reconnect_delay_callback(move |attempt| {
+            let exp = u32::try_from(attempt.min(16)).unwrap_or(16);
+            reconnect
+                .initial_delay
+                .saturating_mul(2u32.saturating_pow(exp))
+                .min(reconnect.max_delay)
+        })
+        .event_callback(move |event| {
+            let violations = violations.clone();
+            async move {
+                match event {
+                    Event::ServerError(ServerError::Other(text)) => {
+                        violations.observe(&text);
+                        tracing::warn!(%text, "nats server error");
+                    }
+                    Event::Disconnected => tracing::info!("nats connection lost"),
+                    Event::Connected => tracing::info!("nats connected"),
+                    other => tracing::debug!(event = %other, "nats event"),
+                }
+            }
+        });
+    Ok(nats)
+}
+
+fn nkeys_seed_is_valid(seed: &str) -> Result<(), ConnectError> {
+    // Checked here because async-nats only discovers a bad seed while
+    // signing the server's nonce, reported as an authentication failure.
+    let trimmed = seed.trim();
+    if trimmed.len() < 20 || !trimmed.starts_with('S') {
+        return Err(ConnectError::with_detail(
+            ConnectErrorKind::InvalidOptions,
+            "the NKey seed is not a seed (it must start with 'S')",
+        ));
+    }
+    Ok(())
+}
+
+fn map_connect_error(err: async_nats::ConnectError) -> ConnectError {
+    use async_nats::ConnectErrorKind as Nats;
+    let kind = match err.kind() {
+        Nats::Authentication | Nats::AuthorizationViolation => {
+            ConnectErrorKind::AuthenticationFailed
+        }
+        Nats::Tls => ConnectErrorKind::Tls,
+        Nats::ServerParse => ConnectErrorKind::InvalidOptions,
+        Nats::TimedOut | Nats::Io | Nats::Dns | Nats::MaxReconnects => {
+            ConnectErrorKind::Unreachable
+        }
+    };
+    ConnectError::with_source(kind, err)
+}

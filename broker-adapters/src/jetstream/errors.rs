@@ -1,0 +1,95 @@
+//! Mapping API failures to each operation's error kind.
+
+use super::api::{ApiFailure, code};
+use crate::error::{
+    ConsumerError, ConsumerErrorKind, ReadError, ReadErrorKind, StreamError, StreamErrorKind,
+};
+
+fn is_permission(failure: &ApiFailure) -> bool {
+    matches!(failure, ApiFailure::Api { status: 403, .. })
+        || matches!(failure, ApiFailure::Api { description, .. } if description.contains("ermission"))
+}
+
+/// A failed stream request.
+pub(crate) fn stream_error(failure: ApiFailure) -> StreamError {
+    let kind = match &failure {
+        ApiFailure::TimedOut => StreamErrorKind::TimedOut,
+        ApiFailure::Unavailable | ApiFailure::NoResponders => StreamErrorKind::BrokerUnavailable,
+        f if is_permission(f) => StreamErrorKind::PermissionDenied,
+        ApiFailure::Api { code, .. } => match *code {
+            code::STREAM_NOT_FOUND => StreamErrorKind::StreamNotFound,
+            code::REPLICAS_NOT_SUPPORTED => StreamErrorKind::Unsupported,
+            code::STREAM_INVALID_CONFIG | code::SUBJECTS_OVERLAP | code::STREAM_NAME_IN_USE => {
+                StreamErrorKind::InvalidConfig
+            }
+            _ => StreamErrorKind::InvalidConfig,
+        },
+        ApiFailure::Malformed(_) => StreamErrorKind::StorageFailure,
+    };
+    StreamError::with_detail(kind, failure.describe())
+}
+
+/// A failed read request.
+pub(crate) fn read_error(failure: ApiFailure) -> ReadError {
+    let kind = match &failure {
+        ApiFailure::TimedOut => ReadErrorKind::TimedOut,
+        ApiFailure::Unavailable | ApiFailure::NoResponders => ReadErrorKind::BrokerUnavailable,
+        f if is_permission(f) => ReadErrorKind::PermissionDenied,
+        ApiFailure::Api { code, .. } => match *code {
+            code::STREAM_NOT_FOUND => ReadErrorKind::StreamNotFound,
+            code::NO_MESSAGE_FOUND => ReadErrorKind::MessageNotFound,
+            _ => ReadErrorKind::InvalidRequest,
+        },
+        ApiFailure::Malformed(_) => ReadErrorKind::Corrupted,
+    };
+    ReadError::with_detail(kind, failure.describe())
+}
+
+/// A failed consumer request.
+pub(crate) fn consumer_error(failure: ApiFailure) -> ConsumerError {
+    let kind = match &failure {
+        ApiFailure::TimedOut => ConsumerErrorKind::TimedOut,
+        ApiFailure::Unavailable | ApiFailure::NoResponders => ConsumerErrorKind::BrokerUnavailable,
+        f if is_permission(f) => ConsumerErrorKind::PermissionDenied,
+        ApiFailure::Api { code, .. } => match *code {
+            code::STREAM_NOT_FOUND => ConsumerErrorKind::StreamNotFound,
+            code::CONSUMER_NOT_FOUND => ConsumerErrorKind::ConsumerNotFound,
+            _ => ConsumerErrorKind::InvalidConfig,
+        },
+        ApiFailure::Malformed(_) => ConsumerErrorKind::StorageFailure,
+    };
+    ConsumerError::with_detail(kind, failure.describe())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api(code: u64, status: u16) -> ApiFailure {
+        ApiFailure::Api {
+            status,
+            code,
+            description: "x".into(),
+        }
+    }
+
+    #[test]
+    fn not_found_codes_map_to_not_found_kinds() {
+        assert_eq!(
+            stream_error(api(code::STREAM_NOT_FOUND, 404)).kind(),
+            &StreamErrorKind::StreamNotFound
+        );
+        assert_eq!(
+            read_error(api(code::NO_MESSAGE_FOUND, 404)).kind(),
+            &ReadErrorKind::MessageNotFound
+        );
+        assert_eq!(
+            consumer_error(api(code::CONSUMER_NOT_FOUND, 404)).kind(),
+            &ConsumerErrorKind::ConsumerNotFound
+        );
+        assert_eq!(
+            consumer_error(ApiFailure::Unavailable).kind(),
+            &ConsumerErrorKind::BrokerUnavailable
+        );
+    }
+}

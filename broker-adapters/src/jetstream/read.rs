@@ -1,0 +1,309 @@
+//! Reading the log: single messages and ordered range reads.
+
+use std::{collections::VecDeque, sync::Arc, time::Duration};
+
+use futures::stream;
+use serde_json::{Value, json};
+
+use super::{
+    Shared,
+    api::code,
+    consumer::WireConsumerInfo,
+    errors::read_error,
+    provision::{valid_pattern, wire_info},
+    pull::{PullEnd, Pulled, fetch_available},
+    wire::{WireMsgGet, duration_nanos, format_time},
+};
+use crate::{
+    error::{ReadError, ReadErrorKind},
+    message::StoredMessage,
+    stream::{MessageStream, ReadRequest, ReadStart},
+};
+
+/// Messages requested per pull of an ordered read.
+const READ_BATCH: usize = 1000;
+/// How long one pull of a following read waits for new messages.
+const FOLLOW_WAIT: Duration = Duration::from_secs(5);
+/// An abandoned read's consumer is removed by the server after this.
+const READ_CONSUMER_IDLE: Duration = Duration::from_secs(30);
+/// Consecutive failed pulls before a read gives up with an error.
+const MAX_READ_FAILURES: u32 = 3;
+
+/// The message `seq`, through `STREAM.MSG.GET`, which works whether or not
+/// the stream allows direct gets and returns headers exactly as stored.
+pub(crate) async fn get(
+    shared: &Shared,
+    stream: &str,
+    seq: u64,
+) -> Result<StoredMessage, ReadError> {
+    msg_get(shared, stream, json!({ "seq": seq })).await
+}
+
+/// The last message on `subject`, or `None`.
+pub(crate) async fn last_on_subject(
+    shared: &Shared,
+    stream: &str,
+    subject: &str,
+) -> Result<Option<StoredMessage>, ReadError> {
+    match msg_get(shared, stream, json!({ "last_by_subj": subject })).await {
+        Ok(message) => Ok(Some(message)),
+        Err(err) if err.kind() == &ReadErrorKind::MessageNotFound => Ok(None),
+        Err(err) => Err(err),
+    }
+}
+
+async fn msg_get(shared: &Shared, stream: &str, body: Value) -> Result<StoredMessage, ReadError> {
+    wire_info(shared, stream).await.map_err(read_error)?;
+    let answer: WireMsgGet = shared
+        .api
+        .request(&format!("STREAM.MSG.GET.{stream}"), &body)
+        .await
+        .map_err(read_error)?;
+    answer
+        .message
+        .into_stored(stream)
+        .map_err(|why| ReadError::with_detail(ReadErrorKind::Corrupted, why))
+}
+
+/// An ordered read through an ephemeral pull consumer (no acks, in memory),
+/// recreated from the next sequence if it is lost or skips.
+pub(crate) async fn read(
+    shared: &Arc<Shared>,
+    stream: &str,
+    request: ReadRequest,
+) -> Result<MessageStream, ReadError> {
+    let invalid = |d: String| ReadError::with_detail(ReadErrorKind::InvalidRequest, d);
+    if let Some(filter) = &request.filter {
+        if !valid_pattern(filter) {
+            return Err(invalid(format!("invalid filter {filter:?}")));
+        }
+    }
+    if let (ReadStart::Sequence(start), Some(end)) = (request.start, request.end_seq) {
+        if end < start {
+            return Err(invalid(format!("end {end} is before start {start}")));
+        }
+    }
+    let info = wire_info(shared, stream).await.map_err(read_error)?;
+    let last_at_call = info.last_seq();
+    let bound = match (request.follow, request.end_seq) {
+        (true, end) => end,
+        (false, Some(end)) => Some(end.min(last_at_call)),
+        (false, None) => Some(last_at_call),
+    };
+    let mut reader = Reader {
+        shared: shared.clone(),
+        stream: stream.to_owned(),
+        filter: request.filter.clone(),
+        start: request.start,
+        bound,
+        end_time: request.end_time,
+        follow: request.follow,
+        consumer: None,
+        last_consumer_seq: 0,
+        buffer: VecDeque::new(),
+        failures: 0,
+        done: bound == Some(0),
+    };
+    if !reader.done {
+        reader.open().await?;
+    }
+    Ok(Box::pin(stream::unfold(reader, |mut reader| async move {
+        reader.next().await.map(|item| (item, reader))
+    })))
+}
+
+struct Reader {
+    shared: Arc<Shared>,
+    stream: String,
+    filter: Option<String>,
+    start: ReadStart,
+    bound: Option<u64>,
+    end_time: Option<std::time::SystemTime>,
+    follow: bool,
+    consumer: Option<String>,
+    last_consumer_seq: u64,
+    buffer: VecDeque<Pulled>,
+    failures: u32,
+    done: bool,
+}
+
+impl Reader {
+    async fn next(&mut self) -> Option<Result<StoredMessage, ReadError>> {
+        loop {
+            if let Some(pulled) = self.buffer.pop_front() {
+                if let Some(item) = self.accept(pulled) {
+                    return Some(Ok(item));
+                }
+                continue;
+            }
+            if self.done {
+                self.close();
+                return None;
+            }
+            if let Err(err) = self.fill().await {
+                self.done = true;
+                self.close();
+                return Some(Err(err));
+            }
+        }
+    }
+
+    /// Returns the message if it belongs to the read; ends the read past
+    /// its bounds.
+    fn accept(&mut self, pulled: Pulled) -> Option<StoredMessage> {
+        if self.done {
+            return None;
+        }
+        let seq = pulled.message.seq;
+        if self.bound.is_some_and(|b| seq > b)
+            || self.end_time.is_some_and(|t| pulled.message.time > t)
+        {
+            self.finish();
+            return None;
+        }
+        self.start = ReadStart::Sequence(seq + 1);
+        if self.bound == Some(seq) || (!self.follow && pulled.meta.pending == 0) {
+            self.finish();
+        }
+        Some(pulled.message)
+    }
+
+    fn finish(&mut self) {
+        self.done = true;
+        self.buffer.clear();
+    }
+
+    async fn fill(&mut self) -> Result<(), ReadError> {
+        if self.consumer.is_none() {
+            self.open().await?;
+            if self.done {
+                return Ok(());
+            }
+        }
+        let Some(name) = self.consumer.clone() else {
+            return Ok(());
+        };
+        let wait = if self.follow {
+            FOLLOW_WAIT
+        } else {
+            Duration::ZERO
+        };
+        let pulled = fetch_available(&self.shared, &self.stream, &name, READ_BATCH, wait).await;
+        let lost = match pulled {
+            Ok(Ok(batch)) => {
+                self.failures = 0;
+                if batch.is_empty() && !self.follow {
+                    // Nothing more is available: the read is complete.
+                    self.finish();
+                    return Ok(());
+                }
+                let mut gap = false;
+                for p in batch {
+                    if p.meta.consumer_seq != self.last_consumer_seq + 1 {
+                        gap = true;
+                        break;
+                    }
+                    self.last_consumer_seq = p.meta.consumer_seq;
+                    self.buffer.push_back(p);
+                }
+                gap
+            }
+            Ok(Err(PullEnd::ConsumerGone)) => true,
+            Err(err) => {
+                self.failures += 1;
+                if self.failures >= MAX_READ_FAILURES {
+                    return Err(ReadError::with_detail(
+                        match err.kind() {
+                            crate::ConsumerErrorKind::TimedOut => ReadErrorKind::TimedOut,
+                            _ => ReadErrorKind::BrokerUnavailable,
+                        },
+                        err.to_string(),
+                    ));
+                }
+                true
+            }
+        };
+        if lost {
+            // Restart after the last message handed out, as an ordered
+            // consumer does.
+            self.close();
+        }
+        Ok(())
+    }
+
+    /// Creates the ephemeral consumer from the current start.
+    async fn open(&mut self) -> Result<(), ReadError> {
+        let mut config = json!({
+            "ack_policy": "none",
+            "replay_policy": "instant",
+            "mem_storage": true,
+            "num_replicas": 1,
+            "max_deliver": 1,
+            "inactive_threshold": duration_nanos(READ_CONSUMER_IDLE),
+        });
+        match self.start {
+            ReadStart::First => config["deliver_policy"] = json!("all"),
+            ReadStart::Sequence(seq) => {
+                config["deliver_policy"] = json!("by_start_sequence");
+                config["opt_start_seq"] = json!(seq.max(1));
+            }
+            ReadStart::Time(time) => {
+                config["deliver_policy"] = json!("by_start_time");
+                config["opt_start_time"] = json!(format_time(time));
+            }
+        }
+        if let Some(filter) = &self.filter {
+            config["filter_subject"] = json!(filter);
+        }
+        let created: WireConsumerInfo = self
+            .shared
+            .api
+            .request(
+                &format!("CONSUMER.CREATE.{}", self.stream),
+                &json!({ "stream_name": self.stream, "config": config }),
+            )
+            .await
+            .map_err(|failure| {
+                if failure.code() == Some(code::STREAM_NOT_FOUND) {
+                    read_error(failure)
+                } else {
+                    let err = read_error(failure);
+                    let kind = match err.kind() {
+                        ReadErrorKind::TimedOut | ReadErrorKind::BrokerUnavailable => {
+                            err.kind().clone()
+                        }
+                        _ => ReadErrorKind::InvalidRequest,
+                    };
+                    err.map_kind(|_| kind)
+                }
+            })?;
+        self.consumer = Some(created.name().to_owned());
+        self.last_consumer_seq = 0;
+        if created.num_pending == 0 && !self.follow {
+            self.finish();
+        }
+        Ok(())
+    }
+
+    /// Deletes the consumer in the background; the server would drop it
+    /// after its idle threshold anyway.
+    fn close(&mut self) {
+        let Some(name) = self.consumer.take() else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let shared = self.shared.clone();
+        let subject = format!("CONSUMER.DELETE.{}.{name}", self.stream);
+        runtime.spawn(async move {
+            let _ = shared.api.request::<Value>(&subject, &Value::Null).await;
+        });
+    }
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        self.close();
+    }
+}

@@ -1,0 +1,277 @@
+//! The engine's shared state: streams, their trees and counters, consumer
+//! state, and the group-commit flusher.
+
+use std::{
+    collections::BTreeMap,
+    sync::{
+        Arc, Mutex, MutexGuard,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Instant, SystemTime},
+};
+
+use tokio::sync::Notify;
+
+use super::{
+    codec::{self, Corrupt, StreamCounters},
+    consumer_state::{ConsumerState, filters_match},
+    storage::{Storage, StorageError, Tree},
+};
+use crate::{
+    error::{ConnectError, ConnectErrorKind, Error},
+    stream::StreamConfig,
+};
+
+/// The on-disk format this engine writes and reads.
+pub(crate) const FORMAT_VERSION: u8 = 1;
+/// Key of the format version byte in the `meta` tree.
+pub(crate) const FORMAT_KEY: &[u8] = b"format_version";
+/// Entries read from a tree per storage call; bounds memory per read step.
+pub(crate) const CHUNK: usize = 256;
+
+/// One stream's runtime state.
+pub(crate) struct StreamRt<T> {
+    pub(crate) config: StreamConfig,
+    /// Sequence -> sealed message.
+    pub(crate) msgs: T,
+    /// Subject -> last sequence on it.
+    pub(crate) subjects: T,
+    /// Message id -> (sequence, store time).
+    pub(crate) dedup: T,
+    /// Durable name -> sealed consumer state.
+    pub(crate) consumer_tree: T,
+    pub(crate) counters: StreamCounters,
+    /// First stored sequence; `last_seq + 1` when empty.
+    pub(crate) first_seq: u64,
+    pub(crate) consumers: BTreeMap<String, ConsumerState>,
+    /// Woken on every publish, settlement and purge.
+    pub(crate) notify: Arc<Notify>,
+    /// Messages up to here had their expired dedup entries pruned.
+    pub(crate) dedup_pruned: u64,
+    /// No dedup entry expires before this time (nanoseconds since the epoch).
+    pub(crate) dedup_next_expiry: u128,
+}
+
+/// Shared engine state behind [`super::LocalBroker`].
+pub(crate) struct Core<S: Storage> {
+    pub(crate) storage: S,
+    /// Stream name -> sealed JSON config.
+    pub(crate) stream_tree: S::Tree,
+    /// Stream name -> sealed counters.
+    pub(crate) counter_tree: S::Tree,
+    pub(crate) streams: Mutex<BTreeMap<String, StreamRt<S::Tree>>>,
+    pub(crate) max_payload: usize,
+    /// What the store is, for messages and `Debug`.
+    pub(crate) label: String,
+    pub(crate) closed: AtomicBool,
+    /// Write epochs: bumped after each group of writes.
+    pub(crate) written: AtomicU64,
+    /// Highest write epoch known durable.
+    pub(crate) flushed: AtomicU64,
+    pub(crate) flush_lock: tokio::sync::Mutex<()>,
+}
+
+fn tree_name(kind: &str, stream: &str) -> String {
+    format!("{kind}/{stream}")
+}
+
+fn corrupt_store(what: &str, c: Corrupt) -> ConnectError {
+    Error::with_detail(ConnectErrorKind::Corrupted, format!("{what}: {}", c.0))
+}
+
+fn io_error(e: StorageError) -> ConnectError {
+    Error::with_source(ConnectErrorKind::Io, e)
+}
+
+impl<S: Storage> Core<S> {
+    /// Opens the engine on `storage`, checking the format version and
+    /// loading every stream and consumer.
+    pub(crate) fn open(
+        storage: S,
+        max_payload: usize,
+        label: String,
+    ) -> Result<Self, ConnectError> {
+        let meta = storage.open_tree("meta").map_err(io_error)?;
+        match meta.get(FORMAT_KEY).map_err(io_error)? {
+            None => meta
+                .insert(FORMAT_KEY, &[FORMAT_VERSION])
+                .map_err(io_error)?,
+            Some(v) if v.as_slice() == [FORMAT_VERSION] => {}
+            Some(v) => {
+                let found = v.first().copied().unwrap_or(0);
+                return Err(Error::with_detail(
+                    ConnectErrorKind::UnsupportedFormat { found },
+                    format!(
+                        "{label} has format version {found}; this build reads {FORMAT_VERSION}"
+                    ),
+                ));
+            }
+        }
+        let stream_tree = storage.open_tree("streams").map_err(io_error)?;
+        let counter_tree = storage.open_tree("counters").map_err(io_error)?;
+        let core = Self {
+            storage,
+            stream_tree,
+            counter_tree,
+            streams: Mutex::new(BTreeMap::new()),
+            max_payload,
+            label,
+            closed: AtomicBool::new(false),
+            written: AtomicU64::new(0),
+            flushed: AtomicU64::new(0),
+            flush_lock: tokio::sync::Mutex::new(()),
+        };
+        let mut loaded = BTreeMap::new();
+        for (name, value) in core.stream_tree.scan(b"", usize::MAX).map_err(io_error)? {
+            let body = codec::unseal(&value).map_err(|c| corrupt_store("stream config", c))?;
+            let config: StreamConfig = serde_json::from_slice(body).map_err(|e| {
+                Error::with_source(ConnectErrorKind::Corrupted, e).detail("stream config")
+            })?;
+            let name = String::from_utf8_lossy(&name).into_owned();
+            loaded.insert(name, core.load_stream(config)?);
+        }
+        *core.lock() = loaded;
+        Ok(core)
+    }
+
+    fn load_stream(&self, config: StreamConfig) -> Result<StreamRt<S::Tree>, ConnectError> {
+        let mut rt = self.new_stream(config).map_err(io_error)?;
+        let name = rt.config.name.clone();
+        if let Some(v) = self.counter_tree.get(name.as_bytes()).map_err(io_error)? {
+            rt.counters = StreamCounters::decode(&v).map_err(|c| corrupt_store("counters", c))?;
+        }
+        // Messages written after the counters were last saved (a crash
+        // between the two writes) are counted again from the log itself.
+        let mut from = rt.counters.last_seq + 1;
+        loop {
+            let chunk = rt
+                .msgs
+                .scan(&codec::seq_key(from), CHUNK)
+                .map_err(io_error)?;
+            let Some((last_key, _)) = chunk.last() else {
+                break;
+            };
+            from = codec::key_seq(last_key).map_err(|c| corrupt_store("message key", c))? + 1;
+            for (key, value) in &chunk {
+                let seq = codec::key_seq(key).map_err(|c| corrupt_store("message key", c))?;
+                let msg = codec::decode_message(&name, seq, value)
+                    .map_err(|c| corrupt_store(&format!("message {seq}"), c))?;
+                rt.counters.last_seq = seq;
+                rt.counters.messages += 1;
+                rt.counters.bytes +=
+                    codec::message_size(&msg.subject, &msg.headers, msg.payload.len());
+                rt.counters.last_time = codec::time_nanos(msg.time);
+            }
+        }
+        rt.first_seq = self.first_seq(&rt).map_err(io_error)?;
+        rt.dedup_pruned = rt.first_seq.saturating_sub(1);
+        let now = Instant::now();
+        for (key, value) in rt.consumer_tree.scan(b"", usize::MAX).map_err(io_error)? {
+            let durable = String::from_utf8_lossy(&key).into_owned();
+            let mut state = ConsumerState::decode(&durable, &value, now)
+                .map_err(|c| corrupt_store(&format!("consumer {durable}"), c))?;
+            state.num_pending = count_matching(&rt, &state.config.filter_subjects, state.cursor)
+                .map_err(io_error)?;
+            rt.consumers.insert(durable, state);
+        }
+        Ok(rt)
+    }
+
+    /// Runtime state for a stream with empty counters, its trees opened.
+    pub(crate) fn new_stream(
+        &self,
+        config: StreamConfig,
+    ) -> Result<StreamRt<S::Tree>, StorageError> {
+        let name = &config.name;
+        Ok(StreamRt {
+            msgs: self.storage.open_tree(&tree_name("msgs", name))?,
+            subjects: self.storage.open_tree(&tree_name("subj", name))?,
+            dedup: self.storage.open_tree(&tree_name("dedup", name))?,
+            consumer_tree: self.storage.open_tree(&tree_name("cons", name))?,
+            counters: StreamCounters::default(),
+            first_seq: 1,
+            consumers: BTreeMap::new(),
+            notify: Arc::new(Notify::new()),
+            dedup_pruned: 0,
+            dedup_next_expiry: 0,
+            config,
+        })
+    }
+
+    /// The first stored sequence of `rt` (`last_seq + 1` when empty).
+    pub(crate) fn first_seq(&self, rt: &StreamRt<S::Tree>) -> Result<u64, StorageError> {
+        let first = rt.msgs.scan(&codec::seq_key(0), 1)?;
+        Ok(match first.first() {
+            Some((key, _)) => codec::key_seq(key).unwrap_or(rt.counters.last_seq + 1),
+            None => rt.counters.last_seq + 1,
+        })
+    }
+
+    /// The stream map; a poisoned lock is taken over, since every writer
+    /// leaves it consistent between storage calls.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, BTreeMap<String, StreamRt<S::Tree>>> {
+        self.streams
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// Marks a group of writes done; returns its epoch for [`Self::wait_durable`].
+    pub(crate) fn bump_epoch(&self) -> u64 {
+        self.written.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    /// Waits until the writes of `epoch` are durable. Concurrent callers
+    /// share flushes: whoever holds the flush lock flushes everything
+    /// written so far, and the rest find their epoch already covered.
+    pub(crate) async fn wait_durable(&self, epoch: u64) -> Result<(), StorageError> {
+        if !self.storage.persistent() || self.flushed.load(Ordering::SeqCst) >= epoch {
+            return Ok(());
+        }
+        let _flushing = self.flush_lock.lock().await;
+        if self.flushed.load(Ordering::SeqCst) >= epoch {
+            return Ok(());
+        }
+        let target = self.written.load(Ordering::SeqCst);
+        self.storage.flush().await?;
+        self.flushed.fetch_max(target, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// The store time of the first message of `rt`.
+    pub(crate) fn first_time(&self, rt: &StreamRt<S::Tree>) -> Option<SystemTime> {
+        let first = rt.msgs.scan(&codec::seq_key(rt.first_seq), 1).ok()?;
+        let (key, value) = first.first()?;
+        let seq = codec::key_seq(key).ok()?;
+        codec::decode_message(&rt.config.name, seq, value)
+            .ok()
+            .map(|m| m.time)
+    }
+}
+
+/// Stored messages after `after` whose subject matches `filters`.
+pub(crate) fn count_matching<T: Tree>(
+    rt: &StreamRt<T>,
+    filters: &[String],
+    after: u64,
+) -> Result<u64, StorageError> {
+    if after < rt.first_seq && filters.is_empty() {
+        return Ok(rt.counters.messages);
+    }
+    let mut count = 0;
+    let mut from = after + 1;
+    loop {
+        let chunk = rt.msgs.scan(&codec::seq_key(from), CHUNK)?;
+        let Some((last_key, _)) = chunk.last() else {
+            return Ok(count);
+        };
+        from = codec::key_seq(last_key).unwrap_or(u64::MAX - 1) + 1;
+        for (key, value) in &chunk {
+            let seq = codec::key_seq(key).unwrap_or(0);
+            // A damaged entry still occupies a sequence the consumer will
+            // reach; it is counted and later reported as exhausted.
+            let matches = codec::decode_message("", seq, value)
+                .map_or(true, |m| filters_match(filters, &m.subject));
+            count += u64::from(matches);
+        }
+    }
+}

@@ -1,0 +1,244 @@
+//! The embedded log on disk: persistence across reopen, the directory lock,
+//! corruption detection and the format version.
+
+use std::{
+    io::{BufRead, BufReader},
+    path::Path,
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use backbone_broker::{
+    Broker, ConnectErrorKind, ConsumerConfig, OutboundMessage, ReadErrorKind, ReadRequest,
+    StreamConfig,
+    embedded::{EmbeddedBroker, EmbeddedOptions},
+};
+use futures::StreamExt;
+
+const HOLD_ENV: &str = "BACKBONE_TEST_HOLD_STORE";
+
+fn open(path: &Path) -> EmbeddedBroker {
+    EmbeddedBroker::open(EmbeddedOptions {
+        path: path.to_path_buf(),
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+fn open_err(path: &Path) -> ConnectErrorKind {
+    EmbeddedBroker::open(EmbeddedOptions {
+        path: path.to_path_buf(),
+        ..Default::default()
+    })
+    .unwrap_err()
+    .kind()
+    .clone()
+}
+
+async fn with_events(path: &Path, n: u64) -> EmbeddedBroker {
+    let b = open(path);
+    b.ensure_stream(&StreamConfig::event_log()).await.unwrap();
+    for i in 1..=n {
+        b.publish(OutboundMessage::new(
+            format!("events.a.{i}"),
+            format!("payload-{i}"),
+        ))
+        .await
+        .unwrap();
+    }
+    b
+}
+
+#[tokio::test]
+async fn messages_streams_and_consumer_progress_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = with_events(dir.path(), 4).await;
+    assert!(b.features().persistent);
+    let c = b
+        .consumer("EVENTS", ConsumerConfig::durable("proj"))
+        .await
+        .unwrap();
+    let batch = c.fetch(3, Duration::from_millis(50)).await.unwrap();
+    batch[0].ack().await.unwrap();
+    batch[1].ack().await.unwrap();
+    b.close().await.unwrap();
+    drop((batch, c, b));
+
+    let b = open(dir.path());
+    let info = b.stream_info("EVENTS").await.unwrap();
+    assert_eq!((info.messages, info.first_seq, info.last_seq), (4, 1, 4));
+    assert_eq!(&b.get("EVENTS", 4).await.unwrap().payload[..], b"payload-4");
+    let c = b
+        .consumer("EVENTS", ConsumerConfig::durable("proj"))
+        .await
+        .unwrap();
+    let again: Vec<(u64, u32)> = c
+        .fetch(10, Duration::from_millis(50))
+        .await
+        .unwrap()
+        .iter()
+        .map(|d| (d.message.seq, d.delivery_count))
+        .collect();
+    assert_eq!(
+        again,
+        vec![(3, 2), (4, 1)],
+        "acked never again; unacked redelivered"
+    );
+    assert_eq!(
+        b.publish(OutboundMessage::new("events.a.5", "x"))
+            .await
+            .unwrap()
+            .seq,
+        5
+    );
+}
+
+#[tokio::test]
+async fn a_second_open_of_the_same_directory_is_locked() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = open(dir.path());
+    let err = EmbeddedBroker::open(EmbeddedOptions {
+        path: dir.path().to_path_buf(),
+        ..Default::default()
+    })
+    .unwrap_err();
+    assert_eq!(err.kind(), &ConnectErrorKind::Locked);
+    assert!(
+        err.to_string().contains(&dir.path().display().to_string()),
+        "names the directory: {err}"
+    );
+    drop(first);
+    open(dir.path());
+}
+
+/// Child side of [`another_process_holding_the_store_locks_it`].
+#[test]
+fn hold_store_for_parent() {
+    let Ok(path) = std::env::var(HOLD_ENV) else {
+        return;
+    };
+    let _held = open(Path::new(&path));
+    println!("holding");
+    std::thread::sleep(Duration::from_secs(30));
+}
+
+#[test]
+fn another_process_holding_the_store_locks_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "hold_store_for_parent",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(HOLD_ENV, dir.path())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert!(
+        lines.any(|l| l.unwrap().contains("holding")),
+        "child opened the store"
+    );
+    assert_eq!(open_err(dir.path()), ConnectErrorKind::Locked);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    open(dir.path());
+}
+
+#[tokio::test]
+async fn a_damaged_entry_reads_as_corrupted_never_as_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = with_events(dir.path(), 3).await;
+    b.close().await.unwrap();
+    drop(b);
+    {
+        let db = sled::open(dir.path()).unwrap();
+        let msgs = db.open_tree("msgs/EVENTS").unwrap();
+        let key = 2u64.to_be_bytes();
+        let mut value = msgs.get(key).unwrap().unwrap().to_vec();
+        let last = value.len() - 1;
+        value[last] ^= 0x01;
+        msgs.insert(key, value).unwrap();
+        db.flush().unwrap();
+    }
+    let b = open(dir.path());
+    assert_eq!(
+        b.get("EVENTS", 2).await.unwrap_err().kind(),
+        &ReadErrorKind::Corrupted
+    );
+    let items: Vec<_> = b
+        .read("EVENTS", ReadRequest::default())
+        .await
+        .unwrap()
+        .collect()
+        .await;
+    assert_eq!(items.len(), 3);
+    assert_eq!(items[0].as_ref().unwrap().seq, 1);
+    assert_eq!(
+        items[1].as_ref().unwrap_err().kind(),
+        &ReadErrorKind::Corrupted
+    );
+    assert_eq!(items[2].as_ref().unwrap().seq, 3);
+    let c = b.consumer("EVENTS", ConsumerConfig::durable("c")).await.unwrap();
+    let delivered: Vec<u64> = c
+        .fetch(10, Duration::from_millis(50))
+        .await
+        .unwrap()
+        .iter()
+        .map(|d| d.message.seq)
+        .collect();
+    assert_eq!(delivered, vec![1, 3], "the damaged entry is never delivered");
+    let exhausted = c.take_exhausted().await.unwrap();
+    assert_eq!(exhausted, vec![backbone_broker::Exhausted { stream_seq: 2, deliveries: 0 }]);
+}
+
+#[tokio::test]
+async fn an_unknown_format_version_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(with_events(dir.path(), 1).await);
+    {
+        let db = sled::open(dir.path()).unwrap();
+        db.open_tree("meta")
+            .unwrap()
+            .insert("format_version", &[99u8])
+            .unwrap();
+        db.flush().unwrap();
+    }
+    assert_eq!(
+        open_err(dir.path()),
+        ConnectErrorKind::UnsupportedFormat { found: 99 }
+    );
+    assert_eq!(EmbeddedBroker::FORMAT_VERSION, 1);
+}
+
+#[tokio::test]
+async fn oversized_messages_and_bad_subjects_are_refused_on_disk_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = EmbeddedBroker::open(EmbeddedOptions {
+        path: dir.path().to_path_buf(),
+        max_payload: 100,
+        ..Default::default()
+    })
+    .unwrap();
+    b.ensure_stream(&StreamConfig::event_log()).await.unwrap();
+    let e = b
+        .publish(OutboundMessage::new("events.a.1", vec![0u8; 200]))
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        e.kind(),
+        backbone_broker::PublishErrorKind::PayloadTooLarge { max: 100, .. }
+    ));
+    let e = b
+        .publish(OutboundMessage::new("events.*", "x"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), &backbone_broker::PublishErrorKind::InvalidSubject);
+    let e = b
+        .publish(OutboundMessage::new("nowhere.x", "x"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), &backbone_broker::PublishErrorKind::NoStream);
+}

@@ -1,0 +1,149 @@
+//! Counters, gauges and an apply-latency histogram per consumer, rendered in
+//! the Prometheus text exposition format.
+
+use std::{
+    fmt::Write as _,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+/// Upper bounds of the apply-latency histogram buckets, in seconds.
+pub const LATENCY_BUCKETS: [f64; 12] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0,
+];
+
+/// One consumer's metrics; updated by its run, read by `/metrics`.
+#[derive(Debug, Default)]
+pub struct ConsumerMetrics {
+    /// Events the handler applied.
+    pub applied: AtomicU64,
+    /// Redeliveries of already applied events, acked without applying.
+    pub skipped: AtomicU64,
+    /// Events sent to the dead-letter stream.
+    pub dead_letters: AtomicU64,
+    /// Transient failures that were retried.
+    pub retries: AtomicU64,
+    /// Matching events not yet delivered, as of the last fetch.
+    pub lag: AtomicU64,
+    /// The committed checkpoint.
+    pub checkpoint: AtomicU64,
+    buckets: [AtomicU64; LATENCY_BUCKETS.len()],
+    latency_count: AtomicU64,
+    latency_sum_nanos: AtomicU64,
+}
+
+impl ConsumerMetrics {
+    /// Records how long applying one event took.
+    pub fn observe_apply(&self, elapsed: Duration) {
+        let secs = elapsed.as_secs_f64();
+        for (bound, bucket) in LATENCY_BUCKETS.iter().zip(&self.buckets) {
+            if secs <= *bound {
+                bucket.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.latency_count.fetch_add(1, Ordering::Relaxed);
+        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        self.latency_sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+
+    /// Reads a counter.
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+type Named = Vec<(String, Arc<ConsumerMetrics>)>;
+type Field = fn(&ConsumerMetrics) -> &AtomicU64;
+
+/// Every consumer's metrics, by consumer name.
+#[derive(Debug, Default, Clone)]
+pub struct Metrics {
+    consumers: Arc<Mutex<Named>>,
+}
+
+impl Metrics {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The metrics of `consumer`, created on first use.
+    pub fn consumer(&self, consumer: &str) -> Arc<ConsumerMetrics> {
+        let mut consumers = self.consumers.lock().expect("metrics lock");
+        if let Some((_, m)) = consumers.iter().find(|(name, _)| name == consumer) {
+            return m.clone();
+        }
+        let metrics = Arc::new(ConsumerMetrics::default());
+        consumers.push((consumer.to_owned(), metrics.clone()));
+        metrics
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let consumers = self.consumers.lock().expect("metrics lock").clone();
+        let mut out = String::new();
+        let counters: [(&str, &str, Field); 6] = [
+            ("backbone_events_applied_total", "counter", |m| &m.applied),
+            ("backbone_events_skipped_total", "counter", |m| &m.skipped),
+            ("backbone_dead_letters_total", "counter", |m| {
+                &m.dead_letters
+            }),
+            ("backbone_retries_total", "counter", |m| &m.retries),
+            ("backbone_consumer_lag", "gauge", |m| &m.lag),
+            ("backbone_checkpoint", "gauge", |m| &m.checkpoint),
+        ];
+        for (name, kind, field) in counters {
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            for (consumer, m) in &consumers {
+                let v = ConsumerMetrics::get(field(m));
+                let _ = writeln!(out, "{name}{{consumer=\"{consumer}\"}} {v}");
+            }
+        }
+        let name = "backbone_apply_latency_seconds";
+        let _ = writeln!(out, "# TYPE {name} histogram");
+        for (consumer, m) in &consumers {
+            for (bound, bucket) in LATENCY_BUCKETS.iter().zip(&m.buckets) {
+                let v = ConsumerMetrics::get(bucket);
+                let _ = writeln!(
+                    out,
+                    "{name}_bucket{{consumer=\"{consumer}\",le=\"{bound}\"}} {v}"
+                );
+            }
+            let count = ConsumerMetrics::get(&m.latency_count);
+            let sum = ConsumerMetrics::get(&m.latency_sum_nanos) as f64 / 1e9;
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{consumer=\"{consumer}\",le=\"+Inf\"}} {count}"
+            );
+            let _ = writeln!(out, "{name}_sum{{consumer=\"{consumer}\"}} {sum}");
+            let _ = writeln!(out, "{name}_count{{consumer=\"{consumer}\"}} {count}");
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_cumulative_buckets() {
+        let metrics = Metrics::new();
+        let m = metrics.consumer("billing");
+        ConsumerMetrics::add(&m.applied, 3);
+        m.observe_apply(Duration::from_micros(300));
+        let text = metrics.render();
+        assert!(text.contains("backbone_events_applied_total{consumer=\"billing\"} 3"));
+        assert!(text.contains("le=\"0.00025\"} 0"));
+        assert!(text.contains("le=\"0.0005\"} 1"));
+        assert!(text.contains("backbone_apply_latency_seconds_count{consumer=\"billing\"} 1"));
+        assert!(Arc::ptr_eq(&m, &metrics.consumer("billing")));
+    }
+}

@@ -1,0 +1,379 @@
+//! The live projection runtime: fetch a batch, apply it, commit it with the
+//! checkpoint, then acknowledge.
+//!
+//! # Guarantees
+//! - **Exactly-once effect.** Model writes and the checkpoint commit in one
+//!   atomic, flushed sled batch *before* any delivery of the batch is acked;
+//!   a redelivery at or below the checkpoint is acked without applying. A
+//!   crash (even `kill -9`) at any point loses nothing and applies nothing
+//!   twice.
+//! - **Stream order.** Events apply in sequence order. When an event fails
+//!   transiently it is nakked with exponential backoff and the events after
+//!   it are held (unacked, kept alive with progress acks) until it succeeds
+//!   or is dead-lettered, so a retry never reorders a model's input.
+//! - **Nothing dropped silently.** Permanent failures, failures on the last
+//!   allowed delivery, and messages reported by `take_exhausted` are
+//!   published to the dead-letter stream before the original is termed; the
+//!   checkpoint moves past them and later events keep applying.
+
+use std::{
+    collections::BTreeMap,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use backbone_broker::{
+    AckKind, Broker, Consumer, ConsumerConfig, DeliverPolicy, Delivery, ReadErrorKind,
+};
+use tracing::Instrument as _;
+
+use crate::{
+    config::RuntimeConfig,
+    dead_letter::{DeadLetterReason, ensure_dead_letter_stream, publish_dead_letter},
+    error::{HandlerError, RunError, RunErrorKind},
+    metrics::{ConsumerMetrics, Metrics},
+    model::{Outcome, ReadModel, apply_message, filter_subjects},
+    shutdown::Shutdown,
+    store::ProjectionStore,
+};
+
+/// Totals of one run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunReport {
+    /// Events applied.
+    pub applied: u64,
+    /// Redeliveries skipped by the checkpoint.
+    pub skipped: u64,
+    /// Events dead-lettered.
+    pub dead_lettered: u64,
+    /// The checkpoint committed last.
+    pub checkpoint: u64,
+}
+
+/// Runs one read model as a durable consumer until shutdown.
+#[derive(Debug)]
+pub struct ProjectionRunner {
+    broker: Arc<dyn Broker>,
+    model: Arc<dyn ReadModel>,
+    store: ProjectionStore,
+    config: RuntimeConfig,
+    metrics: Arc<ConsumerMetrics>,
+}
+
+/// What the loop does with each delivery of a batch, after the commit.
+enum Settle {
+    Ack,
+    Term(String),
+}
+
+impl ProjectionRunner {
+    /// A runner of `model` over `store`, reporting into `metrics`.
+    pub fn new(
+        broker: Arc<dyn Broker>,
+        model: Arc<dyn ReadModel>,
+        store: ProjectionStore,
+        config: RuntimeConfig,
+        metrics: &Metrics,
+    ) -> Self {
+        let metrics = metrics.consumer(&config.durable_name);
+        Self {
+            broker,
+            model,
+            store,
+            config,
+            metrics,
+        }
+    }
+
+    /// The store the runner writes.
+    pub fn store(&self) -> &ProjectionStore {
+        &self.store
+    }
+
+    async fn bind(&self, checkpoint: u64) -> Result<Box<dyn Consumer>, RunError> {
+        let mut filters = filter_subjects(self.model.as_ref());
+        if filters.len() > 1 && !self.broker.features().multiple_filter_subjects {
+            tracing::info!(
+                model = self.model.name(),
+                "server lacks multiple filter subjects; filtering events in process"
+            );
+            filters = vec![backbone_broker::stream::EVENT_SUBJECTS.to_owned()];
+        }
+        let config = ConsumerConfig {
+            durable_name: self.config.durable_name.clone(),
+            description: Some(format!("read model {}", self.model.name())),
+            deliver_policy: DeliverPolicy::ByStartSequence(checkpoint + 1),
+            filter_subjects: filters,
+            ack_wait: self.config.ack_wait,
+            max_deliver: Some(self.config.max_deliver),
+            backoff: Vec::new(),
+            max_ack_pending: self.config.batch_size.max(1),
+        };
+        self.broker
+            .consumer(&self.config.stream, config)
+            .await
+            .map_err(|e| RunError::with_source(RunErrorKind::Consumer, e))
+    }
+
+    /// Consumes until `shutdown` triggers; the batch in hand is finished and
+    /// committed before returning.
+    pub async fn run(self, shutdown: Shutdown) -> Result<RunReport, RunError> {
+        ensure_dead_letter_stream(self.broker.as_ref())
+            .await
+            .map_err(|e| RunError::with_source(RunErrorKind::DeadLetterStream, e))?;
+        let mut checkpoint = self
+            .store
+            .checkpoint()
+            .map_err(|e| RunError::with_source(RunErrorKind::Store, e))?;
+        let consumer = self.bind(checkpoint).await?;
+        let mut report = RunReport {
+            checkpoint,
+            ..Default::default()
+        };
+        let mut held: BTreeMap<u64, Delivery> = BTreeMap::new();
+        let mut blocked: Option<u64> = None;
+        let mut last_keepalive = Instant::now();
+        let mut fetch_failures = 0u32;
+        let mut strays_resolved = false;
+        while !shutdown.is_triggered() {
+            for exhausted in consumer.take_exhausted().await.unwrap_or_default() {
+                if exhausted.stream_seq <= checkpoint {
+                    continue;
+                }
+                self.dead_letter_exhausted(exhausted.stream_seq, exhausted.deliveries, &mut report)
+                    .await;
+                held.remove(&exhausted.stream_seq);
+                if blocked == Some(exhausted.stream_seq) {
+                    blocked = None;
+                }
+            }
+            let want = self.config.batch_size.saturating_sub(held.len()).max(1);
+            match consumer.fetch(want, self.config.fetch_wait).await {
+                Ok(deliveries) => {
+                    fetch_failures = 0;
+                    for d in deliveries {
+                        self.metrics
+                            .lag
+                            .store(d.pending, std::sync::atomic::Ordering::Relaxed);
+                        held.insert(d.message.seq, d);
+                    }
+                }
+                Err(e) => {
+                    fetch_failures += 1;
+                    tracing::warn!(error = %e, "fetch failed; retrying");
+                    tokio::time::sleep(self.config.backoff(fetch_failures)).await;
+                    continue;
+                }
+            }
+            if let Some(seq) = blocked {
+                if !held.contains_key(&seq) {
+                    if last_keepalive.elapsed() > self.config.ack_wait / 3 {
+                        for d in held.values() {
+                            let _ = d.in_progress().await;
+                        }
+                        last_keepalive = Instant::now();
+                    }
+                    continue;
+                }
+            }
+            blocked = None;
+            if held.is_empty() {
+                continue;
+            }
+            if !strays_resolved {
+                strays_resolved = self
+                    .no_stray_deliveries(consumer.as_ref(), &held, checkpoint)
+                    .await;
+                if !strays_resolved {
+                    continue;
+                }
+            }
+            let batch: Vec<Delivery> = std::mem::take(&mut held).into_values().collect();
+            let (rest, next_blocked) = self
+                .process_batch(batch, &mut checkpoint, &mut report)
+                .await?;
+            held.extend(rest.into_iter().map(|d| (d.message.seq, d)));
+            blocked = next_blocked;
+            last_keepalive = Instant::now();
+        }
+        report.checkpoint = checkpoint;
+        Ok(report)
+    }
+
+    /// After a restart, deliveries made to a previous (crashed) process stay
+    /// pending until their ack wait expires, while new messages after them
+    /// are delivered at once. Applying those first would move the checkpoint
+    /// past the strays and skip them, so until every pending delivery is in
+    /// hand the runner waits (unless the first held one is the next in line).
+    async fn no_stray_deliveries(
+        &self,
+        consumer: &dyn Consumer,
+        held: &BTreeMap<u64, Delivery>,
+        checkpoint: u64,
+    ) -> bool {
+        if held.keys().next() == Some(&(checkpoint + 1)) {
+            return true;
+        }
+        match consumer.info().await {
+            Ok(info) if info.num_ack_pending <= held.len() as u64 => true,
+            Ok(info) => {
+                tracing::debug!(
+                    pending = info.num_ack_pending,
+                    held = held.len(),
+                    "waiting for deliveries made before the restart"
+                );
+                false
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "consumer info failed");
+                false
+            }
+        }
+    }
+
+    async fn dead_letter_exhausted(&self, seq: u64, deliveries: u32, report: &mut RunReport) {
+        match self.broker.get(&self.config.stream, seq).await {
+            Ok(message) => {
+                let reason = DeadLetterReason {
+                    consumer: self.config.durable_name.clone(),
+                    deliveries,
+                    error: format!("max deliveries ({deliveries}) exhausted"),
+                };
+                if let Err(e) = publish_dead_letter(self.broker.as_ref(), &message, &reason).await {
+                    tracing::error!(seq, error = %e, "cannot dead-letter an exhausted event");
+                    return;
+                }
+                report.dead_lettered += 1;
+                ConsumerMetrics::add(&self.metrics.dead_letters, 1);
+            }
+            Err(e) if e.kind() == &ReadErrorKind::MessageNotFound => {
+                tracing::warn!(seq, "exhausted event no longer in the stream");
+            }
+            Err(e) => tracing::error!(seq, error = %e, "cannot fetch an exhausted event"),
+        }
+    }
+
+    /// Applies `batch` (in sequence order) and commits; returns the
+    /// deliveries held back behind a transient failure and the blocking seq.
+    async fn process_batch(
+        &self,
+        batch: Vec<Delivery>,
+        checkpoint: &mut u64,
+        report: &mut RunReport,
+    ) -> Result<(Vec<Delivery>, Option<u64>), RunError> {
+        let mut tx = self.store.transaction();
+        let mut settles: Vec<(Delivery, Settle)> = Vec::with_capacity(batch.len());
+        let mut new_checkpoint = *checkpoint;
+        let mut retry: Option<(Delivery, Duration)> = None;
+        let mut rest = Vec::new();
+        let mut applied = 0u64;
+        let mut iter = batch.into_iter();
+        for delivery in iter.by_ref() {
+            let seq = delivery.message.seq;
+            if seq <= *checkpoint {
+                report.skipped += 1;
+                ConsumerMetrics::add(&self.metrics.skipped, 1);
+                settles.push((delivery, Settle::Ack));
+                continue;
+            }
+            let span = event_span(&delivery);
+            let started = Instant::now();
+            let outcome =
+                span.in_scope(|| apply_message(self.model.as_ref(), &delivery.message, &mut tx));
+            self.metrics.observe_apply(started.elapsed());
+            let failure = match outcome {
+                Outcome::Applied => {
+                    applied += 1;
+                    None
+                }
+                Outcome::NotForModel => None,
+                Outcome::Failed(HandlerError::Permanent(reason)) => Some(reason),
+                Outcome::Failed(HandlerError::Transient(reason))
+                    if delivery.delivery_count >= self.config.max_deliver =>
+                {
+                    Some(format!(
+                        "gave up after {} deliveries: {reason}",
+                        delivery.delivery_count
+                    ))
+                }
+                Outcome::Failed(HandlerError::Transient(reason)) => {
+                    tracing::warn!(parent: &span, seq, %reason, "transient failure; retrying");
+                    ConsumerMetrics::add(&self.metrics.retries, 1);
+                    let delay = self.config.backoff(delivery.delivery_count);
+                    retry = Some((delivery, delay));
+                    break;
+                }
+            };
+            if let Some(error) = failure {
+                let reason = DeadLetterReason {
+                    consumer: self.config.durable_name.clone(),
+                    deliveries: delivery.delivery_count,
+                    error: error.clone(),
+                };
+                let published =
+                    publish_dead_letter(self.broker.as_ref(), &delivery.message, &reason)
+                        .instrument(span)
+                        .await;
+                if let Err(e) = published {
+                    tracing::warn!(seq, error = %e, "dead-letter publish failed; retrying later");
+                    retry = Some((delivery, self.config.backoff(1)));
+                    break;
+                }
+                report.dead_lettered += 1;
+                ConsumerMetrics::add(&self.metrics.dead_letters, 1);
+                settles.push((delivery, Settle::Term(error)));
+            } else {
+                settles.push((delivery, Settle::Ack));
+            }
+            new_checkpoint = seq;
+        }
+        rest.extend(iter);
+        if new_checkpoint > *checkpoint {
+            self.store
+                .commit(tx, new_checkpoint)
+                .map_err(|e| RunError::with_source(RunErrorKind::Store, e))?;
+            *checkpoint = new_checkpoint;
+            self.metrics
+                .checkpoint
+                .store(new_checkpoint, std::sync::atomic::Ordering::Relaxed);
+        }
+        report.applied += applied;
+        report.checkpoint = *checkpoint;
+        ConsumerMetrics::add(&self.metrics.applied, applied);
+        for (delivery, settle) in settles {
+            let kind = match settle {
+                Settle::Ack => AckKind::Ack,
+                Settle::Term(reason) => AckKind::Term {
+                    reason: Some(reason),
+                },
+            };
+            if let Err(e) = delivery.settle(kind).await {
+                tracing::debug!(seq = delivery.message.seq, error = %e, "settle failed; the redelivery will be skipped");
+            }
+        }
+        let blocked = match retry {
+            Some((delivery, delay)) => {
+                let seq = delivery.message.seq;
+                if let Err(e) = delivery.nak(Some(delay)).await {
+                    tracing::debug!(seq, error = %e, "nak failed; redelivered after ack wait");
+                }
+                Some(seq)
+            }
+            None => None,
+        };
+        Ok((rest, blocked))
+    }
+}
+
+/// A span per event carrying its id and correlation id.
+pub(crate) fn event_span(delivery: &Delivery) -> tracing::Span {
+    let headers = &delivery.message.headers;
+    tracing::info_span!(
+        "event",
+        seq = delivery.message.seq,
+        subject = %delivery.message.subject,
+        event_id = headers.get(backbone_schemas::wire::CE_ID).unwrap_or(""),
+        correlation_id = headers.get(backbone_schemas::wire::CE_CORRELATIONID).unwrap_or(""),
+        delivery = delivery.delivery_count,
+    )
+}

@@ -1,0 +1,251 @@
+//! [`ProjectionStore`]: one read model's state in its own sled database.
+//!
+//! # On-disk format (version 1)
+//! Each read model lives in its own directory holding one sled database, so
+//! an operator rebuild can build a shadow copy next to it and swap it in with
+//! a rename, and a store held by a running service fails to open with
+//! [`StoreErrorKind::Locked`]. All keys live in sled's default tree:
+//!
+//! | key                    | value                                        |
+//! |------------------------|----------------------------------------------|
+//! | `m` `format`           | one byte: the format version, `1`            |
+//! | `m` `checkpoint`       | u64 big-endian: last applied stream sequence |
+//! | `d` + model key        | the read model's value (JSON, by convention) |
+//!
+//! A batch of model writes and the new checkpoint are written with one
+//! `apply_batch` (atomic) and flushed before any delivery of the batch is
+//! acknowledged, so after a crash the store holds either the whole batch or
+//! none of it, and redeliveries at or below the checkpoint are skipped.
+
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+
+use crate::{
+    digest::Digest,
+    error::{StoreError, StoreErrorKind},
+    transaction::Transaction,
+};
+
+/// The format version this crate writes and reads.
+pub const FORMAT_VERSION: u8 = 1;
+
+const DATA: u8 = b'd';
+const FORMAT_KEY: &[u8] = b"mformat";
+const CHECKPOINT_KEY: &[u8] = b"mcheckpoint";
+
+/// A read model's store: its state plus its checkpoint.
+#[derive(Debug, Clone)]
+pub struct ProjectionStore {
+    db: sled::Db,
+    path: PathBuf,
+}
+
+pub(crate) fn io_error(e: sled::Error) -> StoreError {
+    match &e {
+        sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
+            StoreError::with_source(StoreErrorKind::Locked, e)
+        }
+        sled::Error::Corruption { .. } => StoreError::with_source(StoreErrorKind::Corrupted, e),
+        _ => StoreError::with_source(StoreErrorKind::Io, e),
+    }
+}
+
+pub(crate) fn data_key(key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(key.len() + 1);
+    k.push(DATA);
+    k.extend_from_slice(key);
+    k
+}
+
+impl ProjectionStore {
+    /// Opens (creating if needed) the store in directory `path`.
+    ///
+    /// Fails with `Locked` when another process holds it and with
+    /// `UnsupportedFormat` when it was written by another format version.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        let db = sled::Config::new()
+            .path(&path)
+            .mode(sled::Mode::HighThroughput)
+            .open()
+            .map_err(io_error)?;
+        match db.get(FORMAT_KEY).map_err(io_error)? {
+            None => {
+                db.insert(FORMAT_KEY, &[FORMAT_VERSION]).map_err(io_error)?;
+                db.flush().map_err(io_error)?;
+            }
+            Some(v) if v.as_ref() == [FORMAT_VERSION] => {}
+            Some(v) => {
+                let found = v.first().copied().unwrap_or(0);
+                return Err(StoreError::new(StoreErrorKind::UnsupportedFormat { found }));
+            }
+        }
+        Ok(Self { db, path })
+    }
+
+    /// The directory holding the store.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The last applied stream sequence (0 when nothing was applied).
+    pub fn checkpoint(&self) -> Result<u64, StoreError> {
+        let value = self.db.get(CHECKPOINT_KEY).map_err(io_error)?;
+        decode_checkpoint(value.as_deref())
+    }
+
+    /// The committed value of `key`.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .db
+            .get(data_key(key))
+            .map_err(io_error)?
+            .map(|v| v.to_vec()))
+    }
+
+    /// The committed value of `key`, decoded from JSON.
+    pub fn get_json<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
+        self.get(key)?.map(|v| decode_json(&v)).transpose()
+    }
+
+    /// Committed entries whose key starts with `prefix`, in key order.
+    pub fn scan_prefix(
+        &self,
+        prefix: &[u8],
+    ) -> impl Iterator<Item = Result<(Vec<u8>, Vec<u8>), StoreError>> + '_ {
+        self.db.scan_prefix(data_key(prefix)).map(|entry| {
+            let (k, v) = entry.map_err(io_error)?;
+            Ok((k[1..].to_vec(), v.to_vec()))
+        })
+    }
+
+    /// A new transaction reading this store's committed state.
+    pub fn transaction(&self) -> Transaction<'_> {
+        Transaction::new(self)
+    }
+
+    /// Writes the transaction's changes and the new `checkpoint` atomically,
+    /// then flushes them to disk.
+    pub fn commit(&self, tx: Transaction<'_>, checkpoint: u64) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for (key, value) in tx.into_writes() {
+            match value {
+                Some(v) => batch.insert(data_key(&key), v),
+                None => batch.remove(data_key(&key)),
+            }
+        }
+        batch.insert(CHECKPOINT_KEY, &checkpoint.to_be_bytes());
+        self.db.apply_batch(batch).map_err(io_error)?;
+        self.db.flush().map_err(io_error)?;
+        Ok(())
+    }
+
+    /// A stable hash of the full model state, excluding the checkpoint: two
+    /// stores that applied the same events compare equal.
+    pub fn digest(&self) -> Result<u64, StoreError> {
+        let mut digest = Digest::new();
+        for entry in self.scan_prefix(b"") {
+            let (k, v) = entry?;
+            digest.entry(&k, &v);
+        }
+        Ok(digest.finish())
+    }
+
+    /// Number of model entries (excluding the checkpoint).
+    pub fn len(&self) -> usize {
+        self.db.scan_prefix([DATA]).count()
+    }
+
+    /// True when the model holds no entries.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+fn decode_checkpoint(value: Option<&[u8]>) -> Result<u64, StoreError> {
+    match value {
+        None => Ok(0),
+        Some(bytes) => bytes
+            .try_into()
+            .map(u64::from_be_bytes)
+            .map_err(|_| StoreError::with_detail(StoreErrorKind::Corrupted, "checkpoint")),
+    }
+}
+
+pub(crate) fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::with_source(StoreErrorKind::Corrupted, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commit_writes_state_and_checkpoint_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ProjectionStore::open(dir.path()).unwrap();
+        assert_eq!(store.checkpoint().unwrap(), 0);
+        let mut tx = store.transaction();
+        tx.put(b"a", b"1".to_vec());
+        store.commit(tx, 7).unwrap();
+        drop(store);
+        let store = ProjectionStore::open(dir.path()).unwrap();
+        assert_eq!(store.checkpoint().unwrap(), 7);
+        assert_eq!(store.get(b"a").unwrap(), Some(b"1".to_vec()));
+    }
+
+    #[test]
+    fn digest_ignores_the_checkpoint() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (sa, sb) = (
+            ProjectionStore::open(a.path()).unwrap(),
+            ProjectionStore::open(b.path()).unwrap(),
+        );
+        for (store, cp) in [(&sa, 3), (&sb, 99)] {
+            let mut tx = store.transaction();
+            tx.put(b"k", b"v".to_vec());
+            store.commit(tx, cp).unwrap();
+        }
+        assert_eq!(sa.digest().unwrap(), sb.digest().unwrap());
+        let mut tx = sb.transaction();
+        tx.put(b"k", b"w".to_vec());
+        sb.commit(tx, 100).unwrap();
+        assert_ne!(sa.digest().unwrap(), sb.digest().unwrap());
+    }
+
+    #[test]
+    fn a_held_store_is_locked() {
+        let dir = tempfile::tempdir().unwrap();
+        let _held = ProjectionStore::open(dir.path()).unwrap();
+        let err = ProjectionStore::open(dir.path()).unwrap_err();
+        assert_eq!(err.kind(), &StoreErrorKind::Locked);
+    }
+
+    #[test]
+    fn a_foreign_format_version_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = sled::open(dir.path()).unwrap();
+            db.insert(FORMAT_KEY, &[9u8]).unwrap();
+            db.flush().unwrap();
+        }
+        let err = ProjectionStore::open(dir.path()).unwrap_err();
+        assert_eq!(err.kind(), &StoreErrorKind::UnsupportedFormat { found: 9 });
+    }
+
+    #[test]
+    fn a_damaged_checkpoint_is_corrupted() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = ProjectionStore::open(dir.path()).unwrap();
+            store.db.insert(CHECKPOINT_KEY, &[1u8, 2]).unwrap();
+            store.db.flush().unwrap();
+        }
+        let store = ProjectionStore::open(dir.path()).unwrap();
+        assert_eq!(
+            store.checkpoint().unwrap_err().kind(),
+            &StoreErrorKind::Corrupted
+        );
+    }
+}

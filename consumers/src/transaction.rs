@@ -1,0 +1,171 @@
+//! [`Transaction`]: a handler's view of a read model while a batch applies.
+//!
+//! Writes go to an overlay, so a handler reads its own writes and those of
+//! earlier events of the same batch; nothing reaches the store until the
+//! runtime commits the batch together with the checkpoint. Each event's
+//! writes are staged separately and dropped when its handler fails, so a
+//! failed event leaves no partial state behind.
+
+use std::collections::BTreeMap;
+
+use serde::{Serialize, de::DeserializeOwned};
+
+use crate::{
+    error::StoreError,
+    store::{ProjectionStore, decode_json},
+};
+
+type Overlay = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
+
+/// Key/value pairs in key order.
+pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// Pending writes over a [`ProjectionStore`], committed by the runtime.
+#[derive(Debug)]
+pub struct Transaction<'a> {
+    store: &'a ProjectionStore,
+    batch: Overlay,
+    event: Overlay,
+}
+
+impl<'a> Transaction<'a> {
+    pub(crate) fn new(store: &'a ProjectionStore) -> Self {
+        Self {
+            store,
+            batch: Overlay::new(),
+            event: Overlay::new(),
+        }
+    }
+
+    /// The value of `key` as this transaction sees it.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.event.get(key).or_else(|| self.batch.get(key)) {
+            Some(v) => Ok(v.clone()),
+            None => self.store.get(key),
+        }
+    }
+
+    /// The value of `key` decoded from JSON.
+    pub fn get_json<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
+        self.get(key)?.map(|v| decode_json(&v)).transpose()
+    }
+
+    /// Sets `key` to `value`.
+    pub fn put(&mut self, key: &[u8], value: Vec<u8>) {
+        self.event.insert(key.to_vec(), Some(value));
+    }
+
+    /// Sets `key` to the JSON encoding of `value`.
+    pub fn put_json<T: Serialize>(&mut self, key: &[u8], value: &T) {
+        let bytes = serde_json::to_vec(value).expect("read-model values serialize to JSON");
+        self.put(key, bytes);
+    }
+
+    /// Removes `key`.
+    pub fn delete(&mut self, key: &[u8]) {
+        self.event.insert(key.to_vec(), None);
+    }
+
+    /// Entries whose key starts with `prefix`, in key order, as this
+    /// transaction sees them.
+    pub fn scan_prefix(&self, prefix: &[u8]) -> Result<Entries, StoreError> {
+        let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+        for entry in self.store.scan_prefix(prefix) {
+            let (k, v) = entry?;
+            merged.insert(k, v);
+        }
+        for overlay in [&self.batch, &self.event] {
+            for (k, v) in overlay.range(prefix.to_vec()..) {
+                if !k.starts_with(prefix) {
+                    break;
+                }
+                match v {
+                    Some(v) => merged.insert(k.clone(), v.clone()),
+                    None => merged.remove(k),
+                };
+            }
+        }
+        Ok(merged.into_iter().collect())
+    }
+
+    /// Keeps the current event's writes in the batch.
+    pub(crate) fn keep_event(&mut self) {
+        let event = std::mem::take(&mut self.event);
+        self.batch.extend(event);
+    }
+
+    /// Drops the current event's writes.
+    pub(crate) fn discard_event(&mut self) {
+        self.event.clear();
+    }
+
+    /// True when nothing was written.
+    pub fn is_empty(&self) -> bool {
+        self.batch.is_empty() && self.event.is_empty()
+    }
+
+    pub(crate) fn into_writes(mut self) -> Overlay {
+        self.keep_event();
+        self.batch
+    }
+}
+
+/// Joins key parts with a 0x1F (unit separator) byte: event keys are
+/// printable ASCII, so parts never contain it and prefixes stay exact.
+pub fn key(parts: &[&[u8]]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(parts.iter().map(|p| p.len() + 1).sum());
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            k.push(0x1f);
+        }
+        k.extend_from_slice(part);
+    }
+    k
+}
+
+/// A key prefix: the parts joined and followed by the separator, so that
+/// `prefix(&[b"user", b"u-1"])` does not match `u-10`.
+pub fn prefix(parts: &[&[u8]]) -> Vec<u8> {
+    let mut k = key(parts);
+    k.push(0x1f);
+    k
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_see_own_writes_and_discarded_events_vanish() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ProjectionStore::open(dir.path()).unwrap();
+        let mut seed = store.transaction();
+        seed.put(b"p\x1fa", b"1".to_vec());
+        seed.put(b"p\x1fb", b"2".to_vec());
+        store.commit(seed, 1).unwrap();
+
+        let mut tx = store.transaction();
+        tx.delete(b"p\x1fa");
+        tx.put(b"p\x1fc", b"3".to_vec());
+        tx.keep_event();
+        assert_eq!(tx.get(b"p\x1fa").unwrap(), None);
+        tx.put(b"p\x1fd", b"4".to_vec());
+        tx.discard_event();
+        let keys: Vec<_> = tx
+            .scan_prefix(&prefix(&[b"p"]))
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(keys, vec![b"p\x1fb".to_vec(), b"p\x1fc".to_vec()]);
+        store.commit(tx, 2).unwrap();
+        assert_eq!(store.get(b"p\x1fc").unwrap(), Some(b"3".to_vec()));
+        assert_eq!(store.get(b"p\x1fd").unwrap(), None);
+    }
+
+    #[test]
+    fn prefixes_do_not_match_longer_ids() {
+        assert!(!key(&[b"u", b"u-10"]).starts_with(&prefix(&[b"u", b"u-1"])));
+        assert!(key(&[b"u", b"u-1", b"x"]).starts_with(&prefix(&[b"u", b"u-1"])));
+    }
+}

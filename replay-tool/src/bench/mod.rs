@@ -1,0 +1,110 @@
+//! `replay-tool bench`: Backbone measured against the raw async-nats client
+//! in one run, on the same nats-server, with JSON results and a plot.
+//!
+//! Ratios, not absolute numbers, are the figures to read: on a shared machine
+//! only a comparison made in the same run is honest. See
+//! `docs/benchmarks.md` for what each scenario does and the latest figures.
+
+mod embedded;
+mod error;
+mod jetstream;
+mod latency;
+mod machine;
+mod memory;
+mod model;
+mod pipeline;
+mod plan;
+mod plot;
+mod raw;
+mod report;
+mod server;
+mod workload;
+
+use std::{path::PathBuf, time::Instant};
+
+pub(crate) use error::{BenchError, BenchErrorKind};
+pub(crate) use report::{BenchReport, Scenario};
+
+use plan::Plan;
+use report::Skipped;
+use server::{FsyncPolicy, SpawnOutcome, SpawnedServer};
+
+/// Arguments of `replay-tool bench`.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct BenchArgs {
+    /// Small counts that finish in seconds: a smoke run for CI; its figures
+    /// are not meaningful.
+    #[arg(long)]
+    pub(crate) quick: bool,
+    /// Measure against this running server instead of spawning one per fsync
+    /// policy.
+    #[arg(long = "bench-nats-url", value_name = "URL")]
+    pub(crate) nats_url: Option<String>,
+    /// The nats-server binary to spawn [default: nats-server on PATH, else
+    /// /usr/sbin/nats-server].
+    #[arg(long, value_name = "PATH")]
+    pub(crate) nats_server: Option<PathBuf>,
+    /// Directory for results.json, results.md and plot.svg.
+    #[arg(long, value_name = "DIR", default_value = "docs/benchmarks")]
+    pub(crate) out_dir: PathBuf,
+    /// Events per throughput scenario [default: 200000; quick: 2000].
+    #[arg(long)]
+    pub(crate) events: Option<u64>,
+    /// Largest log of the rebuild-memory scenario [default: 1000000; quick: 10000].
+    #[arg(long)]
+    pub(crate) memory_events: Option<u64>,
+    /// Publishes in flight at once, raw and Backbone alike.
+    #[arg(long, default_value_t = 256)]
+    pub(crate) window: usize,
+    /// Seconds of open-loop traffic per rate [default: 5; quick: 0.5].
+    #[arg(long)]
+    pub(crate) latency_seconds: Option<f64>,
+}
+
+/// Runs every scenario, writes `results.json`, `results.md` and `plot.svg`
+/// into `args.out_dir`, and returns the report.
+pub(crate) async fn run(args: &BenchArgs) -> Result<BenchReport, BenchError> {
+    let plan = Plan::new(args)?;
+    let started = Instant::now();
+    let binary = args.nats_server.clone().unwrap_or_else(server::default_binary);
+    let version = match &args.nats_url {
+        Some(_) => "external".to_owned(),
+        None => server::server_version(&binary),
+    };
+    let mut report = BenchReport::empty(machine::Machine::detect(version), plan.settings());
+
+    match &args.nats_url {
+        Some(url) => jetstream::run(&plan, url, FsyncPolicy::External, &mut report).await?,
+        None => {
+            for policy in [FsyncPolicy::Default, FsyncPolicy::Always] {
+                match SpawnedServer::spawn(&binary, policy)? {
+                    SpawnOutcome::Running(server) => {
+                        jetstream::run(&plan, server.url(), policy, &mut report).await?;
+                    }
+                    SpawnOutcome::Unsupported(reason) => {
+                        plan.progress(&format!("skipping fsync policy `{policy}`: {reason}"));
+                        report.skipped.push(Skipped {
+                            scenario: format!("JetStream scenarios with fsync `{policy}`"),
+                            reason,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    embedded::run(&plan, &mut report).await?;
+
+    report.total_seconds = started.elapsed().as_secs_f64();
+    write_outputs(&report, &args.out_dir)?;
+    Ok(report)
+}
+
+fn write_outputs(report: &BenchReport, dir: &std::path::Path) -> Result<(), BenchError> {
+    let io = |e: std::io::Error| BenchError::with_source(BenchErrorKind::Io, e);
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let json = serde_json::to_string_pretty(report)
+        .map_err(|e| BenchError::with_source(BenchErrorKind::Io, e))?;
+    std::fs::write(dir.join("results.json"), json + "\n").map_err(io)?;
+    std::fs::write(dir.join("results.md"), report.markdown()).map_err(io)?;
+    plot::write_svg(report, &dir.join("plot.svg"))
+}

@@ -1,0 +1,330 @@
+//! What a benchmark run measured, as written to `results.json`, and its
+//! Markdown rendering for `docs/benchmarks.md`.
+
+use std::{fmt::Write as _, time::Duration};
+
+use serde::Serialize;
+
+use super::{machine::Machine, server::FsyncPolicy};
+
+/// Everything one run measured.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct BenchReport {
+    /// Where and with what it ran.
+    pub(crate) machine: Machine,
+    /// The counts and rates used.
+    pub(crate) settings: Settings,
+    /// Backbone against the raw client, scenario by scenario.
+    pub(crate) comparisons: Vec<Comparison>,
+    /// Open-loop end-to-end latencies.
+    pub(crate) latencies: Vec<Latency>,
+    /// Throughputs without a raw counterpart (the embedded adapter).
+    pub(crate) throughputs: Vec<Measured>,
+    /// Peak resident memory of rebuilds of growing logs.
+    pub(crate) rebuild_memory: Vec<MemoryPoint>,
+    /// Audit index query latencies.
+    pub(crate) audit: Vec<AuditQuery>,
+    /// Scenarios not run, and why.
+    pub(crate) skipped: Vec<Skipped>,
+    /// Wall-clock length of the whole run, in seconds.
+    pub(crate) total_seconds: f64,
+}
+
+/// The counts and rates a run used.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Settings {
+    /// Smoke mode: small counts, figures not meaningful.
+    pub(crate) quick: bool,
+    /// Events per throughput scenario.
+    pub(crate) events: u64,
+    /// Publishes in flight at once, raw and Backbone.
+    pub(crate) window: usize,
+    /// Payload sizes published, in bytes.
+    pub(crate) payload_sizes: Vec<usize>,
+    /// Open-loop rates, events per second.
+    pub(crate) latency_rates: Vec<u64>,
+    /// Seconds per open-loop rate.
+    pub(crate) latency_seconds: f64,
+    /// Log sizes of the memory scenario.
+    pub(crate) memory_log_sizes: Vec<u64>,
+}
+
+/// Events over time.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub(crate) struct Throughput {
+    /// Events processed.
+    pub(crate) events: u64,
+    /// Seconds taken.
+    pub(crate) seconds: f64,
+    /// `events / seconds`.
+    pub(crate) events_per_sec: f64,
+}
+
+impl Throughput {
+    /// `events` processed in `elapsed`.
+    pub(crate) fn new(events: u64, elapsed: Duration) -> Self {
+        let seconds = elapsed.as_secs_f64().max(1e-9);
+        Self {
+            events,
+            seconds,
+            events_per_sec: events as f64 / seconds,
+        }
+    }
+}
+
+/// The scenarios measured against the raw client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Scenario {
+    /// Publish with pipelined acks.
+    Publish,
+    /// Consume into a sled read model with checkpoint, against pull + ack.
+    ConsumeApply,
+    /// Rebuild a read model from the log, against an ordered-consumer read.
+    Rebuild,
+}
+
+impl Scenario {
+    /// The ratio Backbone aims for.
+    pub(crate) fn target_ratio(self) -> f64 {
+        match self {
+            Self::Publish => 0.9,
+            Self::ConsumeApply => 0.8,
+            Self::Rebuild => 0.6,
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::Publish => "publish (pipelined acks)",
+            Self::ConsumeApply => "consume -> read model",
+            Self::Rebuild => "rebuild read model",
+        }
+    }
+}
+
+/// Backbone and the raw client on the same work, same server, same run.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Comparison {
+    /// What was measured.
+    pub(crate) scenario: Scenario,
+    /// The server's fsync policy.
+    pub(crate) fsync: FsyncPolicy,
+    /// Payload size in bytes, for publish.
+    pub(crate) payload_bytes: Option<usize>,
+    /// Publishes in flight, for publish.
+    pub(crate) window: Option<usize>,
+    /// The raw async-nats baseline.
+    pub(crate) raw: Throughput,
+    /// Backbone.
+    pub(crate) backbone: Throughput,
+    /// `backbone / raw` events per second.
+    pub(crate) ratio: f64,
+    /// The ratio aimed for.
+    pub(crate) target_ratio: f64,
+}
+
+impl Comparison {
+    /// Compares `backbone` with `raw` for `scenario`.
+    pub(crate) fn new(
+        scenario: Scenario,
+        fsync: FsyncPolicy,
+        raw: Throughput,
+        backbone: Throughput,
+    ) -> Self {
+        Self {
+            scenario,
+            fsync,
+            payload_bytes: None,
+            window: None,
+            raw,
+            backbone,
+            ratio: backbone.events_per_sec / raw.events_per_sec.max(1e-9),
+            target_ratio: scenario.target_ratio(),
+        }
+    }
+
+    /// A short label for tables and plots.
+    pub(crate) fn label(&self) -> String {
+        let mut label = self.scenario.label().to_owned();
+        if let Some(size) = self.payload_bytes {
+            let _ = write!(label, " {size} B");
+        }
+        label
+    }
+}
+
+/// Open-loop latency at one rate, from scheduled send to observed effect.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Latency {
+    /// `backbone` (publish -> read model applied) or `raw` (publish -> pulled).
+    pub(crate) path: &'static str,
+    /// The server's fsync policy.
+    pub(crate) fsync: FsyncPolicy,
+    /// Scheduled events per second.
+    pub(crate) rate_per_sec: u64,
+    /// Events measured.
+    pub(crate) samples: u64,
+    /// Median, microseconds.
+    pub(crate) p50_us: u64,
+    /// 99th percentile, microseconds.
+    pub(crate) p99_us: u64,
+    /// 99.9th percentile, microseconds.
+    pub(crate) p999_us: u64,
+    /// Worst, microseconds.
+    pub(crate) max_us: u64,
+}
+
+/// A throughput with a target in events per second.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Measured {
+    /// What was measured.
+    pub(crate) name: String,
+    /// The figure.
+    pub(crate) throughput: Throughput,
+    /// The target, events per second.
+    pub(crate) target_events_per_sec: f64,
+}
+
+/// Peak resident memory while rebuilding a log of some size.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct MemoryPoint {
+    /// Which log was rebuilt.
+    pub(crate) source: String,
+    /// Events in the log.
+    pub(crate) log_events: u64,
+    /// Resident set when the rebuild started, MiB.
+    pub(crate) rss_before_mib: f64,
+    /// Peak resident set during the rebuild (VmHWM), MiB.
+    pub(crate) peak_rss_mib: f64,
+    /// How fast the rebuild went.
+    pub(crate) throughput: Throughput,
+}
+
+/// One audit index query over a large log.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct AuditQuery {
+    /// `key` or `correlation`.
+    pub(crate) query: String,
+    /// Events in the log.
+    pub(crate) log_events: u64,
+    /// Matches returned.
+    pub(crate) matches: u64,
+    /// Query time, milliseconds.
+    pub(crate) millis: f64,
+}
+
+/// A scenario that did not run.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Skipped {
+    /// Which.
+    pub(crate) scenario: String,
+    /// Why, in the words of the component that refused.
+    pub(crate) reason: String,
+}
+
+impl BenchReport {
+    /// A report with no figures yet.
+    pub(crate) fn empty(machine: Machine, settings: Settings) -> Self {
+        Self {
+            machine,
+            settings,
+            comparisons: Vec::new(),
+            latencies: Vec::new(),
+            throughputs: Vec::new(),
+            rebuild_memory: Vec::new(),
+            audit: Vec::new(),
+            skipped: Vec::new(),
+            total_seconds: 0.0,
+        }
+    }
+
+    /// Tables of every figure, for `docs/benchmarks.md`.
+    pub(crate) fn markdown(&self) -> String {
+        let mut md = String::new();
+        let m = &self.machine;
+        let _ = writeln!(
+            md,
+            "Machine: {} x {}, {:.1} GiB RAM; rustc {}; nats-server {}; async-nats {}; {}.\n",
+            m.cpus, m.cpu_model, m.memory_gib, m.rustc, m.nats_server, m.async_nats, m.profile
+        );
+        md.push_str("| scenario | fsync | raw ev/s | Backbone ev/s | ratio | target |\n");
+        md.push_str("|---|---|---:|---:|---:|---:|\n");
+        for c in &self.comparisons {
+            let window = c.window.map(|w| format!(", window {w}")).unwrap_or_default();
+            let _ = writeln!(
+                md,
+                "| {}{} | {} | {:.0} | {:.0} | {:.2}x | {} {:.1}x |",
+                c.label(),
+                window,
+                c.fsync,
+                c.raw.events_per_sec,
+                c.backbone.events_per_sec,
+                c.ratio,
+                mark(c.ratio >= c.target_ratio),
+                c.target_ratio
+            );
+        }
+        if !self.latencies.is_empty() {
+            md.push_str("\n| latency path | fsync | rate/s | samples | p50 ms | p99 ms | p99.9 ms | max ms |\n");
+            md.push_str("|---|---|---:|---:|---:|---:|---:|---:|\n");
+            for l in &self.latencies {
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {} | {} | {:.3} | {:.3} | {:.3} | {:.3} |",
+                    l.path,
+                    l.fsync,
+                    l.rate_per_sec,
+                    l.samples,
+                    ms(l.p50_us),
+                    ms(l.p99_us),
+                    ms(l.p999_us),
+                    ms(l.max_us)
+                );
+            }
+        }
+        if !self.throughputs.is_empty() {
+            md.push_str("\n| throughput | events | ev/s | target ev/s |\n|---|---:|---:|---:|\n");
+            for t in &self.throughputs {
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {:.0} | {} {:.0} |",
+                    t.name,
+                    t.throughput.events,
+                    t.throughput.events_per_sec,
+                    mark(t.throughput.events_per_sec >= t.target_events_per_sec),
+                    t.target_events_per_sec
+                );
+            }
+        }
+        if !self.rebuild_memory.is_empty() {
+            md.push_str("\n| rebuild memory | log events | RSS before MiB | peak RSS MiB | ev/s |\n");
+            md.push_str("|---|---:|---:|---:|---:|\n");
+            for p in &self.rebuild_memory {
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {:.1} | {:.1} | {:.0} |",
+                    p.source, p.log_events, p.rss_before_mib, p.peak_rss_mib, p.throughput.events_per_sec
+                );
+            }
+        }
+        if !self.audit.is_empty() {
+            md.push_str("\n| audit query | log events | matches | ms |\n|---|---:|---:|---:|\n");
+            for a in &self.audit {
+                let _ = writeln!(md, "| {} | {} | {} | {:.2} |", a.query, a.log_events, a.matches, a.millis);
+            }
+        }
+        for s in &self.skipped {
+            let _ = writeln!(md, "\nSkipped {}: {}", s.scenario, s.reason);
+        }
+        md
+    }
+}
+
+fn mark(met: bool) -> &'static str {
+    if met { "met" } else { "MISSED" }
+}
+
+fn ms(us: u64) -> f64 {
+    us as f64 / 1000.0
+}

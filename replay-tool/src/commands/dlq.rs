@@ -1,0 +1,254 @@
+//! `dlq list|show|redrive|purge`: the dead-letter stream.
+//!
+//! # Redrive
+//! A consumer skips every sequence at or below its checkpoint, so putting a
+//! letter back means appending it to the event log as a NEW entry: the
+//! original subject, payload and headers, with the `Backbone-Dlq-*` headers
+//! removed and `Nats-Msg-Id` restored to the original event id (the wire
+//! contract requires it to equal `ce-id`). The event keeps its identity;
+//! only its sequence is new.
+//!
+//! Because the id is the original one, the broker deduplicates a redrive
+//! made within the event stream's duplicate window of the original publish
+//! (or of an earlier redrive): the tool reports that letter as
+//! `duplicate` and exits 1, and a later redrive succeeds. Redriving the same
+//! letter twice in quick succession is therefore harmless.
+
+use backbone_broker::{
+    Broker, OutboundMessage, ReadRequest, StoredMessage,
+    message::MSG_ID_HEADER,
+    stream::{DEAD_LETTER_STREAM, StreamConfig},
+};
+use backbone_consumers::dead_letter::{
+    DLQ_CONSUMER, DLQ_DELIVERIES, DLQ_ERROR, DLQ_MSG_ID, DLQ_SEQUENCE, DLQ_SUBJECT, DLQ_TIME,
+};
+use clap::{Args, Subcommand};
+use futures::StreamExt;
+use serde_json::{Value, json};
+
+use crate::backend;
+use crate::config::Settings;
+use crate::error::{CliError, CliResult};
+use crate::event_view::EventView;
+use crate::output::{Records, reject_csv};
+
+/// Arguments of `dlq`.
+#[derive(Debug, Args)]
+pub(crate) struct DlqArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub(crate) action: DlqAction,
+}
+
+/// The `dlq` subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum DlqAction {
+    /// Every dead letter: consumer, original subject and sequence, error, time.
+    List,
+    /// One dead letter with its event decoded.
+    Show {
+        /// The letter's sequence in the DEADLETTER stream.
+        seq: u64,
+    },
+    /// Append letters' events to the event log again (see docs).
+    Redrive {
+        /// The letter's sequence in the DEADLETTER stream.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        seq: Option<u64>,
+        /// Every letter.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Remove handled letters: all, or one consumer's.
+    Purge {
+        /// Only this consumer's letters.
+        #[arg(long)]
+        consumer: Option<String>,
+    },
+}
+
+/// A dead letter's headers, parsed.
+#[derive(Debug, Clone)]
+struct Letter {
+    message: StoredMessage,
+}
+
+impl Letter {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.message.headers.get(name)
+    }
+
+    fn original_subject(&self) -> CliResult<&str> {
+        self.header(DLQ_SUBJECT).ok_or_else(|| {
+            CliError::bad_input(format!(
+                "dead letter {} has no {DLQ_SUBJECT} header",
+                self.message.seq
+            ))
+        })
+    }
+
+    /// The original message as it stood in the event log.
+    fn original(&self) -> CliResult<OutboundMessage> {
+        let subject = self.original_subject()?.to_owned();
+        let mut headers = self.message.headers.clone();
+        for name in [
+            DLQ_CONSUMER,
+            DLQ_SUBJECT,
+            DLQ_SEQUENCE,
+            DLQ_DELIVERIES,
+            DLQ_ERROR,
+            DLQ_TIME,
+            backbone_consumers::dead_letter::DLQ_STREAM,
+        ] {
+            headers.remove(name);
+        }
+        headers.remove(MSG_ID_HEADER);
+        let original_id = headers.remove(DLQ_MSG_ID);
+        if let Some(id) = &original_id {
+            headers.append(MSG_ID_HEADER, id.clone());
+        }
+        Ok(OutboundMessage {
+            subject,
+            headers,
+            payload: self.message.payload.clone(),
+            msg_id: original_id,
+            expected_last_subject_seq: None,
+        })
+    }
+
+    fn row(&self) -> Vec<Value> {
+        let h = |name| self.header(name).map_or(Value::Null, |v| json!(v));
+        vec![
+            json!(self.message.seq),
+            h(DLQ_CONSUMER),
+            h(DLQ_SUBJECT),
+            h(DLQ_SEQUENCE),
+            h(DLQ_DELIVERIES),
+            h(DLQ_ERROR),
+            h(DLQ_TIME),
+        ]
+    }
+}
+
+const LIST_COLUMNS: &[&str] = &[
+    "seq",
+    "consumer",
+    "subject",
+    "original_seq",
+    "deliveries",
+    "error",
+    "time",
+];
+
+async fn letters(broker: &dyn Broker) -> CliResult<Vec<Letter>> {
+    let mut messages = broker
+        .read(DEAD_LETTER_STREAM, ReadRequest::default())
+        .await?;
+    let mut all = Vec::new();
+    while let Some(message) = messages.next().await {
+        all.push(Letter { message: message? });
+    }
+    Ok(all)
+}
+
+/// Runs `dlq`.
+pub(crate) async fn run(settings: &Settings, args: DlqArgs) -> CliResult {
+    reject_csv(settings.output, "dlq")?;
+    let broker = backend::connect(settings).await?;
+    backend::ensure_standard_streams(broker.as_ref()).await?;
+    let result = dispatch(broker.as_ref(), settings, args.action).await;
+    broker.close().await?;
+    result
+}
+
+async fn dispatch(broker: &dyn Broker, settings: &Settings, action: DlqAction) -> CliResult {
+    match action {
+        DlqAction::List => {
+            let mut records = Records::new(LIST_COLUMNS);
+            for letter in letters(broker).await? {
+                records.push(letter.row());
+            }
+            records.print(settings.output)?;
+            eprintln!("{} dead letter(s)", records.len());
+            Ok(())
+        }
+        DlqAction::Show { seq } => {
+            let letter = Letter {
+                message: broker.get(DEAD_LETTER_STREAM, seq).await?,
+            };
+            let original = letter.original()?;
+            let view = EventView::decode(StoredMessage {
+                stream: letter
+                    .header(backbone_consumers::dead_letter::DLQ_STREAM)
+                    .unwrap_or_default()
+                    .to_owned(),
+                seq: letter
+                    .header(DLQ_SEQUENCE)
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or_default(),
+                subject: original.subject,
+                headers: original.headers,
+                ..letter.message.clone()
+            });
+            let object = json!({
+                "letter": LIST_COLUMNS.iter().zip(letter.row()).map(|(c, v)| ((*c).to_owned(), v)).collect::<serde_json::Map<_, _>>(),
+                "event": view.to_json(),
+            });
+            let text = serde_json::to_string_pretty(&object).map_err(CliError::failed)?;
+            println!("{text}");
+            Ok(())
+        }
+        DlqAction::Redrive { seq, all } => {
+            let chosen = if all {
+                letters(broker).await?
+            } else {
+                let seq = seq.ok_or_else(|| CliError::Usage("give a sequence or --all".into()))?;
+                vec![Letter {
+                    message: broker.get(DEAD_LETTER_STREAM, seq).await?,
+                }]
+            };
+            redrive(broker, settings, &chosen).await
+        }
+        DlqAction::Purge { consumer } => {
+            let filter = consumer.map(|c| format!("deadletter.{c}.>"));
+            ensure_letters_stream(broker).await?;
+            let removed = broker.purge(DEAD_LETTER_STREAM, filter.as_deref()).await?;
+            println!("purged {removed} dead letter(s)");
+            Ok(())
+        }
+    }
+}
+
+async fn ensure_letters_stream(broker: &dyn Broker) -> CliResult {
+    backend::ensure_exists(broker, &StreamConfig::dead_letters()).await
+}
+
+async fn redrive(broker: &dyn Broker, settings: &Settings, chosen: &[Letter]) -> CliResult {
+    let mut records = Records::new(&["letter", "subject", "new_seq", "outcome"]);
+    let mut duplicates = 0;
+    for letter in chosen {
+        let original = letter.original()?;
+        let subject = original.subject.clone();
+        let receipt = broker.publish(original).await?;
+        let outcome = if receipt.duplicate {
+            duplicates += 1;
+            "duplicate: within the duplicate window, retry later"
+        } else {
+            "redriven"
+        };
+        records.push(vec![
+            json!(letter.message.seq),
+            json!(subject),
+            json!(receipt.seq),
+            json!(outcome),
+        ]);
+    }
+    records.print(settings.output)?;
+    if duplicates > 0 {
+        return Err(CliError::failed(format!(
+            "{duplicates} letter(s) not redriven: their event id is still within the event \
+             stream's duplicate window"
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,169 @@
+//! The one error type of the CLI and its documented exit codes.
+
+use backbone_broker::{
+    ConnectError, ConnectErrorKind, ConsumerError, ConsumerErrorKind, PublishError,
+    PublishErrorKind, ReadError, ReadErrorKind, StreamError, StreamErrorKind,
+};
+
+/// The exit codes, as listed in `--help` and `docs/replay-tool.md`.
+pub(crate) const EXIT_CODES_HELP: &str = "\
+Exit codes:
+  0  success
+  1  failure, or a verification mismatch (rebuild/demo digests differ)
+  2  usage error: bad arguments or options (reported by the parser)
+  3  bad input: malformed JSON/TOML, unknown event type, invalid key or field
+  4  broker unavailable: cannot connect, or the broker stopped answering
+  5  store locked: another process holds the embedded log or a read model
+  6  not found: stream, consumer, message or read model does not exist
+
+Precedence of settings: command-line flags > BACKBONE_* environment
+variables > the --config TOML file > built-in defaults.";
+
+/// Everything that makes a command fail, each with its exit code.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CliError {
+    /// Arguments that parse but make no sense together.
+    #[error("usage: {0}")]
+    Usage(String),
+    /// Input data (JSON, TOML, predicates, times) that cannot be used.
+    #[error("bad input: {0}")]
+    BadInput(String),
+    /// The broker cannot be reached or stopped answering.
+    #[error("broker unavailable: {0}")]
+    Unavailable(String),
+    /// Another process holds the store.
+    #[error("store locked: {0}")]
+    Locked(String),
+    /// The thing asked for does not exist.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// A verification found a difference.
+    #[error("verification failed: {0}")]
+    Verification(String),
+    /// Any other failure.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl CliError {
+    /// The process exit code for this error.
+    pub(crate) fn exit_code(&self) -> u8 {
+        match self {
+            Self::Failed(_) | Self::Verification(_) => 1,
+            Self::Usage(_) => 2,
+            Self::BadInput(_) => 3,
+            Self::Unavailable(_) => 4,
+            Self::Locked(_) => 5,
+            Self::NotFound(_) => 6,
+        }
+    }
+
+    /// A bad-input error from anything printable.
+    pub(crate) fn bad_input(message: impl std::fmt::Display) -> Self {
+        Self::BadInput(message.to_string())
+    }
+
+    /// A generic failure from anything printable.
+    pub(crate) fn failed(message: impl std::fmt::Display) -> Self {
+        Self::Failed(message.to_string())
+    }
+}
+
+impl From<ConnectError> for CliError {
+    fn from(e: ConnectError) -> Self {
+        match e.kind() {
+            ConnectErrorKind::Locked => Self::Locked(format!(
+                "{e} (is a service or another replay-tool using this data dir? stop it or use its broker)"
+            )),
+            ConnectErrorKind::InvalidOptions => Self::Usage(e.to_string()),
+            ConnectErrorKind::Corrupted | ConnectErrorKind::UnsupportedFormat { .. } => {
+                Self::Failed(e.to_string())
+            }
+            _ => Self::Unavailable(e.to_string()),
+        }
+    }
+}
+
+impl From<StreamError> for CliError {
+    fn from(e: StreamError) -> Self {
+        match e.kind() {
+            StreamErrorKind::StreamNotFound => Self::NotFound(e.to_string()),
+            StreamErrorKind::InvalidConfig | StreamErrorKind::ImmutableSetting { .. } => {
+                Self::BadInput(e.to_string())
+            }
+            StreamErrorKind::TimedOut | StreamErrorKind::BrokerUnavailable => {
+                Self::Unavailable(e.to_string())
+            }
+            _ => Self::Failed(e.to_string()),
+        }
+    }
+}
+
+impl From<ReadError> for CliError {
+    fn from(e: ReadError) -> Self {
+        match e.kind() {
+            ReadErrorKind::StreamNotFound | ReadErrorKind::MessageNotFound => {
+                Self::NotFound(e.to_string())
+            }
+            ReadErrorKind::InvalidRequest => Self::BadInput(e.to_string()),
+            ReadErrorKind::TimedOut | ReadErrorKind::BrokerUnavailable => {
+                Self::Unavailable(e.to_string())
+            }
+            _ => Self::Failed(e.to_string()),
+        }
+    }
+}
+
+impl From<PublishError> for CliError {
+    fn from(e: PublishError) -> Self {
+        match e.kind() {
+            PublishErrorKind::InvalidSubject | PublishErrorKind::PayloadTooLarge { .. } => {
+                Self::BadInput(e.to_string())
+            }
+            PublishErrorKind::NoStream => Self::NotFound(e.to_string()),
+            PublishErrorKind::TimedOut | PublishErrorKind::BrokerUnavailable => {
+                Self::Unavailable(e.to_string())
+            }
+            _ => Self::Failed(e.to_string()),
+        }
+    }
+}
+
+impl From<ConsumerError> for CliError {
+    fn from(e: ConsumerError) -> Self {
+        match e.kind() {
+            ConsumerErrorKind::StreamNotFound | ConsumerErrorKind::ConsumerNotFound => {
+                Self::NotFound(e.to_string())
+            }
+            ConsumerErrorKind::InvalidConfig => Self::BadInput(e.to_string()),
+            ConsumerErrorKind::TimedOut | ConsumerErrorKind::BrokerUnavailable => {
+                Self::Unavailable(e.to_string())
+            }
+            _ => Self::Failed(e.to_string()),
+        }
+    }
+}
+
+impl From<std::io::Error> for CliError {
+    fn from(e: std::io::Error) -> Self {
+        Self::Failed(format!("I/O error: {e}"))
+    }
+}
+
+/// The result of a command.
+pub(crate) type CliResult<T = ()> = Result<T, CliError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connect_kinds_map_to_documented_exit_codes() {
+        let locked: CliError = ConnectError::new(ConnectErrorKind::Locked).into();
+        assert_eq!(locked.exit_code(), 5);
+        let down: CliError = ConnectError::new(ConnectErrorKind::Unreachable).into();
+        assert_eq!(down.exit_code(), 4);
+        let missing: CliError = ReadError::new(ReadErrorKind::MessageNotFound).into();
+        assert_eq!(missing.exit_code(), 6);
+    }
+}

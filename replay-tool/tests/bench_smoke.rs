@@ -1,0 +1,65 @@
+//! The benchmark harness in quick mode against spawned nats-servers: every
+//! scenario runs end to end and writes its results, so the harness never
+//! rots. Speed is not asserted.
+
+#[path = "../src/bench/mod.rs"]
+#[allow(dead_code)]
+mod bench;
+
+use clap::Parser;
+
+#[derive(Debug, Parser)]
+struct Cli {
+    #[command(flatten)]
+    bench: bench::BenchArgs,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quick_run_measures_every_scenario_and_writes_results() {
+    let out = tempfile::tempdir().unwrap();
+    let cli = Cli::parse_from([
+        "bench".as_ref(),
+        "--quick".as_ref(),
+        "--out-dir".as_ref(),
+        out.path().as_os_str(),
+    ]);
+    let report = bench::run(&cli.bench).await.unwrap();
+
+    assert!(report.settings.quick);
+    let scenarios: Vec<_> = report.comparisons.iter().map(|c| c.scenario).collect();
+    for scenario in [bench::Scenario::Publish, bench::Scenario::ConsumeApply, bench::Scenario::Rebuild] {
+        assert!(scenarios.contains(&scenario), "{scenario:?} missing: {scenarios:?}");
+    }
+    assert!(report.comparisons.iter().all(|c| c.raw.events > 0 && c.backbone.events > 0));
+    assert_eq!(report.latencies.len(), 2 * 3 * report.comparisons.iter().filter(|c| c.scenario == bench::Scenario::Rebuild).count());
+    assert_eq!(report.throughputs.len(), 4);
+    assert_eq!(report.audit.len(), 2);
+    assert!(report.audit.iter().all(|a| a.matches > 0), "{:?}", report.audit);
+    assert_eq!(report.rebuild_memory.len(), 3);
+
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("results.json")).unwrap()).unwrap();
+    assert_eq!(json["settings"]["quick"], true);
+    let svg = std::fs::read_to_string(out.path().join("plot.svg")).unwrap();
+    assert!(svg.starts_with("<svg"), "{}", &svg[..svg.len().min(80)]);
+    assert!(std::fs::read_to_string(out.path().join("results.md")).unwrap().contains("| scenario |"));
+}
+
+/// The full run behind `docs/benchmarks.md` (minutes; run it in release):
+/// `cargo test --release -p replay-tool --test bench_smoke -- --ignored --nocapture`.
+/// Extra `replay-tool bench` arguments come from `BACKBONE_BENCH_ARGS`
+/// (space-separated); results go to `docs/benchmarks/` unless it sets `--out-dir`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "full benchmark: minutes of load; run by scripts/bench"]
+async fn full_run() {
+    let docs = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/benchmarks");
+    let extra = std::env::var("BACKBONE_BENCH_ARGS").unwrap_or_default();
+    let mut args = vec!["bench".to_owned()];
+    if !extra.contains("--out-dir") {
+        args.extend(["--out-dir".to_owned(), docs.to_owned()]);
+    }
+    args.extend(extra.split_whitespace().map(str::to_owned));
+    let cli = Cli::parse_from(args);
+    let report = bench::run(&cli.bench).await.unwrap();
+    println!("{}", report.markdown());
+}
