@@ -12,6 +12,8 @@
 
 use std::{path::PathBuf, time::Duration};
 
+use serde::{Deserialize, Serialize};
+
 use crate::{
     error::{ConnectError, ConnectErrorKind, Error},
     local::{
@@ -21,7 +23,8 @@ use crate::{
 };
 
 /// How to open an embedded log. Build one with `..Default::default()`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct EmbeddedOptions {
     /// The directory holding the sled database; created when missing.
     pub path: PathBuf,
@@ -31,6 +34,7 @@ pub struct EmbeddedOptions {
     pub max_payload: usize,
     /// How often sled flushes in the background (covering consumer
     /// progress); `None` leaves it to publishes and [`crate::Broker::close`].
+    #[serde(with = "humantime_serde")]
     pub background_flush: Option<Duration>,
 }
 

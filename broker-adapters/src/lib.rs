@@ -8,6 +8,7 @@
 //! - [`jetstream`]: NATS JetStream through async-nats, for production.
 //! - [`memory`]: in process and not persistent, for unit tests.
 
+pub mod backend;
 pub mod broker;
 pub mod consumer;
 pub mod embedded;
@@ -19,6 +20,7 @@ pub mod message;
 pub mod publisher;
 pub mod stream;
 
+pub use backend::Backend;
 pub use broker::{Broker, Features};
 pub use consumer::{
     AckKind, Acker, Consumer, ConsumerConfig, ConsumerInfo, DeliverPolicy, Delivery, Exhausted,

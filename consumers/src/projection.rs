@@ -181,9 +181,7 @@ impl ProjectionRunner {
                 continue;
             }
             if !strays_resolved {
-                strays_resolved = self
-                    .no_stray_deliveries(consumer.as_ref(), &held, checkpoint)
-                    .await;
+                strays_resolved = self.no_stray_deliveries(consumer.as_ref(), &held).await;
                 if !strays_resolved {
                     continue;
                 }
@@ -204,16 +202,12 @@ impl ProjectionRunner {
     /// pending until their ack wait expires, while new messages after them
     /// are delivered at once. Applying those first would move the checkpoint
     /// past the strays and skip them, so until every pending delivery is in
-    /// hand the runner waits (unless the first held one is the next in line).
+    /// hand the runner waits. Checked once per run, before the first batch.
     async fn no_stray_deliveries(
         &self,
         consumer: &dyn Consumer,
         held: &BTreeMap<u64, Delivery>,
-        checkpoint: u64,
     ) -> bool {
-        if held.keys().next() == Some(&(checkpoint + 1)) {
-            return true;
-        }
         match consumer.info().await {
             Ok(info) if info.num_ack_pending <= held.len() as u64 => true,
             Ok(info) => {

@@ -20,6 +20,7 @@ use backbone_broker::{
     embedded::{EmbeddedBroker, EmbeddedOptions},
     jetstream::{JetStreamBroker, JetStreamOptions},
     memory::MemoryBroker,
+    stream::DEAD_LETTER_STREAM,
 };
 use backbone_consumers::{Metrics, ProjectionRunner, ProjectionStore, models, shutdown_channel};
 use backbone_testkit::{NatsServer, free_port};
@@ -48,7 +49,7 @@ fn delays(seed: u64) -> impl Iterator<Item = Duration> {
 fn write_config(dir: &Path, backend: &str, grace_secs: u64) -> std::path::PathBuf {
     let path = dir.join("consumer.toml");
     let text = format!(
-        "data_dir = {:?}\nmodels = {:?}\nbatch_size = 16\nfetch_wait_ms = 100\nack_wait_secs = 1\n\
+        "data_dir = {:?}\nmodels = {:?}\nbatch_size = 16\nfetch_wait_ms = 100\nack_wait_secs = 1\nmax_deliver = 1000\n\
          grace_time_secs = {grace_secs}\nmetrics_addr = \"127.0.0.1:{}\"\n{backend}",
         dir.join("data"),
         MODELS,
@@ -93,6 +94,7 @@ async fn assert_exact(broker: Arc<dyn Broker>, data: &Path, events: &[Envelope])
         let target = last_seq_for(model.as_ref(), events);
         let mut config = fast_config(name);
         config.ack_wait = Duration::from_secs(1);
+        config.max_deliver = 1000;
         let store = run_until(
             broker.clone(),
             model.clone(),
@@ -108,6 +110,34 @@ async fn assert_exact(broker: Arc<dyn Broker>, data: &Path, events: &[Envelope])
             "read model {name} differs from a rebuild"
         );
     }
+    // Kills are not handler failures: the invalid refunds of the workload
+    // are the only dead letters (only billing rejects any event).
+    let letters = broker
+        .stream_info(DEAD_LETTER_STREAM)
+        .await
+        .unwrap()
+        .messages;
+    let dir = tempfile::tempdir().unwrap();
+    let scratch = ProjectionStore::open(dir.path()).unwrap();
+    let options = backbone_consumers::RebuildOptions {
+        up_to: Some(events.len() as u64),
+        ..Default::default()
+    };
+    let billing = models::read_model("billing").unwrap();
+    let rejected = backbone_consumers::apply_log(
+        broker.as_ref(),
+        billing.as_ref(),
+        &scratch,
+        &options,
+        &mut |_| {},
+    )
+    .await
+    .unwrap()
+    .rejected;
+    assert_eq!(
+        letters, rejected,
+        "dead letters other than the invalid events"
+    );
 }
 
 use backbone_schemas::Envelope;
@@ -181,6 +211,7 @@ async fn memory_consumer_aborted_at_random_points_ends_exact() {
             let store = ProjectionStore::open(data.path().join(name)).unwrap();
             let mut config = fast_config(name);
             config.ack_wait = Duration::from_secs(1);
+            config.max_deliver = 1000;
             let runner = ProjectionRunner::new(
                 broker.clone(),
                 models::read_model(name).unwrap(),
@@ -227,11 +258,15 @@ async fn sigterm_during_a_busy_run_exits_zero_with_a_committed_checkpoint() {
     );
     let mut child = spawn_consumer(&config);
     let data = dir.path().join("data");
+    let metrics_port = metrics_port(&config);
     let started = Instant::now();
-    while !data.join("audit").exists() && started.elapsed() < Duration::from_secs(10) {
+    while applied_so_far(metrics_port) == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the service applied nothing"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
     let status = Command::new("kill")
         .arg("-TERM")
         .arg(child.id().to_string())
@@ -269,4 +304,33 @@ async fn sigterm_during_a_busy_run_exits_zero_with_a_committed_checkpoint() {
         );
     }
     assert!(progressed > 0, "nothing was committed before SIGTERM");
+}
+
+fn metrics_port(config: &Path) -> u16 {
+    let text = std::fs::read_to_string(config).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("metrics_addr"))
+        .unwrap();
+    line.trim_end_matches('"')
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// Events applied so far, summed over consumers, read from `/metrics`.
+fn applied_so_far(port: u16) -> u64 {
+    use std::io::{Read as _, Write as _};
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return 0;
+    };
+    let _ = stream.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n");
+    let mut body = String::new();
+    let _ = stream.read_to_string(&mut body);
+    body.lines()
+        .filter(|l| l.starts_with("backbone_events_applied_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
 }

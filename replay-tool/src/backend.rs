@@ -47,9 +47,10 @@ pub(crate) async fn connect(settings: &Settings) -> CliResult<Arc<dyn Broker>> {
 fn auth(nats: &NatsSettings) -> CliResult<Auth> {
     let mut methods = Vec::new();
     if let Some(user) = &nats.user {
-        let password = nats.password.clone().ok_or_else(|| {
-            CliError::Usage("--nats-user needs --nats-password".into())
-        })?;
+        let password = nats
+            .password
+            .clone()
+            .ok_or_else(|| CliError::Usage("--nats-user needs --nats-password".into()))?;
         methods.push(Auth::UserPassword {
             user: user.clone(),
             password,

@@ -6,9 +6,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::commands::{
-    audit::AuditArgs, demo::DemoArgs, dlq::DlqArgs, provision::ProvisionArgs,
-    publish::PublishArgs, rebuild::RebuildArgs, schemas::SchemasArgs, status::StatusArgs,
-    tail::TailArgs,
+    audit::AuditArgs, demo::DemoArgs, dlq::DlqArgs, provision::ProvisionArgs, publish::PublishArgs,
+    rebuild::RebuildArgs, schemas::SchemasArgs, status::StatusArgs, tail::TailArgs,
 };
 use crate::error::EXIT_CODES_HELP;
 
@@ -62,16 +61,31 @@ pub(crate) struct GlobalOptions {
     #[arg(long, global = true, env = "BACKBONE_NATS_USER")]
     pub(crate) nats_user: Option<String>,
     /// NATS password.
-    #[arg(long, global = true, env = "BACKBONE_NATS_PASSWORD", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "BACKBONE_NATS_PASSWORD",
+        hide_env_values = true
+    )]
     pub(crate) nats_password: Option<String>,
     /// NATS token.
-    #[arg(long, global = true, env = "BACKBONE_NATS_TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "BACKBONE_NATS_TOKEN",
+        hide_env_values = true
+    )]
     pub(crate) nats_token: Option<String>,
     /// NATS credentials file (JWT + nkey seed).
     #[arg(long, global = true, env = "BACKBONE_NATS_CREDS", value_name = "FILE")]
     pub(crate) nats_creds: Option<PathBuf>,
     /// NATS nkey seed (SU...).
-    #[arg(long, global = true, env = "BACKBONE_NATS_NKEY_SEED", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "BACKBONE_NATS_NKEY_SEED",
+        hide_env_values = true
+    )]
     pub(crate) nats_nkey_seed: Option<String>,
     /// CA certificate (PEM) to verify the NATS server.
     #[arg(long, global = true, env = "BACKBONE_TLS_CA", value_name = "FILE")]

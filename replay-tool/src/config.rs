@@ -38,7 +38,7 @@ pub(crate) enum BackendChoice {
     /// The embedded sled log in the data directory.
     Embedded,
     /// NATS JetStream at these servers.
-    JetStream(NatsSettings),
+    JetStream(Box<NatsSettings>),
 }
 
 /// Connection settings for NATS.
@@ -104,7 +104,7 @@ pub(crate) fn resolve(options: &GlobalOptions) -> CliResult<Settings> {
     let backend = if urls.is_empty() {
         BackendChoice::Embedded
     } else {
-        BackendChoice::JetStream(NatsSettings {
+        BackendChoice::JetStream(Box::new(NatsSettings {
             urls,
             user: options.nats_user.clone().or(file.nats_user),
             password: options.nats_password.clone().or(file.nats_password),
@@ -114,7 +114,7 @@ pub(crate) fn resolve(options: &GlobalOptions) -> CliResult<Settings> {
             tls_ca: options.tls_ca.clone().or(file.tls_ca),
             tls_cert: options.tls_cert.clone().or(file.tls_cert),
             tls_key: options.tls_key.clone().or(file.tls_key),
-        })
+        }))
     };
     Ok(Settings {
         backend,

@@ -43,12 +43,16 @@ pub(crate) enum CliError {
     /// Any other failure.
     #[error("{0}")]
     Failed(String),
+    /// Standard output was closed by its reader (`| head`): not a failure.
+    #[error("output closed")]
+    OutputClosed,
 }
 
 impl CliError {
     /// The process exit code for this error.
     pub(crate) fn exit_code(&self) -> u8 {
         match self {
+            Self::OutputClosed => 0,
             Self::Failed(_) | Self::Verification(_) => 1,
             Self::Usage(_) => 2,
             Self::BadInput(_) => 3,
@@ -146,6 +150,9 @@ impl From<ConsumerError> for CliError {
 
 impl From<std::io::Error> for CliError {
     fn from(e: std::io::Error) -> Self {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            return Self::OutputClosed;
+        }
         Self::Failed(format!("I/O error: {e}"))
     }
 }

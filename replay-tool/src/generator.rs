@@ -210,7 +210,8 @@ impl Generator {
                     image_id: image_id.clone(),
                     user_id: user_id.clone(),
                     original: self.media(format!("uploads/{user_id}/{image_id}.jpg"), "image/jpeg"),
-                    processed: self.media(format!("images/{user_id}/{image_id}.webp"), "image/webp"),
+                    processed: self
+                        .media(format!("images/{user_id}/{image_id}.webp"), "image/webp"),
                     width_px: 1024,
                     height_px: 1024,
                     pipeline: "face-crop@3".into(),
@@ -235,7 +236,11 @@ impl Generator {
                     product_sku: "tune-pack-20".into(),
                     received_at: self.timestamp(),
                 };
-                self.wrap(&event, "payment-service", Some(format!("checkout-{serial}")))
+                self.wrap(
+                    &event,
+                    "payment-service",
+                    Some(format!("checkout-{serial}")),
+                )
             }
             _ => self.refund(u),
         }
@@ -277,7 +282,9 @@ impl Generator {
         }
         if !has_pack {
             let serial = self.next_serial();
-            self.users[u].packs.push((format!("pack-{serial}"), 0, Vec::new()));
+            self.users[u]
+                .packs
+                .push((format!("pack-{serial}"), 0, Vec::new()));
         }
         let (pack_id, revision, mut image_ids) = self.users[u].packs[0].clone();
         let added: Vec<String> = images
@@ -376,7 +383,11 @@ mod tests {
         let events: Vec<_> = Generator::new(3, 2_000).collect();
         let poison = events
             .iter()
-            .filter(|e| e.correlation_id.as_deref().is_some_and(|c| c.starts_with("dispute-")))
+            .filter(|e| {
+                e.correlation_id
+                    .as_deref()
+                    .is_some_and(|c| c.starts_with("dispute-"))
+            })
             .count() as u64;
         assert_eq!(poison, poison_count(2_000));
         assert!(poison >= 3);

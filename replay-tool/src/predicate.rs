@@ -62,7 +62,10 @@ impl FromStr for Predicate {
             ));
         };
         let field = text[..at].trim();
-        if field.is_empty() || !field.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '.')
+        if field.is_empty()
+            || !field
+                .chars()
+                .all(|c| c.is_alphanumeric() || c == '_' || c == '.')
         {
             return Err(format!("predicate {text:?} has an invalid field name"));
         }

@@ -15,8 +15,17 @@ const PAYMENT: &str = r#"{"type":"payment.received","data":{"paymentId":"p-1","u
 fn long_help_lists_the_exit_codes_and_precedence() {
     let out = run(&["--help"]);
     assert_code(&out, 0);
-    for needle in ["Exit codes:", "3  bad input", "5  store locked", "flags > BACKBONE_*"] {
-        assert!(out.stdout.contains(needle), "{needle} missing from:\n{}", out.stdout);
+    for needle in [
+        "Exit codes:",
+        "3  bad input",
+        "5  store locked",
+        "flags > BACKBONE_*",
+    ] {
+        assert!(
+            out.stdout.contains(needle),
+            "{needle} missing from:\n{}",
+            out.stdout
+        );
     }
 }
 
@@ -43,20 +52,33 @@ fn config_file_fills_options_and_flags_override_it() {
     let config = dir.path().join("backbone.toml");
     std::fs::write(
         &config,
-        format!("data_dir = {:?}\noutput = \"json\"\n", data.to_str().unwrap()),
+        format!(
+            "data_dir = {:?}\noutput = \"json\"\n",
+            data.to_str().unwrap()
+        ),
     )
     .unwrap();
     let out = run_with_stdin(&["--config", config.to_str().unwrap(), "publish"], FOLLOW);
     assert_code(&out, 0);
-    assert!(out.stdout.trim_start().starts_with('['), "json output: {}", out.stdout);
+    assert!(
+        out.stdout.trim_start().starts_with('['),
+        "json output: {}",
+        out.stdout
+    );
     assert!(data.join("log").exists(), "the file's data dir was used");
     // The environment overrides the file, the flag overrides the environment.
     let env_dir = dir.path().join("from-env");
-    let out: Run = command(&["--config", config.to_str().unwrap(), "--output", "ndjson", "status"])
-        .env("BACKBONE_DATA_DIR", &env_dir)
-        .output()
-        .unwrap()
-        .into();
+    let out: Run = command(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--output",
+        "ndjson",
+        "status",
+    ])
+    .env("BACKBONE_DATA_DIR", &env_dir)
+    .output()
+    .unwrap()
+    .into();
     assert_code(&out, 0);
     assert!(env_dir.join("log").exists());
     assert!(out.stdout.starts_with('{'));
@@ -76,18 +98,34 @@ fn publish_then_tail_round_trips_with_filters() {
     let dir = tempfile::tempdir().unwrap();
     let out = run_in(
         dir.path(),
-        &["publish", "--type", "payment.received", "--json", r#"{"paymentId":"p-0","userId":"u-9","amountMinor":"100","currency":"EUR"}"#],
+        &[
+            "publish",
+            "--type",
+            "payment.received",
+            "--json",
+            r#"{"paymentId":"p-0","userId":"u-9","amountMinor":"100","currency":"EUR"}"#,
+        ],
     );
     assert_code(&out, 0);
     assert!(out.stdout.contains("events.payment.received.u-9"));
     let input = format!("{FOLLOW}\n\n{PAYMENT}\n");
-    let mut args = vec!["--data-dir", dir.path().to_str().unwrap(), "--output", "ndjson", "publish"];
+    let mut args = vec![
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        "--output",
+        "ndjson",
+        "publish",
+    ];
     let out = run_with_stdin(&args, &input);
     assert_code(&out, 0);
     let seqs: Vec<u64> = out
         .stdout
         .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["seq"].as_u64().unwrap())
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["seq"]
+                .as_u64()
+                .unwrap()
+        })
         .collect();
     assert_eq!(seqs, vec![2, 3]);
 
@@ -104,7 +142,17 @@ fn publish_then_tail_round_trips_with_filters() {
     assert_code(&out, 0);
     assert_eq!(out.stdout.lines().count(), 1);
     assert!(out.stdout.contains("payment.received"));
-    let out = run_in(dir.path(), &["tail", "--no-follow", "--key", "u-1", "--subject", "events.user.>"]);
+    let out = run_in(
+        dir.path(),
+        &[
+            "tail",
+            "--no-follow",
+            "--key",
+            "u-1",
+            "--subject",
+            "events.user.>",
+        ],
+    );
     assert_eq!(out.stdout.lines().count(), 1, "{}", out.stdout);
 }
 
@@ -117,7 +165,10 @@ fn bad_publish_input_names_every_bad_line_and_publishes_nothing() {
         r#"{"type":"user.followed","data":{"followerId":"a.b","followeeId":"u-2"}}"#,
         r#"{"type":"user.followed","data":{"nope":1}}"#,
     );
-    let out = run_with_stdin(&["--data-dir", dir.path().to_str().unwrap(), "publish"], &input);
+    let out = run_with_stdin(
+        &["--data-dir", dir.path().to_str().unwrap(), "publish"],
+        &input,
+    );
     assert_code(&out, 3);
     for line in ["line 2", "line 3", "line 4", "line 5"] {
         assert!(out.stderr.contains(line), "{line} missing:\n{}", out.stderr);
@@ -127,8 +178,20 @@ fn bad_publish_input_names_every_bad_line_and_publishes_nothing() {
     let tail = run_in(dir.path(), &["tail", "--no-follow"]);
     assert_code(&tail, 0);
     assert_eq!(tail.stdout, "");
-    assert_code(&run_in(dir.path(), &["publish", "--type", "user.followed", "--json", "{"]), 3);
-    assert_code(&run_in(dir.path(), &["publish", "--type", "nope.nope", "--json", "{}"]), 3);
+    assert_code(
+        &run_in(
+            dir.path(),
+            &["publish", "--type", "user.followed", "--json", "{"],
+        ),
+        3,
+    );
+    assert_code(
+        &run_in(
+            dir.path(),
+            &["publish", "--type", "nope.nope", "--json", "{}"],
+        ),
+        3,
+    );
 }
 
 #[test]
@@ -138,21 +201,57 @@ fn audit_filters_by_predicates_and_prints_csv() {
         "{PAYMENT}\n{}\n{FOLLOW}\n",
         r#"{"type":"payment.received","data":{"paymentId":"p-2","userId":"u-1","amountMinor":"500","currency":"USD"},"source":"shop"}"#
     );
-    assert_code(&run_with_stdin(&["--data-dir", dir.path().to_str().unwrap(), "publish"], &input), 0);
-    let out = run_in(dir.path(), &["--output", "csv", "audit", "--key", "u-1", "--where", "amount_minor>10000"]);
+    assert_code(
+        &run_with_stdin(
+            &["--data-dir", dir.path().to_str().unwrap(), "publish"],
+            &input,
+        ),
+        0,
+    );
+    let out = run_in(
+        dir.path(),
+        &[
+            "--output",
+            "csv",
+            "audit",
+            "--key",
+            "u-1",
+            "--where",
+            "amount_minor>10000",
+        ],
+    );
     assert_code(&out, 0);
     let lines: Vec<&str> = out.stdout.lines().collect();
     assert_eq!(lines[0], "seq,time,type,key,source,correlation_id,id,data");
     assert_eq!(lines.len(), 2, "{}", out.stdout);
     assert!(lines[1].starts_with("1,"));
-    let out = run_in(dir.path(), &["--output", "ndjson", "audit", "--source", "shop"]);
+    let out = run_in(
+        dir.path(),
+        &["--output", "ndjson", "audit", "--source", "shop"],
+    );
     assert_eq!(out.stdout.lines().count(), 1);
-    let out = run_in(dir.path(), &["--output", "ndjson", "audit", "--type", "payment.received", "--where", "currency~SD", "--where", "amount_minor<=500"]);
+    let out = run_in(
+        dir.path(),
+        &[
+            "--output",
+            "ndjson",
+            "audit",
+            "--type",
+            "payment.received",
+            "--where",
+            "currency~SD",
+            "--where",
+            "amount_minor<=500",
+        ],
+    );
     assert_eq!(out.stdout.lines().count(), 1);
     assert_code(&run_in(dir.path(), &["audit", "--where", "amount"]), 3);
     assert_code(&run_in(dir.path(), &["audit", "--since", "yesterday"]), 3);
     assert_code(&run_in(dir.path(), &["audit", "--key", "a b"]), 3);
-    assert_code(&run_in(dir.path(), &["audit", "--type", "user.exploded"]), 3);
+    assert_code(
+        &run_in(dir.path(), &["audit", "--type", "user.exploded"]),
+        3,
+    );
 }
 
 #[test]
@@ -167,19 +266,37 @@ fn provision_shows_the_diff_and_is_idempotent() {
     assert!(first.stdout.contains("created"));
     let second = run_in(dir.path(), &["provision", example]);
     assert_code(&second, 0);
-    assert!(second.stdout.contains("unchanged") && second.stdout.contains("bound"), "{}", second.stdout);
+    assert!(
+        second.stdout.contains("unchanged") && second.stdout.contains("bound"),
+        "{}",
+        second.stdout
+    );
     assert!(!second.stdout.contains("created"));
 
     let changed = dir.path().join("changed.toml");
-    let text = std::fs::read_to_string(example).unwrap().replacen("duplicate_window = 120", "duplicate_window = 60", 1);
+    let text = std::fs::read_to_string(example).unwrap().replacen(
+        "duplicate_window = 120",
+        "duplicate_window = 60",
+        1,
+    );
     std::fs::write(&changed, text).unwrap();
-    let diff = run_in(dir.path(), &["provision", "--dry-run", changed.to_str().unwrap()]);
+    let diff = run_in(
+        dir.path(),
+        &["provision", "--dry-run", changed.to_str().unwrap()],
+    );
     assert_code(&diff, 0);
-    assert!(diff.stdout.contains("duplicate_window: 120 -> 60"), "{}", diff.stdout);
+    assert!(
+        diff.stdout.contains("duplicate_window: 120 -> 60"),
+        "{}",
+        diff.stdout
+    );
 
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "[[streams]]\nname = \"X\"\nsubjectz = []\n").unwrap();
-    assert_code(&run_in(dir.path(), &["provision", bad.to_str().unwrap()]), 3);
+    assert_code(
+        &run_in(dir.path(), &["provision", bad.to_str().unwrap()]),
+        3,
+    );
 }
 
 #[test]
@@ -202,20 +319,39 @@ fn schemas_list_matches_its_snapshot_and_the_lock_checks() {
     );
     assert_ne!(renumbered, snapshot.stdout);
     std::fs::write(&lock, renumbered).unwrap();
-    let breaking = run(&["--output", "json", "schemas", "check", "--lock", lock.to_str().unwrap()]);
+    let breaking = run(&[
+        "--output",
+        "json",
+        "schemas",
+        "check",
+        "--lock",
+        lock.to_str().unwrap(),
+    ]);
     assert_code(&breaking, 1);
     let verdict: serde_json::Value = serde_json::from_str(&breaking.stdout).unwrap();
     assert_eq!(verdict["status"], "breaking");
-    assert_code(&run(&["schemas", "check", "--lock", "/no/such/lock.json"]), 6);
+    assert_code(
+        &run(&["schemas", "check", "--lock", "/no/such/lock.json"]),
+        6,
+    );
     let bad = dir.path().join("lock.json");
     std::fs::write(&bad, "{oops").unwrap();
-    assert_code(&run(&["schemas", "check", "--lock", bad.to_str().unwrap()]), 3);
+    assert_code(
+        &run(&["schemas", "check", "--lock", bad.to_str().unwrap()]),
+        3,
+    );
 }
 
 #[test]
 fn a_log_held_by_another_process_is_reported_as_locked() {
     let dir = tempfile::tempdir().unwrap();
-    assert_code(&run_with_stdin(&["--data-dir", dir.path().to_str().unwrap(), "publish"], FOLLOW), 0);
+    assert_code(
+        &run_with_stdin(
+            &["--data-dir", dir.path().to_str().unwrap(), "publish"],
+            FOLLOW,
+        ),
+        0,
+    );
     let mut holder = command(&["--data-dir", dir.path().to_str().unwrap(), "tail"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

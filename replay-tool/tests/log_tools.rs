@@ -15,7 +15,13 @@ fn demo_verifies_and_leaves_a_log_for_the_other_commands() {
     let status: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
     assert_eq!(status["dead_letters"], 5);
     assert_eq!(status["read_models"].as_array().unwrap().len(), 5);
-    assert!(status["consumers"].as_array().unwrap().iter().all(|c| c["lag"] == 0));
+    assert!(
+        status["consumers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["lag"] == 0)
+    );
 
     // Deterministic: seed 42 publishes the same ids, times and payloads.
     let audit = run_in(d, &["audit", "--key", "u-3", "--type", "payment.received"]);
@@ -30,11 +36,19 @@ fn demo_verifies_and_leaves_a_log_for_the_other_commands() {
 fn dead_letters(d: &std::path::Path) {
     let list = run_in(d, &["--output", "ndjson", "dlq", "list"]);
     assert_code(&list, 0);
-    let letters: Vec<serde_json::Value> =
-        list.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let letters: Vec<serde_json::Value> = list
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(letters.len(), 5);
-    assert!(letters.iter().all(|l| l["consumer"] == "billing"));
-    assert!(letters[0]["error"].as_str().unwrap().contains("unknown payment"));
+    assert!(letters.iter().all(|l| l["consumer"] == "demo-billing"));
+    assert!(
+        letters[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("unknown payment")
+    );
 
     let show = run_in(d, &["dlq", "show", "1"]);
     assert_code(&show, 0);
@@ -42,7 +56,14 @@ fn dead_letters(d: &std::path::Path) {
     assert_eq!(shown["event"]["type"], "payment.refunded");
     assert_eq!(shown["event"]["stream"], "EVENTS");
     assert_eq!(shown["event"]["seq"].as_str().map(str::to_owned), None);
-    assert_eq!(shown["event"]["seq"], letters[0]["original_seq"].as_str().unwrap().parse::<u64>().unwrap());
+    assert_eq!(
+        shown["event"]["seq"],
+        letters[0]["original_seq"]
+            .as_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+    );
     assert_code(&run_in(d, &["dlq", "show", "999"]), 6);
 
     // The original id is kept, so within the duplicate window a redrive is
@@ -53,7 +74,8 @@ fn dead_letters(d: &std::path::Path) {
     assert!(redrive.stdout.contains("duplicate"), "{}", redrive.stdout);
     let after = run_in(d, &["--output", "json", "status"]);
     let last = |s: &Run| -> serde_json::Value {
-        serde_json::from_str::<serde_json::Value>(&s.stdout).unwrap()["streams"][1]["last_seq"].clone()
+        serde_json::from_str::<serde_json::Value>(&s.stdout).unwrap()["streams"][1]["last_seq"]
+            .clone()
     };
     assert_eq!(last(&before), last(&after));
 
@@ -70,17 +92,47 @@ fn dead_letters(d: &std::path::Path) {
 fn rebuilds(d: &std::path::Path) {
     let verify = run_in(d, &["rebuild", "billing", "--verify"]);
     assert_code(&verify, 0);
-    assert!(verify.stdout.contains("matches the live digest"), "{}", verify.stdout);
+    assert!(
+        verify.stdout.contains("matches the live digest"),
+        "{}",
+        verify.stdout
+    );
 
-    let dry = run_in(d, &["--output", "json", "rebuild", "gallery", "--dry-run", "--from-seq", "100", "--to-seq", "300"]);
+    let dry = run_in(
+        d,
+        &[
+            "--output",
+            "json",
+            "rebuild",
+            "gallery",
+            "--dry-run",
+            "--from-seq",
+            "100",
+            "--to-seq",
+            "300",
+        ],
+    );
     assert_code(&dry, 0);
     let plan: serde_json::Value = serde_json::from_str(&dry.stdout).unwrap();
-    assert_eq!((plan["from_seq"].clone(), plan["to_seq"].clone(), plan["events"].clone()), (100.into(), 300.into(), 201.into()));
-    assert!(!d.join("read-models/gallery.rebuild").exists(), "a dry run leaves no shadow");
+    assert_eq!(
+        (
+            plan["from_seq"].clone(),
+            plan["to_seq"].clone(),
+            plan["events"].clone()
+        ),
+        (100.into(), 300.into(), 201.into())
+    );
+    assert!(
+        !d.join("read-models/gallery.rebuild").exists(),
+        "a dry run leaves no shadow"
+    );
 
     // An interrupted rebuild leaves its shadow; the next run resumes from its
     // checkpoint (here: a shadow already at the end, so nothing is left).
-    copy_dir(&d.join("read-models/inbox"), &d.join("read-models/inbox.rebuild"));
+    copy_dir(
+        &d.join("read-models/inbox"),
+        &d.join("read-models/inbox.rebuild"),
+    );
     let dry = run_in(d, &["--output", "json", "rebuild", "inbox", "--dry-run"]);
     let plan: serde_json::Value = serde_json::from_str(&dry.stdout).unwrap();
     assert_eq!(plan["resumes_interrupted_rebuild"], true);
@@ -89,11 +141,25 @@ fn rebuilds(d: &std::path::Path) {
     assert!(resumed.stderr.contains("resuming"), "{}", resumed.stderr);
     assert!(!d.join("read-models/inbox.rebuild").exists());
 
-    let partial = run_in(d, &["rebuild", "notifications", "--from-time", "2025-06-01T12:00:00Z"]);
+    let partial = run_in(
+        d,
+        &[
+            "rebuild",
+            "notifications",
+            "--from-time",
+            "2025-06-01T12:00:00Z",
+        ],
+    );
     assert_code(&partial, 0);
 
     assert_code(&run_in(d, &["rebuild", "nope"]), 3);
-    assert_code(&run_in(d, &["rebuild", "audit", "--from-seq", "10", "--to-seq", "5"]), 3);
+    assert_code(
+        &run_in(
+            d,
+            &["rebuild", "audit", "--from-seq", "10", "--to-seq", "5"],
+        ),
+        3,
+    );
     assert_code(&run_in(d, &["rebuild", "audit", "--from-time", "noon"]), 3);
 }
 
@@ -114,4 +180,39 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
 fn demo_rejects_zero_events() {
     let dir = tempfile::tempdir().unwrap();
     assert_code(&run_in(dir.path(), &["demo", "--events", "0"]), 3);
+}
+
+#[test]
+fn redrive_appends_the_original_event_once_the_duplicate_window_passed() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let plan = d.join("short-window.toml");
+    std::fs::write(
+        &plan,
+        "[[streams]]\nname = \"EVENTS\"\nsubjects = [\"events.>\"]\nduplicate_window = 1\n\
+         deny_delete = true\ndeny_purge = true\n",
+    )
+    .unwrap();
+    assert_code(&run_in(d, &["provision", plan.to_str().unwrap()]), 0);
+    assert_code(&run_in(d, &["demo", "--events", "2000"]), 0);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+
+    let shown = run_in(d, &["dlq", "show", "1"]);
+    let shown: serde_json::Value = serde_json::from_str(&shown.stdout).unwrap();
+    let redrive = run_in(d, &["--output", "ndjson", "dlq", "redrive", "1"]);
+    assert_code(&redrive, 0);
+    let outcome: serde_json::Value = serde_json::from_str(redrive.stdout.trim()).unwrap();
+    assert_eq!(outcome["new_seq"], 2001);
+    assert_eq!(outcome["outcome"], "redriven");
+
+    let tail = run_in(
+        d,
+        &["--output", "ndjson", "tail", "--no-follow", "--last", "1"],
+    );
+    let event: serde_json::Value = serde_json::from_str(tail.stdout.trim()).unwrap();
+    assert_eq!(event["seq"], 2001);
+    assert_eq!(event["id"], shown["event"]["id"], "the event keeps its id");
+    assert_eq!(event["data"], shown["event"]["data"]);
+    // Redriving it again right away is deduplicated: nothing is appended.
+    assert_code(&run_in(d, &["dlq", "redrive", "1"]), 1);
 }

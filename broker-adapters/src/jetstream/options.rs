@@ -2,8 +2,15 @@
 
 use std::{fmt, path::PathBuf, time::Duration};
 
+use serde::{Deserialize, Serialize};
+
 /// Credentials presented to the server. Secrets never appear in `Debug`.
-#[derive(Clone, Default, PartialEq, Eq)]
+///
+/// In a config file: `auth = { user_password = { user = "u", password = "p" } }`,
+/// `auth = { token = "t" }`, `auth = { nkey_seed = "SU..." }`,
+/// `auth = { creds_file = "/etc/backbone/svc.creds" }`.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Auth {
     /// No credentials.
     #[default]
@@ -40,7 +47,8 @@ impl fmt::Debug for Auth {
 }
 
 /// Client-side TLS. Build with `..Default::default()`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct TlsOptions {
     /// Require TLS even if the server does not ask for it.
     pub require: bool,
@@ -53,13 +61,16 @@ pub struct TlsOptions {
 }
 
 /// How the client reconnects after losing the server.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct ReconnectOptions {
     /// Reconnect attempts before giving up; `None` retries forever.
     pub max_attempts: Option<usize>,
     /// First delay between attempts; doubles up to `max_delay`.
+    #[serde(with = "humantime_serde")]
     pub initial_delay: Duration,
     /// Longest delay between attempts.
+    #[serde(with = "humantime_serde")]
     pub max_delay: Duration,
 }
 
@@ -75,7 +86,10 @@ impl Default for ReconnectOptions {
 
 /// Options of [`super::JetStreamBroker::connect`]. Build with
 /// `..Default::default()`.
-#[derive(Clone, PartialEq, Eq)]
+///
+/// In a config file durations are written like `"5s"` or `"250ms"`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct JetStreamOptions {
     /// Server URLs (`nats://host:port`, `tls://host:port`); tried in order.
     pub urls: Vec<String>,
@@ -86,10 +100,13 @@ pub struct JetStreamOptions {
     /// TLS settings; `None` uses TLS only if the server requires it.
     pub tls: Option<TlsOptions>,
     /// Bound on establishing the first connection.
+    #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
     /// Bound on every JetStream API request (streams, consumers, gets).
+    #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
     /// Bound on one publish attempt, from send to acknowledgement.
+    #[serde(with = "humantime_serde")]
     pub publish_timeout: Duration,
     /// Extra attempts after a publish timed out while connected. Retries
     /// reuse the message id, so they are only made for messages that have one.

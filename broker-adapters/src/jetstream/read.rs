@@ -36,6 +36,14 @@ pub(crate) async fn get(
     stream: &str,
     seq: u64,
 ) -> Result<StoredMessage, ReadError> {
+    if seq == 0 {
+        // Sequences start at 1; the server calls 0 a bad request.
+        wire_info(shared, stream).await.map_err(read_error)?;
+        return Err(ReadError::with_detail(
+            ReadErrorKind::MessageNotFound,
+            "stream sequences start at 1",
+        ));
+    }
     msg_get(shared, stream, json!({ "seq": seq })).await
 }
 

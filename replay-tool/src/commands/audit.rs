@@ -145,7 +145,10 @@ impl Query {
         };
         after_start
             && self.end_time.is_none_or(|end| m.time <= end)
-            && self.filter.as_deref().is_none_or(|f| subject_matches(f, &m.subject))
+            && self
+                .filter
+                .as_deref()
+                .is_none_or(|f| subject_matches(f, &m.subject))
     }
 
     fn full(&self, found: &[EventView]) -> bool {
@@ -153,7 +156,11 @@ impl Query {
     }
 
     /// The audit-index lookup that narrows this query most, if any.
-    pub(crate) fn index_lookup(&self, args_key: Option<&str>, args_type: Option<&str>) -> Option<AuditQuery> {
+    pub(crate) fn index_lookup(
+        &self,
+        args_key: Option<&str>,
+        args_type: Option<&str>,
+    ) -> Option<AuditQuery> {
         if let Some(c) = &self.correlation_id {
             return Some(AuditQuery::Correlation(c.clone()));
         }
@@ -223,7 +230,8 @@ impl Query {
             ReadStart::Sequence(s) => s.max(checkpoint + 1),
             _ => checkpoint + 1,
         };
-        self.scan(broker, ReadStart::Sequence(after), &mut found).await?;
+        self.scan(broker, ReadStart::Sequence(after), &mut found)
+            .await?;
         Ok(found)
     }
 }

@@ -51,6 +51,12 @@ pub(crate) struct DemoArgs {
     pub(crate) timeout_secs: u64,
 }
 
+/// The demo's durable consumer of read model `name`: prefixed, so a demo
+/// against a shared server never touches a service's own durables.
+fn durable(name: &str) -> String {
+    format!("demo-{name}")
+}
+
 /// One phase's figures.
 #[derive(Debug, Clone)]
 struct Phase {
@@ -203,9 +209,19 @@ async fn publish(broker: &dyn Broker, args: &DemoArgs) -> CliResult<(u64, u64, P
     }
     let (events, elapsed) = progress.finish();
     if duplicates > 0 {
-        eprintln!("{duplicates} event(s) were already in the log (same seed within the duplicate window)");
+        eprintln!(
+            "{duplicates} event(s) were already in the log (same seed within the duplicate window)"
+        );
     }
-    Ok((published, duplicates, Phase { name: "publish", events, elapsed }))
+    Ok((
+        published,
+        duplicates,
+        Phase {
+            name: "publish",
+            events,
+            elapsed,
+        },
+    ))
 }
 
 async fn consume(
@@ -223,7 +239,7 @@ async fn consume(
         if store.checkpoint().map_err(CliError::failed)? == 0 {
             // A fresh store must not bind to a durable left by an earlier
             // run (it would skip what that run consumed).
-            match broker.delete_consumer(EVENT_STREAM, name).await {
+            match broker.delete_consumer(EVENT_STREAM, &durable(name)).await {
                 Err(e) if e.kind() != &ConsumerErrorKind::ConsumerNotFound => return Err(e.into()),
                 _ => {}
             }
@@ -234,7 +250,7 @@ async fn consume(
             store,
             RuntimeConfig {
                 fetch_wait: Duration::from_millis(200),
-                ..RuntimeConfig::durable(name)
+                ..RuntimeConfig::durable(durable(name))
             },
             &metrics,
         );
@@ -251,7 +267,7 @@ async fn consume(
         let mut slowest = u64::MAX;
         let mut caught_up = true;
         for name in READ_MODEL_NAMES {
-            match broker.consumer_info(EVENT_STREAM, name).await {
+            match broker.consumer_info(EVENT_STREAM, &durable(name)).await {
                 Ok(info) => {
                     slowest = slowest.min(info.ack_floor_stream_seq);
                     caught_up &= info.num_pending == 0 && info.num_ack_pending == 0;
@@ -288,7 +304,14 @@ async fn consume(
         reports.push((name, report));
     }
     let (_, elapsed) = progress.finish();
-    Ok((reports, Phase { name: "consume", events: total, elapsed }))
+    Ok((
+        reports,
+        Phase {
+            name: "consume",
+            events: total,
+            elapsed,
+        },
+    ))
 }
 
 /// Rebuilds `name` into its shadow up to the live checkpoint; returns the
@@ -328,7 +351,13 @@ async fn sample_audits(
 ) -> CliResult<Vec<(String, usize)>> {
     use crate::commands::audit::AuditArgs;
     let samples = [
-        ("--key u-1", AuditArgs { key: Some("u-1".into()), ..empty_audit() }),
+        (
+            "--key u-1",
+            AuditArgs {
+                key: Some("u-1".into()),
+                ..empty_audit()
+            },
+        ),
         (
             "--type payment.refunded --where amount_minor>10000",
             AuditArgs {
@@ -409,12 +438,20 @@ fn print_summary(summary: &Value, format: OutputFormat) {
                     m["applied"],
                     m["dead_lettered"],
                     m["live_digest"].as_str().unwrap_or_default(),
-                    if m["verified"] == true { "matches" } else { "DIFFERS" }
+                    if m["verified"] == true {
+                        "matches"
+                    } else {
+                        "DIFFERS"
+                    }
                 );
             }
             println!("\naudit queries (index and log scan agree):");
             for q in summary["audit_queries"].as_array().into_iter().flatten() {
-                println!("  {:<52} {} match(es)", q["query"].as_str().unwrap_or_default(), q["matches"]);
+                println!(
+                    "  {:<52} {} match(es)",
+                    q["query"].as_str().unwrap_or_default(),
+                    q["matches"]
+                );
             }
             println!(
                 "\ndead letters: {} (poison events published: {})",
@@ -427,7 +464,10 @@ fn print_summary(summary: &Value, format: OutputFormat) {
                 println!("verification: FAILED");
             }
         }
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(summary).unwrap_or_default()),
+        OutputFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(summary).unwrap_or_default()
+        ),
         _ => println!("{summary}"),
     }
 }

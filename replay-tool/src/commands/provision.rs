@@ -142,7 +142,11 @@ async fn apply(broker: &dyn Broker, plan: &Plan, dry_run: bool) -> CliResult<Rec
         let (action, changes) = match broker.stream_info(&wanted.name).await {
             Ok(info) => {
                 let changes = stream_diff(&info.config, wanted);
-                let action = if changes.is_empty() { "unchanged" } else { "update" };
+                let action = if changes.is_empty() {
+                    "unchanged"
+                } else {
+                    "update"
+                };
                 (action, changes)
             }
             Err(e) if e.kind() == &StreamErrorKind::StreamNotFound => ("create", Vec::new()),
@@ -205,7 +209,10 @@ mod tests {
 
     #[test]
     fn the_shipped_example_parses() {
-        let path = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/provision.toml"));
+        let path = PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/examples/provision.toml"
+        ));
         let plan = read_plan(&path).unwrap();
         assert_eq!(plan.streams[0], {
             let mut events = StreamConfig::event_log();

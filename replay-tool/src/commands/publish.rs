@@ -108,9 +108,8 @@ fn read_input(args: &PublishArgs) -> CliResult<String> {
         return Ok(String::new());
     }
     match &args.file {
-        Some(path) if path.as_os_str() != "-" => std::fs::read_to_string(path).map_err(|e| {
-            CliError::bad_input(format!("cannot read {}: {e}", path.display()))
-        }),
+        Some(path) if path.as_os_str() != "-" => std::fs::read_to_string(path)
+            .map_err(|e| CliError::bad_input(format!("cannot read {}: {e}", path.display()))),
         _ => {
             let mut text = String::new();
             std::io::stdin()

@@ -14,7 +14,7 @@
 
 use backbone_broker::{Broker, ReadRequest, ReadStart, stream::EVENT_STREAM};
 use backbone_consumers::{
-    RebuildError, RebuildErrorKind, RebuildOptions, RebuildProgress, ReadModel,
+    ReadModel, RebuildError, RebuildErrorKind, RebuildOptions, RebuildProgress,
     rebuild::{live_path, shadow_path},
 };
 use clap::Args;
@@ -158,14 +158,21 @@ async fn rebuild(
             OutputFormat::Table => println!(
                 "would rebuild {} from seq {from} to {target}: {events} event(s){}",
                 model.name(),
-                if resumed { " (resuming an interrupted rebuild)" } else { "" }
+                if resumed {
+                    " (resuming an interrupted rebuild)"
+                } else {
+                    ""
+                }
             ),
             _ => println!("{plan}"),
         }
         return Ok(());
     }
     if resumed {
-        eprintln!("resuming the interrupted rebuild of {} at seq {from}", model.name());
+        eprintln!(
+            "resuming the interrupted rebuild of {} at seq {from}",
+            model.name()
+        );
     }
     let mut progress = Progress::start(
         format!("rebuild {}", model.name()),
@@ -227,7 +234,11 @@ async fn rebuild(
             report.rejected,
             swapped.checkpoint,
             swapped.digest,
-            if args.verify { " (matches the live digest)" } else { "" }
+            if args.verify {
+                " (matches the live digest)"
+            } else {
+                ""
+            }
         ),
         _ => println!("{summary}"),
     }

@@ -62,7 +62,13 @@ async fn collect(
     settings: &Settings,
 ) -> CliResult<(Records, Records, Records, u64)> {
     let mut streams = Records::new(&[
-        "stream", "subjects", "messages", "bytes", "first_seq", "last_seq", "last_time",
+        "stream",
+        "subjects",
+        "messages",
+        "bytes",
+        "first_seq",
+        "last_seq",
+        "last_time",
     ]);
     let mut consumers = Records::new(&[
         "stream",
@@ -85,7 +91,8 @@ async fn collect(
             json!(info.bytes),
             json!(info.first_seq),
             json!(info.last_seq),
-            info.last_time.map_or(Value::Null, |t| json!(format_time(t))),
+            info.last_time
+                .map_or(Value::Null, |t| json!(format_time(t))),
         ]);
         for c in broker.consumers(&info.config.name).await? {
             consumers.push(vec![

@@ -50,7 +50,10 @@ pub(crate) fn type_key_filter(
 ) -> CliResult<Option<String>> {
     if let Some(t) = event_type {
         validate_type_name(t).map_err(CliError::bad_input)?;
-        if backbone_schemas::Registry::global().by_type_name(t).is_none() {
+        if backbone_schemas::Registry::global()
+            .by_type_name(t)
+            .is_none()
+        {
             return Err(CliError::bad_input(format!("unknown event type {t:?}")));
         }
     }
@@ -59,7 +62,11 @@ pub(crate) fn type_key_filter(
     }
     Ok(match (event_type, key) {
         (None, None) => None,
-        (t, k) => Some(format!("events.{}.{}", t.unwrap_or("*.*"), k.unwrap_or("*"))),
+        (t, k) => Some(format!(
+            "events.{}.{}",
+            t.unwrap_or("*.*"),
+            k.unwrap_or("*")
+        )),
     })
 }
 
@@ -68,7 +75,10 @@ fn print_event(view: &EventView, format: OutputFormat) {
         OutputFormat::Table => {
             let (key, data) = match &view.envelope {
                 Ok(e) => (e.key.clone(), cell_text(&view.data)),
-                Err(error) => (view.message.subject.clone(), format!("decode error: {error}")),
+                Err(error) => (
+                    view.message.subject.clone(),
+                    format!("decode error: {error}"),
+                ),
             };
             println!(
                 "{:>8}  {:<20}  {:<14}  {data}",
@@ -114,7 +124,11 @@ async fn tail(
         (Some(t), s) => (Some(t), s),
         (None, s) => (s, None),
     };
-    let wanted = |subject: &str| local_filter.as_deref().is_none_or(|p| subject_matches(p, subject));
+    let wanted = |subject: &str| {
+        local_filter
+            .as_deref()
+            .is_none_or(|p| subject_matches(p, subject))
+    };
     let mut start = start;
     if let Some(n) = args.last {
         let end = broker.stream_info(EVENT_STREAM).await?.last_seq;

@@ -10,7 +10,7 @@ use std::{
 };
 
 use backbone_broker::{
-    ConsumerConfig, OutboundMessage, PublishErrorKind, PublishReceipt, ReadRequest,
+    Broker, ConsumerConfig, OutboundMessage, PublishErrorKind, PublishReceipt, ReadRequest,
     message::MSG_ID_HEADER,
 };
 
@@ -154,15 +154,13 @@ pub(crate) async fn restart_during_publishes_loses_nothing(ctx: Ctx) -> Verdict 
         })
     };
     let mut restarts = 0;
-    let deadline = Instant::now() + RESTART_PATIENCE;
     for threshold in [RESTART_TOTAL * 3 / 10, RESTART_TOTAL * 7 / 10] {
+        // The publisher enforces the deadline and reports why it stalled.
         while progress.load(Ordering::Relaxed) < threshold && !publisher.is_finished() {
-            ensure!(
-                Instant::now() < deadline,
-                "publishing stalled at {}",
-                progress.load(Ordering::Relaxed)
-            );
             tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        if publisher.is_finished() {
+            break;
         }
         ensure!(
             ctx.harness().restart().await,
@@ -207,6 +205,7 @@ pub(crate) async fn restart_during_publishes_loses_nothing(ctx: Ctx) -> Verdict 
 
 /// Publishes messages `0..RESTART_TOTAL` in chunks, retrying failures with the
 /// same message (and msg id) on a fresh broker handle until acknowledged.
+/// The handle is only replaced after a failure, as a service would.
 async fn publish_all_retrying(
     harness: &dyn Harness,
     progress: &AtomicUsize,
@@ -214,19 +213,26 @@ async fn publish_all_retrying(
 ) -> Result<Vec<PublishReceipt>, Failure> {
     let deadline = Instant::now() + RESTART_PATIENCE;
     let mut receipts: Vec<Option<PublishReceipt>> = vec![None; RESTART_TOTAL];
+    let mut last_error = None;
+    let mut retried = 0usize;
+    // Kept across batches, so a restart hits publishes in flight.
+    let mut broker: Option<Arc<dyn Broker>> = None;
     for chunk_start in (0..RESTART_TOTAL).step_by(RESTART_CHUNK) {
         let mut pending: Vec<usize> =
             (chunk_start..(chunk_start + RESTART_CHUNK).min(RESTART_TOTAL)).collect();
-        let mut last_error = None;
         while !pending.is_empty() {
             ensure!(
                 Instant::now() < deadline,
                 "messages {pending:?} not acknowledged within {RESTART_PATIENCE:?}; last error {last_error:?}"
             );
-            let broker = harness.broker().await;
+            let handle = match &broker {
+                Some(handle) => Arc::clone(handle),
+                None => harness.broker().await,
+            };
+            broker = Some(Arc::clone(&handle));
             let messages = pending.iter().map(|&i| message_of(i)).collect();
-            let results = broker.publish_batch(messages).await;
-            drop(broker);
+            let results = handle.publish_batch(messages).await;
+            drop(handle);
             ensure_eq!(results.len(), pending.len(), "results of publish_batch");
             let mut failed = Vec::new();
             for (index, result) in pending.iter().copied().zip(results) {
@@ -234,16 +240,24 @@ async fn publish_all_retrying(
                     Ok(receipt) => receipts[index] = Some(receipt),
                     Err(error) => {
                         last_error = Some(error);
+                        retried += 1;
                         failed.push(index);
                     }
                 }
             }
             pending = failed;
             if !pending.is_empty() {
+                // The handle may belong to the stopped broker: let it go (an
+                // embedded store cannot reopen while it is held) and ask anew.
+                broker = None;
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
         progress.store(chunk_start + RESTART_CHUNK, Ordering::Relaxed);
     }
+    // Shows (with --nocapture) that the restarts really interrupted publishing.
+    println!(
+        "{retried} publishes failed during the restarts and were retried; last error {last_error:?}"
+    );
     Ok(receipts.into_iter().flatten().collect())
 }

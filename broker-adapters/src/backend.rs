@@ -1,0 +1,146 @@
+//! Choosing an adapter at run time, from flags or a config file.
+//!
+//! Services and tools hold an `Arc<dyn Broker>` and never name an adapter
+//! type; [`Backend`] is the one place that does. In TOML:
+//!
+//! ```toml
+//! [backend]
+//! kind = "embedded"
+//! path = "/var/lib/backbone/log"
+//! ```
+//!
+//! ```toml
+//! [backend]
+//! kind = "jetstream"
+//! urls = ["nats://10.0.0.1:4222", "nats://10.0.0.2:4222"]
+//! auth = { user_password = { user = "payment-service", password = "..." } }
+//! tls = { ca_file = "/etc/backbone/ca.pem", require = true }
+//! publish_timeout = "5s"
+//! ```
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    broker::Broker,
+    embedded::{EmbeddedBroker, EmbeddedOptions},
+    error::ConnectError,
+    jetstream::{JetStreamBroker, JetStreamOptions},
+    memory::MemoryBroker,
+};
+
+/// Which adapter to use, with its options.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Backend {
+    /// In process, not persistent: for tests.
+    Memory,
+    /// The sled-backed log on local disk (the default).
+    Embedded(EmbeddedOptions),
+    /// NATS JetStream.
+    Jetstream(JetStreamOptions),
+}
+
+impl Default for Backend {
+    fn default() -> Self {
+        Self::Embedded(EmbeddedOptions::default())
+    }
+}
+
+impl Backend {
+    /// Opens the store or connects to the server.
+    ///
+    /// Fails with `Locked` when another process holds an embedded store,
+    /// and with `Unreachable` when no server answers within the connect
+    /// timeout; never hangs.
+    pub async fn connect(&self) -> Result<Arc<dyn Broker>, ConnectError> {
+        Ok(match self {
+            Self::Memory => Arc::new(MemoryBroker::new()),
+            Self::Embedded(options) => Arc::new(EmbeddedBroker::open(options.clone())?),
+            Self::Jetstream(options) => Arc::new(JetStreamBroker::connect(options.clone()).await?),
+        })
+    }
+
+    /// A short description for logs, without secrets.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Memory => "memory".into(),
+            Self::Embedded(options) => format!("embedded log at {}", options.path.display()),
+            Self::Jetstream(options) => format!("JetStream at {}", redacted_urls(options)),
+        }
+    }
+}
+
+fn redacted_urls(options: &JetStreamOptions) -> String {
+    options
+        .urls
+        .iter()
+        .map(|url| match (url.find("://"), url.rfind('@')) {
+            (Some(scheme), Some(at)) if at > scheme => {
+                format!("{}{}", &url[..scheme + 3], &url[at + 1..])
+            }
+            _ => url.clone(),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::jetstream::Auth;
+
+    #[test]
+    fn jetstream_backend_reads_from_toml_with_human_durations() {
+        let text = r#"
+            kind = "jetstream"
+            urls = ["nats://a:4222", "nats://b:4222"]
+            auth = { user_password = { user = "svc", password = "hunter2" } }
+            publish_timeout = "250ms"
+        "#;
+        let backend: Backend = toml::from_str(text).unwrap();
+        let Backend::Jetstream(options) = &backend else {
+            panic!("not jetstream: {backend:?}");
+        };
+        assert_eq!(options.urls.len(), 2);
+        assert_eq!(options.publish_timeout, Duration::from_millis(250));
+        assert_eq!(
+            options.auth,
+            Auth::UserPassword {
+                user: "svc".into(),
+                password: "hunter2".into()
+            }
+        );
+        assert!(!format!("{backend:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn unknown_settings_are_rejected_not_ignored() {
+        let text = "kind = \"embedded\"\npath = \"x\"\nflush = \"1s\"\n";
+        let err = toml::from_str::<Backend>(text).unwrap_err();
+        assert!(err.to_string().contains("flush"), "{err}");
+    }
+
+    #[test]
+    fn describe_hides_url_credentials() {
+        let backend = Backend::Jetstream(JetStreamOptions {
+            urls: vec!["nats://svc:hunter2@host:4222".into()],
+            ..Default::default()
+        });
+        assert_eq!(backend.describe(), "JetStream at nats://host:4222");
+    }
+
+    #[tokio::test]
+    async fn embedded_backend_opens_a_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = Backend::Embedded(EmbeddedOptions {
+            path: dir.path().join("log"),
+            ..Default::default()
+        });
+        let broker = backend.connect().await.unwrap();
+        assert!(broker.features().persistent);
+    }
+}
