@@ -38,8 +38,8 @@ pub enum Backend {
     Memory,
     /// The sled-backed log on local disk (the default).
     Embedded(EmbeddedOptions),
-    /// NATS JetStream.
-    Jetstream(JetStreamOptions),
+    /// NATS JetStream (boxed: its options dwarf the other variants).
+    Jetstream(Box<JetStreamOptions>),
 }
 
 impl Default for Backend {
@@ -58,7 +58,9 @@ impl Backend {
         Ok(match self {
             Self::Memory => Arc::new(MemoryBroker::new()),
             Self::Embedded(options) => Arc::new(EmbeddedBroker::open(options.clone())?),
-            Self::Jetstream(options) => Arc::new(JetStreamBroker::connect(options.clone()).await?),
+            Self::Jetstream(options) => {
+                Arc::new(JetStreamBroker::connect(options.as_ref().clone()).await?)
+            }
         })
     }
 
@@ -126,10 +128,10 @@ mod tests {
 
     #[test]
     fn describe_hides_url_credentials() {
-        let backend = Backend::Jetstream(JetStreamOptions {
+        let backend = Backend::Jetstream(Box::new(JetStreamOptions {
             urls: vec!["nats://svc:hunter2@host:4222".into()],
             ..Default::default()
-        });
+        }));
         assert_eq!(backend.describe(), "JetStream at nats://host:4222");
     }
 

@@ -94,8 +94,7 @@ pub trait Broker: Send + Sync + fmt::Debug {
     ) -> Result<Box<dyn Consumer>, ConsumerError>;
 
     /// A durable consumer's progress.
-    async fn consumer_info(&self, stream: &str, name: &str)
-    -> Result<ConsumerInfo, ConsumerError>;
+    async fn consumer_info(&self, stream: &str, name: &str) -> Result<ConsumerInfo, ConsumerError>;
 
     /// Every durable consumer of `stream`, ordered by name.
     async fn consumers(&self, stream: &str) -> Result<Vec<ConsumerInfo>, ConsumerError>;

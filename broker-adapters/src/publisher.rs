@@ -7,9 +7,7 @@
 
 use std::{fmt, sync::Arc};
 
-use backbone_schemas::{
-    DecodeError, EncodeErrorKind, Envelope, Event, EventContext, error::Error,
-};
+use backbone_schemas::{DecodeError, EncodeErrorKind, Envelope, Event, EventContext, error::Error};
 
 use crate::{
     broker::Broker,

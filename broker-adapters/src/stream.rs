@@ -200,10 +200,22 @@ mod tests {
     fn wildcards_match_like_nats() {
         assert!(subject_matches("events.>", "events.user.followed.u-1"));
         assert!(!subject_matches("events.>", "events"));
-        assert!(subject_matches("events.user.*.*", "events.user.followed.u-1"));
-        assert!(!subject_matches("events.user.*", "events.user.followed.u-1"));
-        assert!(subject_matches("events.*.*.u-1", "events.user.followed.u-1"));
-        assert!(!subject_matches("events.payment.>", "events.user.followed.u-1"));
+        assert!(subject_matches(
+            "events.user.*.*",
+            "events.user.followed.u-1"
+        ));
+        assert!(!subject_matches(
+            "events.user.*",
+            "events.user.followed.u-1"
+        ));
+        assert!(subject_matches(
+            "events.*.*.u-1",
+            "events.user.followed.u-1"
+        ));
+        assert!(!subject_matches(
+            "events.payment.>",
+            "events.user.followed.u-1"
+        ));
         assert!(subject_matches("a.b", "a.b"));
         assert!(!subject_matches("a.b", "a.b.c"));
     }

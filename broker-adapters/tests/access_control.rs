@@ -10,8 +10,8 @@ use std::{
 };
 
 use backbone_broker::{
-    Broker, ConnectErrorKind, ConsumerConfig, ConsumerErrorKind, OutboundMessage,
-    PublishErrorKind, StreamConfig, StreamErrorKind,
+    Broker, ConnectErrorKind, ConsumerConfig, ConsumerErrorKind, OutboundMessage, PublishErrorKind,
+    StreamConfig, StreamErrorKind,
     jetstream::{Auth, JetStreamBroker, JetStreamOptions, TlsOptions},
 };
 use backbone_testkit::{NatsServer, NatsServerBuilder, TestCerts, find_nats_server};
@@ -73,7 +73,9 @@ fn password_of(user: &str) -> String {
 fn accounts_config() -> String {
     let accounts = std::fs::read_to_string(examples_dir().join("accounts.conf"))
         .expect("reading examples/nats/accounts.conf");
-    let users = [OPERATOR].into_iter().chain(SERVICES.iter().map(|s| s.user));
+    let users = [OPERATOR]
+        .into_iter()
+        .chain(SERVICES.iter().map(|s| s.user));
     let mut text = String::new();
     for (var, user) in PASSWORD_VARS.iter().zip(users) {
         text.push_str(&format!("{var}: \"{}\"\n", password_of(user)));
@@ -141,13 +143,19 @@ async fn provision(server: &NatsServer) -> JetStreamBroker {
 /// consumers) does not yet, so there the refusal surfaces as a bounded
 /// `TimedOut`, and the server log proves it was a refusal.
 fn assert_refused(server: &NatsServer, denied: bool, timed_out: bool, user: &str, subject: &str) {
-    assert!(denied || timed_out, "{user} on {subject}: neither refused nor timed out");
+    assert!(
+        denied || timed_out,
+        "{user} on {subject}: neither refused nor timed out"
+    );
     if !denied {
         let log = server.log();
         let logged = log.lines().any(|line| {
             line.contains("Violation") && line.contains(user) && line.contains(subject)
         });
-        assert!(logged, "the server logged {user} refused on {subject}:\n{log}");
+        assert!(
+            logged,
+            "the server logged {user} refused on {subject}:\n{log}"
+        );
     }
 }
 
@@ -195,10 +203,10 @@ async fn each_service_publishes_only_its_own_domain() {
             let subject = format!("events.{domain}.happened.k-1");
             let started = Instant::now();
             let result = broker
-                .publish(OutboundMessage::new(subject.clone(), "x").with_msg_id(format!(
-                    "{}-{domain}",
-                    service.user
-                )))
+                .publish(
+                    OutboundMessage::new(subject.clone(), "x")
+                        .with_msg_id(format!("{}-{domain}", service.user)),
+                )
                 .await;
             if service.domains.contains(domain) {
                 result.unwrap_or_else(|e| panic!("{} publishes {subject}: {e}", service.user));
@@ -374,7 +382,8 @@ async fn mutual_tls_keeps_the_permissions() {
         "a client without a certificate is refused: {err:?}"
     );
     assert!(
-        format!("{err:?}").contains("BadCertificate") || err.kind() != &ConnectErrorKind::Unreachable,
+        format!("{err:?}").contains("BadCertificate")
+            || err.kind() != &ConnectErrorKind::Unreachable,
         "refused for its certificate: {err:?}"
     );
 }
@@ -452,7 +461,10 @@ async fn secrets_never_appear_in_debug_or_errors() {
     assert_eq!(err.kind(), &ConnectErrorKind::AuthenticationFailed);
 
     let in_url = JetStreamOptions {
-        urls: vec![format!("nats://{user}:{password}@127.0.0.1:{}", server.port())],
+        urls: vec![format!(
+            "nats://{user}:{password}@127.0.0.1:{}",
+            server.port()
+        )],
         auth: Auth::None,
         ..good.clone()
     };

@@ -181,7 +181,10 @@ async fn a_damaged_entry_reads_as_corrupted_never_as_data() {
         &ReadErrorKind::Corrupted
     );
     assert_eq!(items[2].as_ref().unwrap().seq, 3);
-    let c = b.consumer("EVENTS", ConsumerConfig::durable("c")).await.unwrap();
+    let c = b
+        .consumer("EVENTS", ConsumerConfig::durable("c"))
+        .await
+        .unwrap();
     let delivered: Vec<u64> = c
         .fetch(10, Duration::from_millis(50))
         .await
@@ -189,9 +192,19 @@ async fn a_damaged_entry_reads_as_corrupted_never_as_data() {
         .iter()
         .map(|d| d.message.seq)
         .collect();
-    assert_eq!(delivered, vec![1, 3], "the damaged entry is never delivered");
+    assert_eq!(
+        delivered,
+        vec![1, 3],
+        "the damaged entry is never delivered"
+    );
     let exhausted = c.take_exhausted().await.unwrap();
-    assert_eq!(exhausted, vec![backbone_broker::Exhausted { stream_seq: 2, deliveries: 0 }]);
+    assert_eq!(
+        exhausted,
+        vec![backbone_broker::Exhausted {
+            stream_seq: 2,
+            deliveries: 0
+        }]
+    );
 }
 
 #[tokio::test]

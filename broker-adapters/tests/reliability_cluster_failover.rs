@@ -35,7 +35,11 @@ async fn stream_leader(broker: &JetStreamBroker, stream: &str) -> Option<usize> 
         .ok()?;
     let info: serde_json::Value = serde_json::from_slice(&answer.payload).ok()?;
     let leader = info["cluster"]["leader"].as_str()?;
-    leader.strip_prefix('n')?.parse::<usize>().ok()?.checked_sub(1)
+    leader
+        .strip_prefix('n')?
+        .parse::<usize>()
+        .ok()?
+        .checked_sub(1)
 }
 
 async fn wait_for_leader(broker: &JetStreamBroker, stream: &str, not: Option<usize>) -> usize {
@@ -46,7 +50,10 @@ async fn wait_for_leader(broker: &JetStreamBroker, stream: &str, not: Option<usi
                 return leader;
             }
         }
-        assert!(Instant::now() < deadline, "no stream leader elected in 30 s");
+        assert!(
+            Instant::now() < deadline,
+            "no stream leader elected in 30 s"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -82,7 +89,10 @@ async fn killing_the_stream_leader_loses_no_acknowledged_event() {
             Err(e) => panic!("creating the R3 stream: {e}"),
         }
     }
-    assert_eq!(broker.stream_info("EVENTS").await.unwrap().config.replicas, 3);
+    assert_eq!(
+        broker.stream_info("EVENTS").await.unwrap().config.replicas,
+        3
+    );
     let consumer = broker
         .consumer(
             "EVENTS",
@@ -124,7 +134,11 @@ async fn killing_the_stream_leader_loses_no_acknowledged_event() {
         })
         .await;
         assert!(resumed.is_ok(), "publishing resumed after the election");
-        ledger.acked_after_kill.lock().unwrap().push(ledger.acked_count() - before);
+        ledger
+            .acked_after_kill
+            .lock()
+            .unwrap()
+            .push(ledger.acked_count() - before);
         tokio::task::block_in_place(|| cluster.restart(leader));
     }
 
@@ -140,6 +154,9 @@ async fn killing_the_stream_leader_loses_no_acknowledged_event() {
     report("cluster-leader-kill", rounds, &ledger, &result);
     assert!(result.acked > 0);
     assert_eq!(result.lost, 0, "acknowledged events lost: {result:?}");
-    assert_eq!(result.moved, 0, "events stored at another sequence: {result:?}");
+    assert_eq!(
+        result.moved, 0,
+        "events stored at another sequence: {result:?}"
+    );
     assert_eq!(result.not_consumed, 0, "the consumer continued: {result:?}");
 }

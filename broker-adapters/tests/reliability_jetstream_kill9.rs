@@ -104,7 +104,11 @@ async fn acknowledged_events_survive_repeated_kill_9() {
         })
         .await;
         assert!(resumed.is_ok(), "publishing resumed after kill {round}");
-        ledger.acked_after_kill.lock().unwrap().push(ledger.acked_count() - before);
+        ledger
+            .acked_after_kill
+            .lock()
+            .unwrap()
+            .push(ledger.acked_count() - before);
     }
 
     stop.store(true, Ordering::Release);
@@ -122,7 +126,10 @@ async fn acknowledged_events_survive_repeated_kill_9() {
     report("jetstream-kill9", rounds, &ledger, &result);
     assert!(result.acked > 0);
     assert_eq!(result.lost, 0, "acknowledged events lost: {result:?}");
-    assert_eq!(result.moved, 0, "events stored at another sequence: {result:?}");
+    assert_eq!(
+        result.moved, 0,
+        "events stored at another sequence: {result:?}"
+    );
     assert_eq!(result.duplicates, 0, "retries deduplicated: {result:?}");
     assert_eq!(result.not_consumed, 0, "the consumer resumed: {result:?}");
 }

@@ -1,5 +1,9 @@
 //! A minimal HTTP responder for `/healthz` and `/metrics`: one request per
 //! connection, `GET` only, enough for probes and Prometheus scrapes.
+//!
+//! `/healthz` answers `200` while every runner is running and none is stuck
+//! failing ([`crate::health`]), `503` otherwise; the body is the JSON
+//! [`crate::HealthReport`], naming each unhealthy runner and its last error.
 
 use tokio::{
     io::{AsyncReadExt as _, AsyncWriteExt as _},
@@ -46,7 +50,16 @@ async fn respond(mut stream: TcpStream, metrics: &Metrics) -> std::io::Result<()
     let mut parts = line.split_whitespace();
     let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let (status, content_type, body) = match (method, path) {
-        ("GET", "/healthz") => ("200 OK", "text/plain", "ok\n".to_owned()),
+        ("GET", "/healthz") => {
+            let report = metrics.health().report();
+            let status = if report.healthy {
+                "200 OK"
+            } else {
+                "503 Service Unavailable"
+            };
+            let body = serde_json::to_string(&report).unwrap_or_default() + "\n";
+            (status, "application/json", body)
+        }
         ("GET", "/metrics") => ("200 OK", "text/plain; version=0.0.4", metrics.render()),
         ("GET", _) => ("404 Not Found", "text/plain", "not found\n".to_owned()),
         _ => (
@@ -85,8 +98,18 @@ mod tests {
         let metrics = Metrics::new();
         metrics.consumer("billing");
         let (trigger, shutdown) = shutdown_channel();
-        let server = tokio::spawn(serve(listener, metrics, shutdown));
+        let server = tokio::spawn(serve(listener, metrics.clone(), shutdown));
         assert!(get(addr, "/healthz").await.starts_with("HTTP/1.1 200 OK"));
+        metrics.health().register("billing", "billing");
+        metrics
+            .health()
+            .stopped("billing", Some("store failed".into()));
+        let unhealthy = get(addr, "/healthz").await;
+        assert!(unhealthy.starts_with("HTTP/1.1 503"), "{unhealthy}");
+        let body = unhealthy.split("\r\n\r\n").nth(1).unwrap();
+        let json: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(json["unhealthy"][0]["name"], "billing");
+        assert_eq!(json["unhealthy"][0]["error"], "store failed");
         assert!(
             get(addr, "/metrics")
                 .await

@@ -24,15 +24,18 @@ pub mod config;
 pub mod dead_letter;
 pub mod digest;
 pub mod error;
+pub mod health;
 pub mod http;
 pub mod metrics;
 pub mod model;
 pub mod models;
 pub mod projection;
 pub mod reactor;
+pub mod reactors;
 pub mod rebuild;
 pub mod service;
 pub mod shutdown;
+mod startup;
 pub mod store;
 pub mod transaction;
 
@@ -41,6 +44,7 @@ pub use error::{
     HandlerError, RebuildError, RebuildErrorKind, RunError, RunErrorKind, StoreError,
     StoreErrorKind,
 };
+pub use health::{Health, HealthReport};
 pub use metrics::Metrics;
 pub use model::ReadModel;
 pub use projection::{ProjectionRunner, RunReport};

@@ -10,6 +10,8 @@ use std::{
     time::Duration,
 };
 
+use crate::health::Health;
+
 /// Upper bounds of the apply-latency histogram buckets, in seconds.
 pub const LATENCY_BUCKETS: [f64; 12] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0,
@@ -66,12 +68,18 @@ type Field = fn(&ConsumerMetrics) -> &AtomicU64;
 #[derive(Debug, Default, Clone)]
 pub struct Metrics {
     consumers: Arc<Mutex<Named>>,
+    health: Health,
 }
 
 impl Metrics {
     /// An empty registry.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The health of the runners reporting into this registry (`/healthz`).
+    pub fn health(&self) -> &Health {
+        &self.health
     }
 
     /// The metrics of `consumer`, created on first use.

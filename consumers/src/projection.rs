@@ -31,9 +31,11 @@ use crate::{
     config::RuntimeConfig,
     dead_letter::{DeadLetterReason, ensure_dead_letter_stream, publish_dead_letter},
     error::{HandlerError, RunError, RunErrorKind},
+    health::Health,
     metrics::{ConsumerMetrics, Metrics},
     model::{Outcome, ReadModel, apply_message, filter_subjects},
     shutdown::Shutdown,
+    startup::{StrayCheck, StrayWait},
     store::ProjectionStore,
 };
 
@@ -58,6 +60,7 @@ pub struct ProjectionRunner {
     store: ProjectionStore,
     config: RuntimeConfig,
     metrics: Arc<ConsumerMetrics>,
+    health: Health,
 }
 
 /// What the loop does with each delivery of a batch, after the commit.
@@ -75,6 +78,8 @@ impl ProjectionRunner {
         config: RuntimeConfig,
         metrics: &Metrics,
     ) -> Self {
+        let health = metrics.health().clone();
+        health.register(&config.durable_name, model.name());
         let metrics = metrics.consumer(&config.durable_name);
         Self {
             broker,
@@ -82,6 +87,7 @@ impl ProjectionRunner {
             store,
             config,
             metrics,
+            health,
         }
     }
 
@@ -115,9 +121,32 @@ impl ProjectionRunner {
             .map_err(|e| RunError::with_source(RunErrorKind::Consumer, e))
     }
 
+    /// Deletes the durable consumer and creates it again at checkpoint + 1,
+    /// dropping every outstanding delivery (see [`crate::startup`]).
+    async fn rebind(&self, checkpoint: u64) -> Result<Box<dyn Consumer>, RunError> {
+        match self
+            .broker
+            .delete_consumer(&self.config.stream, &self.config.durable_name)
+            .await
+        {
+            Ok(()) => {}
+            Err(e) if e.kind() == &backbone_broker::ConsumerErrorKind::ConsumerNotFound => {}
+            Err(e) => return Err(RunError::with_source(RunErrorKind::Consumer, e)),
+        }
+        self.bind(checkpoint).await
+    }
+
     /// Consumes until `shutdown` triggers; the batch in hand is finished and
-    /// committed before returning.
+    /// committed before returning. The run's end (and its error) is
+    /// recorded in the [`Health`] of the metrics it was created with.
     pub async fn run(self, shutdown: Shutdown) -> Result<RunReport, RunError> {
+        let guard = self.health.guard(&self.config.durable_name);
+        let result = self.consume(shutdown).await;
+        guard.finish(&result);
+        result
+    }
+
+    async fn consume(self, shutdown: Shutdown) -> Result<RunReport, RunError> {
         ensure_dead_letter_stream(self.broker.as_ref())
             .await
             .map_err(|e| RunError::with_source(RunErrorKind::DeadLetterStream, e))?;
@@ -125,7 +154,8 @@ impl ProjectionRunner {
             .store
             .checkpoint()
             .map_err(|e| RunError::with_source(RunErrorKind::Store, e))?;
-        let consumer = self.bind(checkpoint).await?;
+        let mut consumer = self.bind(checkpoint).await?;
+        self.health.running(&self.config.durable_name);
         let mut report = RunReport {
             checkpoint,
             ..Default::default()
@@ -135,6 +165,7 @@ impl ProjectionRunner {
         let mut last_keepalive = Instant::now();
         let mut fetch_failures = 0u32;
         let mut strays_resolved = false;
+        let mut stray_wait = StrayWait::new(&self.config);
         while !shutdown.is_triggered() {
             for exhausted in consumer.take_exhausted().await.unwrap_or_default() {
                 if exhausted.stream_seq <= checkpoint {
@@ -151,6 +182,7 @@ impl ProjectionRunner {
             match consumer.fetch(want, self.config.fetch_wait).await {
                 Ok(deliveries) => {
                     fetch_failures = 0;
+                    self.health.recovered(&self.config.durable_name, "fetch");
                     for d in deliveries {
                         self.metrics
                             .lag
@@ -161,6 +193,8 @@ impl ProjectionRunner {
                 Err(e) => {
                     fetch_failures += 1;
                     tracing::warn!(error = %e, "fetch failed; retrying");
+                    self.health
+                        .failing(&self.config.durable_name, "fetch", e.to_string());
                     tokio::time::sleep(self.config.backoff(fetch_failures)).await;
                     continue;
                 }
@@ -181,9 +215,15 @@ impl ProjectionRunner {
                 continue;
             }
             if !strays_resolved {
-                strays_resolved = self.no_stray_deliveries(consumer.as_ref(), &held).await;
-                if !strays_resolved {
-                    continue;
+                match stray_wait.check(consumer.as_ref(), held.len()).await {
+                    StrayCheck::Clear => strays_resolved = true,
+                    StrayCheck::Wait => continue,
+                    StrayCheck::Expired => {
+                        held.clear();
+                        consumer = self.rebind(checkpoint).await?;
+                        strays_resolved = true;
+                        continue;
+                    }
                 }
             }
             let batch: Vec<Delivery> = std::mem::take(&mut held).into_values().collect();
@@ -198,33 +238,6 @@ impl ProjectionRunner {
         Ok(report)
     }
 
-    /// After a restart, deliveries made to a previous (crashed) process stay
-    /// pending until their ack wait expires, while new messages after them
-    /// are delivered at once. Applying those first would move the checkpoint
-    /// past the strays and skip them, so until every pending delivery is in
-    /// hand the runner waits. Checked once per run, before the first batch.
-    async fn no_stray_deliveries(
-        &self,
-        consumer: &dyn Consumer,
-        held: &BTreeMap<u64, Delivery>,
-    ) -> bool {
-        match consumer.info().await {
-            Ok(info) if info.num_ack_pending <= held.len() as u64 => true,
-            Ok(info) => {
-                tracing::debug!(
-                    pending = info.num_ack_pending,
-                    held = held.len(),
-                    "waiting for deliveries made before the restart"
-                );
-                false
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "consumer info failed");
-                false
-            }
-        }
-    }
-
     async fn dead_letter_exhausted(&self, seq: u64, deliveries: u32, report: &mut RunReport) {
         match self.broker.get(&self.config.stream, seq).await {
             Ok(message) => {
@@ -235,8 +248,12 @@ impl ProjectionRunner {
                 };
                 if let Err(e) = publish_dead_letter(self.broker.as_ref(), &message, &reason).await {
                     tracing::error!(seq, error = %e, "cannot dead-letter an exhausted event");
+                    self.health
+                        .failing(&self.config.durable_name, "dead-letter", e.to_string());
                     return;
                 }
+                self.health
+                    .recovered(&self.config.durable_name, "dead-letter");
                 report.dead_lettered += 1;
                 ConsumerMetrics::add(&self.metrics.dead_letters, 1);
             }
@@ -310,9 +327,13 @@ impl ProjectionRunner {
                         .await;
                 if let Err(e) = published {
                     tracing::warn!(seq, error = %e, "dead-letter publish failed; retrying later");
+                    self.health
+                        .failing(&self.config.durable_name, "dead-letter", e.to_string());
                     retry = Some((delivery, self.config.backoff(1)));
                     break;
                 }
+                self.health
+                    .recovered(&self.config.durable_name, "dead-letter");
                 report.dead_lettered += 1;
                 ConsumerMetrics::add(&self.metrics.dead_letters, 1);
                 settles.push((delivery, Settle::Term(error)));

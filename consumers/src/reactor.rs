@@ -20,6 +20,7 @@ use crate::{
     config::RuntimeConfig,
     dead_letter::{DeadLetterReason, ensure_dead_letter_stream, publish_dead_letter},
     error::{HandlerError, RunError, RunErrorKind},
+    health::Health,
     metrics::{ConsumerMetrics, Metrics},
     projection::{RunReport, event_span},
     shutdown::Shutdown,
@@ -58,6 +59,7 @@ pub struct ReactorRunner {
     config: RuntimeConfig,
     mode: RunMode,
     metrics: Arc<ConsumerMetrics>,
+    health: Health,
 }
 
 fn fired_key(id: &str) -> Vec<u8> {
@@ -74,6 +76,8 @@ impl ReactorRunner {
         mode: RunMode,
         metrics: &Metrics,
     ) -> Self {
+        let health = metrics.health().clone();
+        health.register(&config.durable_name, reactor.name());
         let metrics = metrics.consumer(&config.durable_name);
         Self {
             broker,
@@ -82,6 +86,7 @@ impl ReactorRunner {
             config,
             mode,
             metrics,
+            health,
         }
     }
 
@@ -90,8 +95,16 @@ impl ReactorRunner {
         matches!(store.get(&fired_key(id)), Ok(Some(_)))
     }
 
-    /// Consumes until `shutdown` triggers.
+    /// Consumes until `shutdown` triggers. The run's end (and its error) is
+    /// recorded in the [`Health`] of the metrics it was created with.
     pub async fn run(self, shutdown: Shutdown) -> Result<RunReport, RunError> {
+        let guard = self.health.guard(&self.config.durable_name);
+        let result = self.consume(shutdown).await;
+        guard.finish(&result);
+        result
+    }
+
+    async fn consume(self, shutdown: Shutdown) -> Result<RunReport, RunError> {
         ensure_dead_letter_stream(self.broker.as_ref())
             .await
             .map_err(|e| RunError::with_source(RunErrorKind::DeadLetterStream, e))?;
@@ -112,15 +125,21 @@ impl ReactorRunner {
             )
             .await
             .map_err(|e| RunError::with_source(RunErrorKind::Consumer, e))?;
+        self.health.running(&self.config.durable_name);
         let mut report = RunReport::default();
         while !shutdown.is_triggered() {
             let deliveries = match consumer
                 .fetch(self.config.batch_size, self.config.fetch_wait)
                 .await
             {
-                Ok(d) => d,
+                Ok(d) => {
+                    self.health.recovered(&self.config.durable_name, "fetch");
+                    d
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "fetch failed; retrying");
+                    self.health
+                        .failing(&self.config.durable_name, "fetch", e.to_string());
                     tokio::time::sleep(self.config.backoff(1)).await;
                     continue;
                 }
@@ -159,12 +178,19 @@ impl ReactorRunner {
                         };
                         let published =
                             publish_dead_letter(self.broker.as_ref(), &delivery.message, &reason);
-                        if published.await.is_ok() {
+                        if let Err(e) = published.await {
+                            self.health.failing(
+                                &self.config.durable_name,
+                                "dead-letter",
+                                e.to_string(),
+                            );
+                            let _ = delivery.nak(Some(self.config.backoff(1))).await;
+                        } else {
+                            self.health
+                                .recovered(&self.config.durable_name, "dead-letter");
                             report.dead_lettered += 1;
                             ConsumerMetrics::add(&self.metrics.dead_letters, 1);
                             let _ = delivery.term(e.reason()).await;
-                        } else {
-                            let _ = delivery.nak(Some(self.config.backoff(1))).await;
                         }
                     }
                 }

@@ -9,6 +9,9 @@
 //! batch_size = 256
 //! grace_time_secs = 10
 //! metrics_addr = "127.0.0.1:9464"
+//! reactors = ["follow-notifier"]  # side effects; none by default
+//! ack_wait_secs = 30          # also bounds the wait after a restart
+//! unhealthy_after_secs = 30   # /healthz: how long a runner may keep failing
 //!
 //! [backend]
 //! kind = "embedded"           # or "jetstream" with urls = ["nats://..."]
@@ -31,6 +34,8 @@ use crate::{
     metrics::Metrics,
     models::resolve,
     projection::{ProjectionRunner, RunReport},
+    reactor::{ReactorRunner, RunMode},
+    reactors,
     shutdown::Shutdown,
     store::ProjectionStore,
 };
@@ -89,6 +94,14 @@ pub struct ServiceConfig {
     /// Milliseconds one fetch waits for messages.
     #[serde(default = "default_fetch_wait")]
     pub fetch_wait_ms: u64,
+    /// Reactors (side effects) to run live, e.g. `follow-notifier`; none
+    /// by default. Each is its own durable consumer (prefix + name).
+    #[serde(default)]
+    pub reactors: Vec<String>,
+    /// Seconds a runner may keep failing (broker unreachable, dead letters
+    /// unpublishable) before `/healthz` answers 503.
+    #[serde(default = "default_unhealthy_after")]
+    pub unhealthy_after_secs: u64,
 }
 
 fn all_models() -> Vec<String> {
@@ -114,6 +127,9 @@ fn default_ack_wait() -> u64 {
 }
 fn default_fetch_wait() -> u64 {
     500
+}
+fn default_unhealthy_after() -> u64 {
+    30
 }
 
 /// Why the service could not start or run.
@@ -153,6 +169,14 @@ impl ServiceConfig {
             .map_err(|e| ServiceError::with_source(ServiceErrorKind::Config, e))?;
         resolve(&config.models)
             .map_err(|e| ServiceError::with_source(ServiceErrorKind::Config, e))?;
+        reactors::validate(&config.reactors)
+            .map_err(|e| ServiceError::with_source(ServiceErrorKind::Config, e))?;
+        if config.ack_wait_secs == 0 {
+            return Err(ServiceError::with_detail(
+                ServiceErrorKind::Config,
+                "ack_wait_secs must be positive",
+            ));
+        }
         if config.batch_size == 0 {
             return Err(ServiceError::with_detail(
                 ServiceErrorKind::Config,
@@ -213,8 +237,16 @@ impl ServiceConfig {
     }
 }
 
-/// Runs the configured read models on `broker` until `shutdown`, serving
-/// metrics when configured. Returns each model's report, by model name.
+/// A runner the service drives.
+enum Runner {
+    Projection(ProjectionRunner),
+    Reactor(ReactorRunner),
+}
+
+/// Runs the configured read models and reactors on `broker` until
+/// `shutdown`, serving `/healthz` and `/metrics` when configured. Returns
+/// each runner's report, by model or reactor name. A runner that fails does
+/// not stop the others; `/healthz` reports it until the service stops.
 pub async fn run_service(
     config: &ServiceConfig,
     broker: Arc<dyn Broker>,
@@ -233,7 +265,10 @@ pub async fn run_service(
             }
         }
     }
-    let mut runners = Vec::new();
+    metrics
+        .health()
+        .set_unhealthy_after(Duration::from_secs(config.unhealthy_after_secs));
+    let mut runners: Vec<(String, Runner)> = Vec::new();
     for model in models {
         let store = ProjectionStore::open(config.data_dir.join(model.name())).map_err(|e| {
             ServiceError::with_source(ServiceErrorKind::Store, e).detail(model.name())
@@ -246,7 +281,25 @@ pub async fn run_service(
             config.runtime(&name),
             &metrics,
         );
-        runners.push((name, runner));
+        runners.push((name, Runner::Projection(runner)));
+    }
+    for name in &config.reactors {
+        let store_err = |e| ServiceError::with_source(ServiceErrorKind::Store, e).detail(name);
+        let reactor = reactors::open(name, &config.data_dir)
+            .ok_or_else(|| {
+                ServiceError::with_detail(ServiceErrorKind::Config, format!("unknown reactor {name}"))
+            })?
+            .map_err(store_err)?;
+        let store = ProjectionStore::open(config.data_dir.join(name)).map_err(store_err)?;
+        let runner = ReactorRunner::new(
+            broker.clone(),
+            reactor,
+            store,
+            config.runtime(name),
+            RunMode::Live,
+            &metrics,
+        );
+        runners.push((name.clone(), Runner::Reactor(runner)));
     }
     if let Some(addr) = config.metrics_addr {
         let listener = tokio::net::TcpListener::bind(addr)
@@ -263,8 +316,12 @@ pub async fn run_service(
         .into_iter()
         .map(|(name, runner)| {
             let shutdown = shutdown.clone();
-            tracing::info!(model = %name, "read model starting");
-            (name, tokio::spawn(runner.run(shutdown)))
+            tracing::info!(runner = %name, "starting");
+            let handle = match runner {
+                Runner::Projection(r) => tokio::spawn(r.run(shutdown)),
+                Runner::Reactor(r) => tokio::spawn(r.run(shutdown)),
+            };
+            (name, handle)
         })
         .collect();
     let mut reports = Vec::new();
@@ -312,6 +369,18 @@ mod tests {
         );
         assert_eq!(config.runtime("billing").durable_name, "billing");
         assert_eq!(config.grace_time(), Duration::from_secs(10));
+        assert!(config.reactors.is_empty());
+        assert_eq!(config.runtime("billing").ack_wait, Duration::from_secs(30));
+        assert_eq!(config.unhealthy_after_secs, 30);
+        let with_reactor = ServiceConfig::from_toml(
+            "data_dir = \"/tmp/rm\"\nmodels = []\nreactors = [\"follow-notifier\"]\nack_wait_secs = 5\n[backend]\nkind = \"embedded\"\npath = \"l\"\n",
+        )
+        .unwrap();
+        assert_eq!(with_reactor.reactors, vec!["follow-notifier"]);
+        assert_eq!(
+            with_reactor.runtime("follow-notifier").ack_wait,
+            Duration::from_secs(5)
+        );
     }
 
     #[test]
@@ -321,6 +390,8 @@ mod tests {
             "data_dir = \"x\"\n[backend]\nkind = \"carrier-pigeon\"\n",
             "data_dir = \"x\"\nmodels = [\"nope\"]\n[backend]\nkind = \"embedded\"\npath = \"l\"\n",
             "data_dir = \"x\"\nbatch_size = 0\n[backend]\nkind = \"embedded\"\npath = \"l\"\n",
+            "data_dir = \"x\"\nreactors = [\"nope\"]\n[backend]\nkind = \"embedded\"\npath = \"l\"\n",
+            "data_dir = \"x\"\nack_wait_secs = 0\n[backend]\nkind = \"embedded\"\npath = \"l\"\n",
         ];
         for text in cases {
             let err = ServiceConfig::from_toml(text).unwrap_err();

@@ -27,14 +27,38 @@ async fn quick_run_measures_every_scenario_and_writes_results() {
 
     assert!(report.settings.quick);
     let scenarios: Vec<_> = report.comparisons.iter().map(|c| c.scenario).collect();
-    for scenario in [bench::Scenario::Publish, bench::Scenario::ConsumeApply, bench::Scenario::Rebuild] {
-        assert!(scenarios.contains(&scenario), "{scenario:?} missing: {scenarios:?}");
+    for scenario in [
+        bench::Scenario::Publish,
+        bench::Scenario::ConsumeApply,
+        bench::Scenario::Rebuild,
+    ] {
+        assert!(
+            scenarios.contains(&scenario),
+            "{scenario:?} missing: {scenarios:?}"
+        );
     }
-    assert!(report.comparisons.iter().all(|c| c.raw.events > 0 && c.backbone.events > 0));
-    assert_eq!(report.latencies.len(), 2 * 3 * report.comparisons.iter().filter(|c| c.scenario == bench::Scenario::Rebuild).count());
+    assert!(
+        report
+            .comparisons
+            .iter()
+            .all(|c| c.raw.events > 0 && c.backbone.events > 0)
+    );
+    assert_eq!(
+        report.latencies.len(),
+        2 * 3
+            * report
+                .comparisons
+                .iter()
+                .filter(|c| c.scenario == bench::Scenario::Rebuild)
+                .count()
+    );
     assert_eq!(report.throughputs.len(), 4);
     assert_eq!(report.audit.len(), 2);
-    assert!(report.audit.iter().all(|a| a.matches > 0), "{:?}", report.audit);
+    assert!(
+        report.audit.iter().all(|a| a.matches > 0),
+        "{:?}",
+        report.audit
+    );
     assert_eq!(report.rebuild_memory.len(), 3);
 
     let json: serde_json::Value =
@@ -42,7 +66,11 @@ async fn quick_run_measures_every_scenario_and_writes_results() {
     assert_eq!(json["settings"]["quick"], true);
     let svg = std::fs::read_to_string(out.path().join("plot.svg")).unwrap();
     assert!(svg.starts_with("<svg"), "{}", &svg[..svg.len().min(80)]);
-    assert!(std::fs::read_to_string(out.path().join("results.md")).unwrap().contains("| scenario |"));
+    assert!(
+        std::fs::read_to_string(out.path().join("results.md"))
+            .unwrap()
+            .contains("| scenario |")
+    );
 }
 
 /// The full run behind `docs/benchmarks.md` (minutes; run it in release):

@@ -86,7 +86,11 @@ pub async fn publish_until(
 }
 
 /// Fetches and acks until `stop` is set, recording every delivered id.
-pub async fn consume_until(consumer: Box<dyn Consumer>, stop: Arc<AtomicBool>, ledger: Arc<Ledger>) {
+pub async fn consume_until(
+    consumer: Box<dyn Consumer>,
+    stop: Arc<AtomicBool>,
+    ledger: Arc<Ledger>,
+) {
     while !stop.load(Ordering::Acquire) {
         match consumer.fetch(200, Duration::from_millis(300)).await {
             Ok(batch) => {
@@ -161,12 +165,19 @@ pub async fn audit(broker: &dyn Broker, stream: &str, ledger: &Ledger) -> Audit 
     while let Some(message) = reader.next().await {
         let message = message.expect("every stored entry reads back");
         stored += 1;
-        let id = message.headers.get(MSG_ID_HEADER).unwrap_or_default().to_owned();
+        let id = message
+            .headers
+            .get(MSG_ID_HEADER)
+            .unwrap_or_default()
+            .to_owned();
         stored_ids.entry(id).or_default().push(message.seq);
     }
     let acked = ledger.acked.lock().unwrap().clone();
     let consumed = ledger.consumed.lock().unwrap().clone();
-    let lost = acked.keys().filter(|id| !stored_ids.contains_key(*id)).count() as u64;
+    let lost = acked
+        .keys()
+        .filter(|id| !stored_ids.contains_key(*id))
+        .count() as u64;
     let moved = acked
         .iter()
         .filter(|(id, seq)| stored_ids.get(*id).is_some_and(|seqs| !seqs.contains(seq)))

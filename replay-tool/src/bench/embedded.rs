@@ -39,13 +39,34 @@ pub(crate) async fn run(plan: &Plan, report: &mut BenchReport) -> Result<(), Ben
     let workload = Workload::new(128);
 
     let publish = pipeline::publish_typed(broker.as_ref(), &workload, 0, plan.events).await?;
-    measured(plan, report, "embedded publish (batched, durable) 128 B", publish, PUBLISH_TARGET);
+    measured(
+        plan,
+        report,
+        "embedded publish (batched, durable) 128 B",
+        publish,
+        PUBLISH_TARGET,
+    );
     let replay = pipeline::replay(broker.as_ref(), plan.events).await?;
-    measured(plan, report, "embedded replay (ordered read)", replay, REPLAY_TARGET);
-    let rebuild =
-        pipeline::rebuild_model(broker.as_ref(), &scratch.path().join("rebuild"), plan.events)
-            .await?;
-    measured(plan, report, "embedded rebuild read model", rebuild, REBUILD_TARGET);
+    measured(
+        plan,
+        report,
+        "embedded replay (ordered read)",
+        replay,
+        REPLAY_TARGET,
+    );
+    let rebuild = pipeline::rebuild_model(
+        broker.as_ref(),
+        &scratch.path().join("rebuild"),
+        plan.events,
+    )
+    .await?;
+    measured(
+        plan,
+        report,
+        "embedded rebuild read model",
+        rebuild,
+        REBUILD_TARGET,
+    );
 
     let mut logged = plan.events;
     for (i, &size) in plan.memory_log_sizes.iter().enumerate() {
@@ -58,7 +79,11 @@ pub(crate) async fn run(plan: &Plan, report: &mut BenchReport) -> Result<(), Ben
         let rss_before_mib = memory::current_mib();
         let throughput = pipeline::rebuild_model(broker.as_ref(), &store, logged).await?;
         let point = MemoryPoint {
-            source: if reset { "embedded log".into() } else { "embedded log (peak not resettable: whole process)".into() },
+            source: if reset {
+                "embedded log".into()
+            } else {
+                "embedded log (peak not resettable: whole process)".into()
+            },
             log_events: logged,
             rss_before_mib,
             peak_rss_mib: memory::peak_mib(),
@@ -66,11 +91,21 @@ pub(crate) async fn run(plan: &Plan, report: &mut BenchReport) -> Result<(), Ben
         };
         plan.progress(&format!(
             "rebuild of {} events: peak RSS {:.1} MiB (before {:.1} MiB), {:.0} ev/s",
-            point.log_events, point.peak_rss_mib, point.rss_before_mib, point.throughput.events_per_sec
+            point.log_events,
+            point.peak_rss_mib,
+            point.rss_before_mib,
+            point.throughput.events_per_sec
         ));
         report.rebuild_memory.push(point);
     }
-    audit_queries(plan, broker.as_ref(), &scratch.path().join("audit"), logged, report).await?;
+    audit_queries(
+        plan,
+        broker.as_ref(),
+        &scratch.path().join("audit"),
+        logged,
+        report,
+    )
+    .await?;
     broker.close().await.map_err(backbone_error)?;
     Ok(())
 }
@@ -86,11 +121,23 @@ async fn audit_queries(
 ) -> Result<(), BenchError> {
     let store = ProjectionStore::open(dir).map_err(backbone_error)?;
     let started = Instant::now();
-    let built = apply_log(broker, &Audit, &store, &RebuildOptions::default(), &mut |_| {})
-        .await
-        .map_err(backbone_error)?;
+    let built = apply_log(
+        broker,
+        &Audit,
+        &store,
+        &RebuildOptions::default(),
+        &mut |_| {},
+    )
+    .await
+    .map_err(backbone_error)?;
     let build = Throughput::new(built.applied, started.elapsed());
-    measured(plan, report, "embedded audit index build", build, REBUILD_TARGET);
+    measured(
+        plan,
+        report,
+        "embedded audit index build",
+        build,
+        REBUILD_TARGET,
+    );
     let middle = logged / 2;
     let queries = [
         ("key", IndexQuery::Key(conversation(middle))),
@@ -100,7 +147,10 @@ async fn audit_queries(
         let started = Instant::now();
         let matches = Audit::query(&store, &query, AUDIT_LIMIT).map_err(backbone_error)?;
         let millis = started.elapsed().as_secs_f64() * 1000.0;
-        plan.progress(&format!("audit {name} query: {} matches in {millis:.2} ms", matches.len()));
+        plan.progress(&format!(
+            "audit {name} query: {} matches in {millis:.2} ms",
+            matches.len()
+        ));
         report.audit.push(AuditQuery {
             query: name.to_owned(),
             log_events: logged,
@@ -111,8 +161,17 @@ async fn audit_queries(
     Ok(())
 }
 
-fn measured(plan: &Plan, report: &mut BenchReport, name: &str, throughput: Throughput, target: f64) {
-    plan.progress(&format!("{name}: {:.0} ev/s (target {target:.0})", throughput.events_per_sec));
+fn measured(
+    plan: &Plan,
+    report: &mut BenchReport,
+    name: &str,
+    throughput: Throughput,
+    target: f64,
+) {
+    plan.progress(&format!(
+        "{name}: {:.0} ev/s (target {target:.0})",
+        throughput.events_per_sec
+    ));
     report.throughputs.push(Measured {
         name: name.to_owned(),
         throughput,

@@ -68,7 +68,8 @@ pub(crate) async fn run(
 
     let raw_figure = raw.ordered_read(EVENT_STREAM, published, deadline).await?;
     let backbone_figure =
-        pipeline::rebuild_model(broker.as_ref(), &scratch.path().join("rebuild"), published).await?;
+        pipeline::rebuild_model(broker.as_ref(), &scratch.path().join("rebuild"), published)
+            .await?;
     record(
         plan,
         report,
@@ -123,6 +124,8 @@ async fn connect_backbone(url: &str, window: usize) -> Result<Arc<dyn Broker>, B
         max_in_flight: window,
         ..Default::default()
     };
-    let broker = JetStreamBroker::connect(options).await.map_err(backbone_error)?;
+    let broker = JetStreamBroker::connect(options)
+        .await
+        .map_err(backbone_error)?;
     Ok(Arc::new(broker))
 }

@@ -12,7 +12,11 @@ use std::{
 
 use hdrhistogram::Histogram;
 
-use super::{error::{BenchError, BenchErrorKind}, report::Latency, server::FsyncPolicy};
+use super::{
+    error::{BenchError, BenchErrorKind},
+    report::Latency,
+    server::FsyncPolicy,
+};
 
 /// When each event of an open-loop run is due.
 #[derive(Debug, Clone, Copy)]
@@ -64,8 +68,9 @@ pub(crate) struct Recorder {
 impl Recorder {
     /// An empty recorder for `schedule`, microsecond resolution up to a minute.
     pub(crate) fn new(schedule: Schedule) -> Result<Self, BenchError> {
-        let histogram = Histogram::new_with_bounds(1, 60_000_000, 3)
-            .map_err(|e| BenchError::with_detail(BenchErrorKind::InvalidArguments, e.to_string()))?;
+        let histogram = Histogram::new_with_bounds(1, 60_000_000, 3).map_err(|e| {
+            BenchError::with_detail(BenchErrorKind::InvalidArguments, e.to_string())
+        })?;
         Ok(Self {
             schedule,
             histogram: Arc::new(Mutex::new(histogram)),
@@ -77,7 +82,9 @@ impl Recorder {
         let micros = Instant::now()
             .saturating_duration_since(self.schedule.due(n))
             .as_micros();
-        let micros = u64::try_from(micros).unwrap_or(u64::MAX).clamp(1, 60_000_000);
+        let micros = u64::try_from(micros)
+            .unwrap_or(u64::MAX)
+            .clamp(1, 60_000_000);
         if let Ok(mut histogram) = self.histogram.lock() {
             histogram.saturating_record(micros);
         }
@@ -89,8 +96,17 @@ impl Recorder {
     }
 
     /// The percentiles, labelled.
-    pub(crate) fn summary(&self, path: &'static str, fsync: FsyncPolicy, rate_per_sec: u64) -> Latency {
-        let histogram = self.histogram.lock().map(|h| h.clone()).unwrap_or_else(|p| p.into_inner().clone());
+    pub(crate) fn summary(
+        &self,
+        path: &'static str,
+        fsync: FsyncPolicy,
+        rate_per_sec: u64,
+    ) -> Latency {
+        let histogram = self
+            .histogram
+            .lock()
+            .map(|h| h.clone())
+            .unwrap_or_else(|p| p.into_inner().clone());
         Latency {
             path,
             fsync,

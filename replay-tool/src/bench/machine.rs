@@ -99,6 +99,9 @@ mod tests {
         let machine = Machine::detect("v0".into());
         assert!(machine.cpus >= 1);
         assert!(machine.memory_gib > 0.0);
-        assert_eq!(field("a\t: 1\nmodel name\t: Xeon\n", "model name").as_deref(), Some("Xeon"));
+        assert_eq!(
+            field("a\t: 1\nmodel name\t: Xeon\n", "model name").as_deref(),
+            Some("Xeon")
+        );
     }
 }

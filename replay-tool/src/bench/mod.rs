@@ -66,7 +66,10 @@ pub(crate) struct BenchArgs {
 pub(crate) async fn run(args: &BenchArgs) -> Result<BenchReport, BenchError> {
     let plan = Plan::new(args)?;
     let started = Instant::now();
-    let binary = args.nats_server.clone().unwrap_or_else(server::default_binary);
+    let binary = args
+        .nats_server
+        .clone()
+        .unwrap_or_else(server::default_binary);
     let version = match &args.nats_url {
         Some(_) => "external".to_owned(),
         None => server::server_version(&binary),

@@ -38,9 +38,18 @@ impl ReadModel for ConversationCounts {
         &[MessageReceived::TYPE]
     }
 
-    fn apply(&self, seq: u64, event: &Envelope, tx: &mut Transaction<'_>) -> Result<(), HandlerError> {
+    fn apply(
+        &self,
+        seq: u64,
+        event: &Envelope,
+        tx: &mut Transaction<'_>,
+    ) -> Result<(), HandlerError> {
         let message: MessageReceived = typed(event)?;
-        let key = [b"conversation/".as_slice(), message.conversation_id.as_bytes()].concat();
+        let key = [
+            b"conversation/".as_slice(),
+            message.conversation_id.as_bytes(),
+        ]
+        .concat();
         let count: u64 = tx
             .get_json(&key)
             .map_err(|e| HandlerError::transient(e.to_string()))?

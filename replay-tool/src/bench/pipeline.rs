@@ -84,7 +84,9 @@ pub(crate) async fn consume_into_model(
     .await;
     let elapsed = started.elapsed();
     trigger.trigger();
-    let run = task.await.map_err(|e| BenchError::with_source(BenchErrorKind::Backbone, e))?;
+    let run = task
+        .await
+        .map_err(|e| BenchError::with_source(BenchErrorKind::Backbone, e))?;
     run.map_err(backbone_error)?;
     if reached.is_err() {
         return Err(BenchError::new(BenchErrorKind::Incomplete {
@@ -211,7 +213,9 @@ pub(crate) async fn end_to_end_latency(
     stop.store(true, Ordering::Release);
     let _ = stamper.join();
     trigger.trigger();
-    let run = task.await.map_err(|e| BenchError::with_source(BenchErrorKind::Backbone, e))?;
+    let run = task
+        .await
+        .map_err(|e| BenchError::with_source(BenchErrorKind::Backbone, e))?;
     run.map_err(backbone_error)?;
     let failed = failures.load(Ordering::Relaxed);
     if recorder.count() < events || failed > 0 {

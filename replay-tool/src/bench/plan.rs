@@ -37,8 +37,12 @@ impl Plan {
     pub(crate) fn new(args: &BenchArgs) -> Result<Self, BenchError> {
         let quick = args.quick;
         let events = args.events.unwrap_or(if quick { 2_000 } else { 200_000 });
-        let memory_max = args.memory_events.unwrap_or(if quick { 10_000 } else { 1_000_000 });
-        let latency_seconds = args.latency_seconds.unwrap_or(if quick { 0.5 } else { 5.0 });
+        let memory_max = args
+            .memory_events
+            .unwrap_or(if quick { 10_000 } else { 1_000_000 });
+        let latency_seconds = args
+            .latency_seconds
+            .unwrap_or(if quick { 0.5 } else { 5.0 });
         if events == 0 || memory_max == 0 || args.window == 0 {
             return Err(BenchError::with_detail(
                 BenchErrorKind::InvalidArguments,

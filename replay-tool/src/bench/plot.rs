@@ -23,7 +23,10 @@ pub(crate) fn write_svg(report: &BenchReport, path: &Path) -> Result<(), BenchEr
 
 type DrawResult = Result<(), Box<dyn std::error::Error>>;
 
-fn draw<DB: DrawingBackend>(report: &BenchReport, root: &DrawingArea<DB, plotters::coord::Shift>) -> DrawResult
+fn draw<DB: DrawingBackend>(
+    report: &BenchReport,
+    root: &DrawingArea<DB, plotters::coord::Shift>,
+) -> DrawResult
 where
     DB::ErrorType: 'static,
 {
@@ -34,19 +37,31 @@ where
     Ok(())
 }
 
-fn draw_ratios<DB: DrawingBackend>(report: &BenchReport, area: &DrawingArea<DB, plotters::coord::Shift>) -> DrawResult
+fn draw_ratios<DB: DrawingBackend>(
+    report: &BenchReport,
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+) -> DrawResult
 where
     DB::ErrorType: 'static,
 {
     let rows: Vec<(String, f64, f64)> = report
         .comparisons
         .iter()
-        .map(|c| (format!("{} [{}]", c.label(), c.fsync), c.ratio, c.target_ratio))
+        .map(|c| {
+            (
+                format!("{} [{}]", c.label(), c.fsync),
+                c.ratio,
+                c.target_ratio,
+            )
+        })
         .collect();
     let max_ratio = rows.iter().map(|r| r.1.max(r.2)).fold(1.2, f64::max) * 1.1;
     let count = rows.len().max(1) as f64;
     let mut chart = ChartBuilder::on(area)
-        .caption("Backbone / raw async-nats (same run, same server)", ("sans-serif", 18))
+        .caption(
+            "Backbone / raw async-nats (same run, same server)",
+            ("sans-serif", 18),
+        )
         .margin(12)
         .x_label_area_size(36)
         .y_label_area_size(300)
@@ -59,15 +74,24 @@ where
         .y_labels(rows.len().max(1))
         .y_label_formatter(&|y| {
             let index = (count - y - 0.5).round();
-            if index < 0.0 { return String::new(); }
+            if index < 0.0 {
+                return String::new();
+            }
             labels.get(index as usize).cloned().unwrap_or_default()
         })
         .draw()?;
     for (i, (_, ratio, target)) in rows.iter().enumerate() {
         let top = count - i as f64 - 0.15;
         let bottom = count - i as f64 - 0.85;
-        let color = if ratio >= target { GREEN.mix(0.7) } else { RED.mix(0.7) };
-        chart.draw_series(std::iter::once(Rectangle::new([(0.0, bottom), (*ratio, top)], color.filled())))?;
+        let color = if ratio >= target {
+            GREEN.mix(0.7)
+        } else {
+            RED.mix(0.7)
+        };
+        chart.draw_series(std::iter::once(Rectangle::new(
+            [(0.0, bottom), (*ratio, top)],
+            color.filled(),
+        )))?;
         chart.draw_series(std::iter::once(PathElement::new(
             vec![(*target, bottom - 0.1), (*target, top + 0.1)],
             BLACK.stroke_width(2),
@@ -76,12 +100,18 @@ where
     Ok(())
 }
 
-fn draw_latencies<DB: DrawingBackend>(report: &BenchReport, area: &DrawingArea<DB, plotters::coord::Shift>) -> DrawResult
+fn draw_latencies<DB: DrawingBackend>(
+    report: &BenchReport,
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+) -> DrawResult
 where
     DB::ErrorType: 'static,
 {
     let mut chart = ChartBuilder::on(area)
-        .caption("End-to-end latency, open loop (ms, log scale)", ("sans-serif", 18))
+        .caption(
+            "End-to-end latency, open loop (ms, log scale)",
+            ("sans-serif", 18),
+        )
         .margin(12)
         .x_label_area_size(36)
         .y_label_area_size(56)
@@ -114,7 +144,11 @@ where
                 .filter(|l| l.path == path && l.fsync == fsync)
                 .map(|l| (l.rate_per_sec as f64, (value(l) as f64 / 1000.0).max(0.01)))
                 .collect();
-            let style = if dashed { color.mix(0.45).stroke_width(1) } else { color.stroke_width(2) };
+            let style = if dashed {
+                color.mix(0.45).stroke_width(1)
+            } else {
+                color.stroke_width(2)
+            };
             chart
                 .draw_series(LineSeries::new(points, style))?
                 .label(format!("{path} {name} [{fsync}]"))

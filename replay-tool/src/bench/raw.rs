@@ -1,6 +1,9 @@
 //! The yardstick: the same work done with the raw async-nats client.
 
-use std::{collections::VecDeque, time::{Duration, Instant}};
+use std::{
+    collections::VecDeque,
+    time::{Duration, Instant},
+};
 
 use async_nats::jetstream::{
     self,
@@ -229,7 +232,10 @@ impl RawClient {
         let seen = recorder.count();
         match outcome {
             Ok(Ok(())) if seen >= events => Ok(recorder),
-            _ => Err(BenchError::new(BenchErrorKind::Incomplete { expected: events, seen })),
+            _ => Err(BenchError::new(BenchErrorKind::Incomplete {
+                expected: events,
+                seen,
+            })),
         }
     }
 }
@@ -243,7 +249,10 @@ pub(crate) fn finish(
     match outcome {
         Ok(Ok(())) if seen >= expected => Ok(()),
         Ok(Err(e)) => Err(e),
-        _ => Err(BenchError::new(BenchErrorKind::Incomplete { expected, seen })),
+        _ => Err(BenchError::new(BenchErrorKind::Incomplete {
+            expected,
+            seen,
+        })),
     }
 }
 

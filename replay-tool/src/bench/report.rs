@@ -251,7 +251,10 @@ impl BenchReport {
         md.push_str("| scenario | fsync | raw ev/s | Backbone ev/s | ratio | target |\n");
         md.push_str("|---|---|---:|---:|---:|---:|\n");
         for c in &self.comparisons {
-            let window = c.window.map(|w| format!(", window {w}")).unwrap_or_default();
+            let window = c
+                .window
+                .map(|w| format!(", window {w}"))
+                .unwrap_or_default();
             let _ = writeln!(
                 md,
                 "| {}{} | {} | {:.0} | {:.0} | {:.2}x | {} {:.1}x |",
@@ -298,20 +301,30 @@ impl BenchReport {
             }
         }
         if !self.rebuild_memory.is_empty() {
-            md.push_str("\n| rebuild memory | log events | RSS before MiB | peak RSS MiB | ev/s |\n");
+            md.push_str(
+                "\n| rebuild memory | log events | RSS before MiB | peak RSS MiB | ev/s |\n",
+            );
             md.push_str("|---|---:|---:|---:|---:|\n");
             for p in &self.rebuild_memory {
                 let _ = writeln!(
                     md,
                     "| {} | {} | {:.1} | {:.1} | {:.0} |",
-                    p.source, p.log_events, p.rss_before_mib, p.peak_rss_mib, p.throughput.events_per_sec
+                    p.source,
+                    p.log_events,
+                    p.rss_before_mib,
+                    p.peak_rss_mib,
+                    p.throughput.events_per_sec
                 );
             }
         }
         if !self.audit.is_empty() {
             md.push_str("\n| audit query | log events | matches | ms |\n|---|---:|---:|---:|\n");
             for a in &self.audit {
-                let _ = writeln!(md, "| {} | {} | {} | {:.2} |", a.query, a.log_events, a.matches, a.millis);
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {} | {:.2} |",
+                    a.query, a.log_events, a.matches, a.millis
+                );
             }
         }
         for s in &self.skipped {

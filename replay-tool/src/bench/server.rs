@@ -62,7 +62,8 @@ impl SpawnedServer {
     /// Starts `binary` with JetStream and `policy`, and waits until it
     /// accepts TCP connections.
     pub(crate) fn spawn(binary: &Path, policy: FsyncPolicy) -> Result<SpawnOutcome, BenchError> {
-        let dir = tempfile::tempdir().map_err(|e| BenchError::with_source(BenchErrorKind::Io, e))?;
+        let dir =
+            tempfile::tempdir().map_err(|e| BenchError::with_source(BenchErrorKind::Io, e))?;
         let port = free_port()?;
         let store = dir.path().join("store");
         let sync = match policy {

@@ -134,6 +134,9 @@ mod tests {
         let envelope =
             Envelope::decode(&message.subject, &message.headers, &message.payload).unwrap();
         assert_eq!(envelope.key, "c-0234");
-        assert_eq!(message.msg_id.as_deref(), Some(envelope.id.to_string().as_str()));
+        assert_eq!(
+            message.msg_id.as_deref(),
+            Some(envelope.id.to_string().as_str())
+        );
     }
 }
