@@ -41,8 +41,9 @@ pub struct StreamConfig {
     pub storage: StorageKind,
     /// Copies kept in a cluster (JetStream only; 1 elsewhere).
     pub replicas: usize,
-    /// How long a message id is remembered for deduplication.
-    #[serde(with = "humantime_serde_secs")]
+    /// How long a message id is remembered for deduplication (in config
+    /// files a duration like `"2m"`).
+    #[serde(with = "humantime_serde")]
     pub duplicate_window: Duration,
     /// Largest accepted message in bytes; `None` takes the broker's limit.
     pub max_message_size: Option<usize>,
@@ -175,21 +176,6 @@ pub fn subject_matches(pattern: &str, subject: &str) -> bool {
         }
     }
     subject_tokens.next().is_none()
-}
-
-/// Serializes durations as whole seconds in config files.
-mod humantime_serde_secs {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(d.as_secs())
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        u64::deserialize(d).map(Duration::from_secs)
-    }
 }
 
 #[cfg(test)]

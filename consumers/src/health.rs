@@ -224,8 +224,10 @@ impl RunGuard {
 impl Drop for RunGuard {
     fn drop(&mut self) {
         if !self.finished {
-            self.health
-                .stopped(&self.consumer, Some("the runner task ended abnormally".into()));
+            self.health.stopped(
+                &self.consumer,
+                Some("the runner task ended abnormally".into()),
+            );
         }
     }
 }

@@ -15,8 +15,13 @@
 //! - **Read models** of the seed services live in [`models`], with a
 //!   registry by name; each has a [`ProjectionStore::digest`] to compare a
 //!   rebuild with the live model.
-//! - **Service**: [`service`] runs any set of read models from a TOML
-//!   config with `/healthz` and `/metrics` (the `backbone-consumer` binary).
+//! - **Reactors** of the seed services live in [`reactors`]
+//!   (`follow-notifier`, writing a de-duplicated outbox).
+//! - **Rebuild swaps** are journaled; opening a store completes or undoes an
+//!   interrupted one ([`swap`]).
+//! - **Service**: [`service`] runs any set of read models and reactors from
+//!   a TOML config with `/healthz` (200 only while every runner is healthy,
+//!   see [`health`]) and `/metrics` (the `backbone-consumer` binary).
 //!
 //! See `docs/consumers.md` for the operator's view.
 
@@ -37,6 +42,7 @@ pub mod service;
 pub mod shutdown;
 mod startup;
 pub mod store;
+pub mod swap;
 pub mod transaction;
 
 pub use config::RuntimeConfig;

@@ -4,16 +4,15 @@
 //! a shadow store `<data_dir>/<model>.rebuild`, committing its checkpoint
 //! every batch so an interrupted rebuild resumes where it stopped, then
 //! swaps it into place with renames (`<model>` → `<model>.old`, shadow →
-//! `<model>`, old removed). Only projections are rebuilt: reactors are never
+//! `<model>`, old removed) guarded by a journal, so a swap interrupted at
+//! any point is completed by the next open of the store or the next rebuild
+//! ([`crate::swap`]). Only projections are rebuilt: reactors are never
 //! involved, so no side effect fires during a rebuild.
 //!
 //! Events the model rejects (invalid or undecodable) were dead-lettered by
 //! the live consumer; a rebuild skips them the same way and counts them.
 
-use std::{
-    io,
-    path::{Path, PathBuf},
-};
+use std::path::{Path, PathBuf};
 
 use backbone_broker::{Broker, ConsumerErrorKind, ReadRequest, ReadStart};
 use futures::StreamExt as _;
@@ -184,6 +183,7 @@ pub async fn rebuild(
     progress: &mut (dyn FnMut(RebuildProgress) + Send),
 ) -> Result<RebuildReport, RebuildError> {
     let live = live_path(data_dir, model.name());
+    crate::swap::recover(&live).map_err(store_error)?;
     ensure_not_held(&live)?;
     let shadow_dir = shadow_path(data_dir, model.name());
     let mut report = {
@@ -197,9 +197,11 @@ pub async fn rebuild(
         return Ok(report);
     }
     ensure_not_held(&live)?;
-    swap_into_place(&shadow_dir, &live)
-        .map_err(|e| RebuildError::with_source(RebuildErrorKind::Swap, e))?;
-    report.path = live;
+    // The durable goes first: once the journal exists the swap is rolled
+    // forward by whoever opens the store next, and the service must then
+    // find no durable positioned after the rebuilt checkpoint. Deleting it
+    // while the old store stays live only makes the service recreate it at
+    // that store's checkpoint + 1, which loses nothing.
     if let Some(durable) = &options.durable_name {
         match broker.delete_consumer(&options.stream, durable).await {
             Ok(()) => {}
@@ -207,6 +209,9 @@ pub async fn rebuild(
             Err(e) => return Err(RebuildError::with_source(RebuildErrorKind::Swap, e)),
         }
     }
+    crate::swap::swap_into_place(&shadow_dir, &live)
+        .map_err(|e| RebuildError::with_source(RebuildErrorKind::Swap, e))?;
+    report.path = live;
     Ok(report)
 }
 
@@ -221,21 +226,4 @@ fn ensure_not_held(live: &Path) -> Result<(), RebuildError> {
         }
         Err(e) => Err(store_error(e)),
     }
-}
-
-fn swap_into_place(shadow: &Path, live: &Path) -> io::Result<()> {
-    let mut old = live.as_os_str().to_owned();
-    old.push(".old");
-    let old = PathBuf::from(old);
-    if old.exists() {
-        std::fs::remove_dir_all(&old)?;
-    }
-    if live.exists() {
-        std::fs::rename(live, &old)?;
-    }
-    std::fs::rename(shadow, live)?;
-    if old.exists() {
-        std::fs::remove_dir_all(&old)?;
-    }
-    Ok(())
 }

@@ -287,7 +287,10 @@ pub async fn run_service(
         let store_err = |e| ServiceError::with_source(ServiceErrorKind::Store, e).detail(name);
         let reactor = reactors::open(name, &config.data_dir)
             .ok_or_else(|| {
-                ServiceError::with_detail(ServiceErrorKind::Config, format!("unknown reactor {name}"))
+                ServiceError::with_detail(
+                    ServiceErrorKind::Config,
+                    format!("unknown reactor {name}"),
+                )
             })?
             .map_err(store_err)?;
         let store = ProjectionStore::open(config.data_dir.join(name)).map_err(store_err)?;

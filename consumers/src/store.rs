@@ -61,10 +61,13 @@ pub(crate) fn data_key(key: &[u8]) -> Vec<u8> {
 impl ProjectionStore {
     /// Opens (creating if needed) the store in directory `path`.
     ///
-    /// Fails with `Locked` when another process holds it and with
-    /// `UnsupportedFormat` when it was written by another format version.
+    /// First completes or undoes a rebuild swap of this store that was
+    /// interrupted ([`crate::swap::recover`]). Fails with `Locked` when
+    /// another process holds it and with `UnsupportedFormat` when it was
+    /// written by another format version.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         let path = path.as_ref().to_path_buf();
+        crate::swap::recover(&path)?;
         let db = sled::Config::new()
             .path(&path)
             .mode(sled::Mode::HighThroughput)

@@ -3,9 +3,9 @@
 //! rots. Speed is not asserted.
 
 #[path = "../src/bench/mod.rs"]
-#[allow(dead_code)]
 mod bench;
 
+use bench::report::Scenario;
 use clap::Parser;
 
 #[derive(Debug, Parser)]
@@ -28,9 +28,9 @@ async fn quick_run_measures_every_scenario_and_writes_results() {
     assert!(report.settings.quick);
     let scenarios: Vec<_> = report.comparisons.iter().map(|c| c.scenario).collect();
     for scenario in [
-        bench::Scenario::Publish,
-        bench::Scenario::ConsumeApply,
-        bench::Scenario::Rebuild,
+        Scenario::Publish,
+        Scenario::ConsumeApply,
+        Scenario::Rebuild,
     ] {
         assert!(
             scenarios.contains(&scenario),
@@ -49,7 +49,7 @@ async fn quick_run_measures_every_scenario_and_writes_results() {
             * report
                 .comparisons
                 .iter()
-                .filter(|c| c.scenario == bench::Scenario::Rebuild)
+                .filter(|c| c.scenario == Scenario::Rebuild)
                 .count()
     );
     assert_eq!(report.throughputs.len(), 4);

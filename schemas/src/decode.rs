@@ -1,23 +1,38 @@
 //! Strict decoding of a received message into an [`Envelope`].
 //!
 //! Every check failure maps to exactly one [`DecodeErrorKind`], so consumers
-//! can dead-letter by kind. The checks, in order:
+//! can dead-letter by kind. The checks run in this order and the first
+//! failure is reported, so a message that breaks several rules gets the
+//! kind of the earliest (`docs/wire-contract.md` repeats this order for
+//! other languages):
 //!
 //! 1. the subject is `events.<domain>.<name>.<key>` → `InvalidSubject`;
-//! 2. each required header is present once → `MissingHeader` /
-//!    `InvalidHeader` (repeated, or not percent-decodable);
-//! 3. `ce-specversion` is `1.0`, `content-type` is `application/protobuf`,
-//!    `ce-id` is a UUID and `Nats-Msg-Id` equals it, `ce-source` is
-//!    non-empty, `ce-time` is RFC 3339 → `InvalidHeader`;
+//! 2. the required headers, one at a time in the order `ce-specversion`,
+//!    `ce-id`, `ce-source`, `ce-type`, `ce-time`, `ce-subject`,
+//!    `ce-dataschema`, `content-type`, `Nats-Msg-Id`: absent →
+//!    `MissingHeader`; repeated, or not percent-decodable → `InvalidHeader`;
+//! 3. values, in this order (all `InvalidHeader`): `ce-specversion` is
+//!    `1.0`; `content-type` is `application/protobuf`; `ce-id` is a
+//!    hyphenated UUID (36 characters, either case); `Nats-Msg-Id` is a
+//!    hyphenated UUID equal to `ce-id` (compared as UUIDs, so case does not
+//!    matter); `ce-source` is non-empty without control characters;
+//!    `ce-time` is RFC 3339;
 //! 4. `ce-type` equals the subject's type → `TypeMismatch`, and is
 //!    registered → `UnknownType`;
 //! 5. `ce-subject` equals the subject's key → `KeyMismatch`;
 //! 6. `ce-dataschema` is `proto:<full name>` → `InvalidHeader`, naming the
 //!    registered message → `TypeMismatch`;
-//! 7. optional `ce-correlationid`, `ce-causationid` are non-empty and
-//!    `traceparent` is a W3C trace context → `InvalidHeader`;
+//! 7. optional headers, in this order: `ce-correlationid`, `ce-causationid`
+//!    (once, percent-decodable, non-empty, no control characters), then
+//!    `traceparent` (once, percent-decodable, a W3C trace context) →
+//!    `InvalidHeader`;
 //! 8. the payload decodes as the message → `PayloadNotDecodable`;
 //! 9. the payload's key field equals the subject's key → `KeyMismatch`.
+//!
+//! Every header value read is percent-decoded before it is checked,
+//! including `content-type`, `traceparent` and `Nats-Msg-Id`. "Control
+//! characters" are Unicode category Cc (U+0000..=U+001F, U+007F..=U+009F),
+//! checked after percent-decoding.
 //!
 //! Header names are matched ASCII-case-insensitively; unknown headers are
 //! ignored.
@@ -179,7 +194,7 @@ impl Envelope {
             Ok(uuid) if id.len() == 36 => uuid,
             _ => return Err(invalid(wire::CE_ID, &id, "expected a hyphenated UUID")),
         };
-        if Uuid::try_parse(&msg_id).ok() != Some(id) {
+        if msg_id.len() != 36 || Uuid::try_parse(&msg_id).ok() != Some(id) {
             return Err(invalid(wire::NATS_MSG_ID, &msg_id, "must equal ce-id"));
         }
         if !is_valid_text(&source) {

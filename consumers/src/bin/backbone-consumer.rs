@@ -1,7 +1,7 @@
 //! `backbone-consumer`: runs read models as a long-running service.
 //!
 //! ```text
-//! backbone-consumer --config consumer.toml [--models billing,audit]
+//! backbone-consumer --config consumer.toml [--models billing,audit] [--reactors follow-notifier]
 //! ```
 //!
 //! SIGINT or SIGTERM stops fetching; in-flight batches finish and commit,
@@ -29,6 +29,9 @@ struct Args {
     /// Read models to run (comma-separated), overriding the config's list.
     #[arg(long, value_delimiter = ',')]
     models: Option<Vec<String>>,
+    /// Reactors to run (comma-separated), overriding the config's list.
+    #[arg(long, value_delimiter = ',')]
+    reactors: Option<Vec<String>>,
     /// Log as JSON lines instead of text.
     #[arg(long)]
     json_logs: bool,
@@ -60,6 +63,9 @@ async fn main() -> ExitCode {
     };
     if let Some(models) = args.models {
         config.models = models;
+    }
+    if let Some(reactors) = args.reactors {
+        config.reactors = reactors;
     }
     let broker = match config.connect().await {
         Ok(b) => b,

@@ -45,9 +45,9 @@ pub fn validate(names: &[String]) -> Result<(), UnknownReactor> {
 /// the name is unknown.
 pub fn open(name: &str, data_dir: &Path) -> Option<Result<Arc<dyn Reactor>, StoreError>> {
     match name {
-        FOLLOW_NOTIFIER => Some(
-            FollowNotifier::open(data_dir).map(|r| Arc::new(r) as Arc<dyn Reactor>),
-        ),
+        FOLLOW_NOTIFIER => {
+            Some(FollowNotifier::open(data_dir).map(|r| Arc::new(r) as Arc<dyn Reactor>))
+        }
         _ => None,
     }
 }

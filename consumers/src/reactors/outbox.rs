@@ -119,9 +119,7 @@ impl Outbox {
         line.push(b'\n');
         appender.file.write_all(&line).map_err(io)?;
         appender.file.sync_data().map_err(io)?;
-        appender
-            .keys
-            .insert(notification.idempotency_key.clone());
+        appender.keys.insert(notification.idempotency_key.clone());
         Ok(true)
     }
 
@@ -143,8 +141,8 @@ impl Outbox {
 }
 
 fn parse_line(line: &str, offset: u64) -> Result<Notification, StoreError> {
-    let notification: Notification = serde_json::from_str(line.trim_end_matches('\n'))
-        .map_err(|e| {
+    let notification: Notification =
+        serde_json::from_str(line.trim_end_matches('\n')).map_err(|e| {
             StoreError::with_source(StoreErrorKind::Corrupted, e)
                 .detail(format!("outbox line at byte {offset}"))
         })?;

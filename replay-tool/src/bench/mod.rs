@@ -6,7 +6,7 @@
 //! `docs/benchmarks.md` for what each scenario does and the latest figures.
 
 mod embedded;
-mod error;
+pub(crate) mod error;
 mod jetstream;
 mod latency;
 mod machine;
@@ -16,17 +16,16 @@ mod pipeline;
 mod plan;
 mod plot;
 mod raw;
-mod report;
+pub(crate) mod report;
 mod server;
 mod workload;
 
 use std::{path::PathBuf, time::Instant};
 
-pub(crate) use error::{BenchError, BenchErrorKind};
-pub(crate) use report::{BenchReport, Scenario};
 
+use error::{BenchError, BenchErrorKind};
 use plan::Plan;
-use report::Skipped;
+use report::{BenchReport, Skipped};
 use server::{FsyncPolicy, SpawnOutcome, SpawnedServer};
 
 /// Arguments of `replay-tool bench`.

@@ -94,3 +94,45 @@ impl Plan {
         eprintln!("bench: {line}");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        bench: BenchArgs,
+    }
+
+    fn plan(args: &[&str]) -> Result<Plan, BenchError> {
+        let cli = Cli::parse_from(std::iter::once("bench").chain(args.iter().copied()));
+        Plan::new(&cli.bench)
+    }
+
+    #[test]
+    fn zero_counts_and_bad_durations_are_invalid_arguments() {
+        for args in [
+            &["--events", "0"][..],
+            &["--memory-events", "0"],
+            &["--window", "0"],
+            &["--latency-seconds", "0"],
+            &["--latency-seconds", "NaN"],
+        ] {
+            let error = plan(args).unwrap_err();
+            assert_eq!(error.kind(), &BenchErrorKind::InvalidArguments, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn quick_mode_shrinks_every_count() {
+        let quick = plan(&["--quick"]).unwrap();
+        let full = plan(&[]).unwrap();
+        assert!(quick.events < full.events);
+        assert!(quick.memory_log_sizes[2] < full.memory_log_sizes[2]);
+        assert_eq!(full.memory_log_sizes, vec![250_000, 500_000, 1_000_000]);
+        assert_eq!(quick.latency_events(1_000), 500);
+    }
+}

@@ -21,6 +21,9 @@ pub(crate) fn write_svg(report: &BenchReport, path: &Path) -> Result<(), BenchEr
         .map_err(|e| BenchError::with_detail(BenchErrorKind::Io, e.to_string()))
 }
 
+/// Picks one percentile of a latency row.
+type Percentile = fn(&super::report::Latency) -> u64;
+
 type DrawResult = Result<(), Box<dyn std::error::Error>>;
 
 fn draw<DB: DrawingBackend>(
@@ -65,7 +68,7 @@ where
         .margin(12)
         .x_label_area_size(36)
         .y_label_area_size(300)
-        .build_cartesian_2d(0.0..max_ratio, 0.0..count)?;
+        .build_cartesian_2d(0.0..max_ratio, -0.5..count - 0.5)?;
     let labels = rows.iter().map(|r| r.0.clone()).collect::<Vec<_>>();
     chart
         .configure_mesh()
@@ -73,16 +76,20 @@ where
         .x_desc("ratio (1.0 = as fast as raw)")
         .y_labels(rows.len().max(1))
         .y_label_formatter(&|y| {
-            let index = (count - y - 0.5).round();
-            if index < 0.0 {
+            // Row i is centred on y = count - 1 - i; ticks between rows stay blank.
+            let index = count - 1.0 - y;
+            if (index - index.round()).abs() > 0.01 || index < 0.0 {
                 return String::new();
             }
-            labels.get(index as usize).cloned().unwrap_or_default()
+            labels
+                .get(index.round() as usize)
+                .cloned()
+                .unwrap_or_default()
         })
         .draw()?;
     for (i, (_, ratio, target)) in rows.iter().enumerate() {
-        let top = count - i as f64 - 0.15;
-        let bottom = count - i as f64 - 0.85;
+        let centre = count - 1.0 - i as f64;
+        let (bottom, top) = (centre - 0.35, centre + 0.35);
         let color = if ratio >= target {
             GREEN.mix(0.7)
         } else {
@@ -124,7 +131,7 @@ where
         .x_desc("scheduled events per second")
         .y_desc("ms")
         .draw()?;
-    let series: [(&str, fn(&super::report::Latency) -> u64, RGBColor); 3] = [
+    let series: [(&str, Percentile, RGBColor); 3] = [
         ("p50", |l| l.p50_us, BLUE),
         ("p99", |l| l.p99_us, MAGENTA),
         ("p99.9", |l| l.p999_us, RED),

@@ -245,8 +245,15 @@ impl BenchReport {
         let m = &self.machine;
         let _ = writeln!(
             md,
-            "Machine: {} x {}, {:.1} GiB RAM; rustc {}; nats-server {}; async-nats {}; {}.\n",
-            m.cpus, m.cpu_model, m.memory_gib, m.rustc, m.nats_server, m.async_nats, m.profile
+            "Machine: {} x {}, {:.1} GiB RAM, Linux {}; {}; nats-server {}; async-nats {}; {}.\n",
+            m.cpus,
+            m.cpu_model,
+            m.memory_gib,
+            m.kernel,
+            m.rustc,
+            m.nats_server,
+            m.async_nats,
+            m.profile
         );
         md.push_str("| scenario | fsync | raw ev/s | Backbone ev/s | ratio | target |\n");
         md.push_str("|---|---|---:|---:|---:|---:|\n");

@@ -166,3 +166,30 @@ fn free_port() -> Result<u16, BenchError> {
         .map(|a| a.port())
         .map_err(|e| BenchError::with_source(BenchErrorKind::Io, e))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_binary_is_server_unavailable() {
+        let error =
+            SpawnedServer::spawn(Path::new("/nonexistent/nats-server"), FsyncPolicy::Default)
+                .unwrap_err();
+        assert_eq!(error.kind(), &BenchErrorKind::ServerUnavailable);
+    }
+
+    #[test]
+    fn the_default_server_runs_and_stops() {
+        let binary = default_binary();
+        match SpawnedServer::spawn(&binary, FsyncPolicy::Default).unwrap() {
+            SpawnOutcome::Running(server) => {
+                let address = server.url().trim_start_matches("nats://").to_owned();
+                assert!(TcpStream::connect(&address).is_ok());
+                drop(server);
+                assert!(TcpStream::connect(&address).is_err());
+            }
+            SpawnOutcome::Unsupported(reason) => panic!("default config refused: {reason}"),
+        }
+    }
+}

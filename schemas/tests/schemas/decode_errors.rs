@@ -94,6 +94,80 @@ fn every_required_header_is_required() {
 }
 
 #[test]
+fn ids_are_hyphenated_uuids_of_either_case() {
+    let id = Msg::valid().headers.get("ce-id").unwrap().to_owned();
+    let upper = id.to_uppercase();
+    for msg in [
+        Msg::valid().set("ce-id", &upper).set("Nats-Msg-Id", &upper),
+        Msg::valid().set("Nats-Msg-Id", &upper),
+    ] {
+        assert!(Envelope::decode(&msg.subject, &msg.headers, &msg.payload).is_ok());
+    }
+    for other_form in [
+        id.replace('-', ""),
+        format!("{{{id}}}"),
+        format!("urn:uuid:{id}"),
+    ] {
+        let msg = Msg::valid().set("Nats-Msg-Id", &other_form);
+        assert!(
+            matches!(
+                msg.kind(),
+                DecodeErrorKind::InvalidHeader {
+                    name: "Nats-Msg-Id",
+                    ..
+                }
+            ),
+            "{other_form}"
+        );
+    }
+}
+
+#[test]
+fn control_characters_are_rejected_after_percent_decoding() {
+    for (name, value) in [
+        ("ce-source", "pay%07ment"),
+        ("ce-source", "pay%C2%85ment"),
+        ("ce-correlationid", "a%09b"),
+        ("ce-causationid", "%7F"),
+    ] {
+        let msg = Msg::valid().set(name, value);
+        assert!(
+            matches!(msg.kind(), DecodeErrorKind::InvalidHeader { name: n, .. } if n == name),
+            "{name}: {value:?}"
+        );
+    }
+}
+
+#[test]
+fn the_first_failed_check_decides_the_kind() {
+    // Bad spec version and bad type: headers' values come before types.
+    let msg = Msg::valid()
+        .set("ce-specversion", "0.3")
+        .set("ce-type", "payment.refunded");
+    assert!(matches!(
+        msg.kind(),
+        DecodeErrorKind::InvalidHeader {
+            name: "ce-specversion",
+            ..
+        }
+    ));
+    // Missing ce-source and bad ce-id: presence of every required header first.
+    let msg = Msg::valid().set("ce-id", "x").without("ce-source");
+    assert_eq!(msg.kind(), DecodeErrorKind::MissingHeader("ce-source"));
+    // Unknown type and bad traceparent: the type check comes first.
+    let msg = Msg {
+        subject: "events.payment.lost.u-42".into(),
+        ..Msg::valid()
+    }
+    .set("ce-type", "payment.lost")
+    .set("traceparent", "nope");
+    assert_eq!(
+        msg.kind(),
+        DecodeErrorKind::UnknownType("payment.lost".into())
+    );
+}
+
+#[test]
 fn malformed_header_values() {
     let cases = [
         ("ce-specversion", "0.3"),

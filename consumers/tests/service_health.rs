@@ -1,0 +1,251 @@
+//! `/healthz` of the service on the in-memory adapter, through a broker
+//! wrapper that can make the broker unreachable.
+
+mod common;
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use async_trait::async_trait;
+use backbone_broker::{
+    Broker, Consumer, ConsumerConfig, ConsumerError, ConsumerErrorKind, ConsumerInfo, Delivery,
+    Exhausted, Features, MessageStream, OutboundMessage, ProvisionOutcome, PublishError,
+    PublishReceipt, ReadError, ReadRequest, StoredMessage, StreamConfig, StreamError, StreamInfo,
+    memory::MemoryBroker,
+};
+use backbone_consumers::{
+    Metrics,
+    service::{ServiceConfig, run_service},
+    shutdown_channel,
+};
+use common::*;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+/// Delegates to a real broker; while `down` is set, consumers cannot be
+/// created and fetches fail as if the broker were unreachable.
+#[derive(Debug)]
+struct Outage {
+    inner: Arc<dyn Broker>,
+    down: Arc<AtomicBool>,
+}
+
+fn unavailable() -> ConsumerError {
+    ConsumerError::with_detail(ConsumerErrorKind::BrokerUnavailable, "simulated outage")
+}
+
+struct OutageConsumer {
+    inner: Box<dyn Consumer>,
+    down: Arc<AtomicBool>,
+}
+
+#[async_trait]
+impl Consumer for OutageConsumer {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn stream(&self) -> &str {
+        self.inner.stream()
+    }
+    async fn fetch(&self, max: usize, expires: Duration) -> Result<Vec<Delivery>, ConsumerError> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(unavailable());
+        }
+        self.inner.fetch(max, expires).await
+    }
+    async fn info(&self) -> Result<ConsumerInfo, ConsumerError> {
+        self.inner.info().await
+    }
+    async fn take_exhausted(&self) -> Result<Vec<Exhausted>, ConsumerError> {
+        self.inner.take_exhausted().await
+    }
+}
+
+#[async_trait]
+impl Broker for Outage {
+    fn features(&self) -> Features {
+        self.inner.features()
+    }
+    async fn ensure_stream(&self, config: &StreamConfig) -> Result<ProvisionOutcome, StreamError> {
+        self.inner.ensure_stream(config).await
+    }
+    async fn stream_info(&self, stream: &str) -> Result<StreamInfo, StreamError> {
+        self.inner.stream_info(stream).await
+    }
+    async fn streams(&self) -> Result<Vec<StreamInfo>, StreamError> {
+        self.inner.streams().await
+    }
+    async fn purge(&self, stream: &str, filter: Option<&str>) -> Result<u64, StreamError> {
+        self.inner.purge(stream, filter).await
+    }
+    async fn publish(&self, message: OutboundMessage) -> Result<PublishReceipt, PublishError> {
+        self.inner.publish(message).await
+    }
+    async fn publish_batch(
+        &self,
+        messages: Vec<OutboundMessage>,
+    ) -> Vec<Result<PublishReceipt, PublishError>> {
+        self.inner.publish_batch(messages).await
+    }
+    async fn get(&self, stream: &str, seq: u64) -> Result<StoredMessage, ReadError> {
+        self.inner.get(stream, seq).await
+    }
+    async fn last_on_subject(
+        &self,
+        stream: &str,
+        subject: &str,
+    ) -> Result<Option<StoredMessage>, ReadError> {
+        self.inner.last_on_subject(stream, subject).await
+    }
+    async fn read(&self, stream: &str, request: ReadRequest) -> Result<MessageStream, ReadError> {
+        self.inner.read(stream, request).await
+    }
+    async fn consumer(
+        &self,
+        stream: &str,
+        config: ConsumerConfig,
+    ) -> Result<Box<dyn Consumer>, ConsumerError> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(unavailable());
+        }
+        let inner = self.inner.consumer(stream, config).await?;
+        Ok(Box::new(OutageConsumer {
+            inner,
+            down: self.down.clone(),
+        }))
+    }
+    async fn consumer_info(&self, stream: &str, name: &str) -> Result<ConsumerInfo, ConsumerError> {
+        self.inner.consumer_info(stream, name).await
+    }
+    async fn consumers(&self, stream: &str) -> Result<Vec<ConsumerInfo>, ConsumerError> {
+        self.inner.consumers(stream).await
+    }
+    async fn delete_consumer(&self, stream: &str, name: &str) -> Result<(), ConsumerError> {
+        self.inner.delete_consumer(stream, name).await
+    }
+    async fn close(&self) -> Result<(), PublishError> {
+        self.inner.close().await
+    }
+}
+
+fn config(data: &std::path::Path, port: u16) -> ServiceConfig {
+    ServiceConfig::from_toml(&format!(
+        "data_dir = {:?}\nmodels = [\"billing\"]\nreactors = [\"follow-notifier\"]\n\
+         fetch_wait_ms = 50\nack_wait_secs = 2\nunhealthy_after_secs = 1\n\
+         metrics_addr = \"127.0.0.1:{port}\"\n[backend]\nkind = \"embedded\"\npath = \"unused\"\n",
+        data
+    ))
+    .unwrap()
+}
+
+/// The status code and JSON body of `GET /healthz`, or `None` while the
+/// server is not up yet.
+async fn healthz(port: u16) -> Option<(u16, serde_json::Value)> {
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    s.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.ok()?;
+    let status = out.split_whitespace().nth(1)?.parse().ok()?;
+    let body = out.split("\r\n\r\n").nth(1)?;
+    Some((status, serde_json::from_str(body).ok()?))
+}
+
+/// Polls `/healthz` until it answers `status`; returns the body.
+async fn wait_for_status(port: u16, status: u16) -> serde_json::Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some((s, body)) = healthz(port).await {
+            if s == status {
+                return body;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "/healthz never answered {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn healthz_turns_503_while_the_broker_stays_unreachable_and_recovers() {
+    let memory: Arc<dyn Broker> = Arc::new(MemoryBroker::new());
+    publish_all(memory.as_ref(), &[payment("u-1", "p-1", 10)]).await;
+    let down = Arc::new(AtomicBool::new(false));
+    let broker: Arc<dyn Broker> = Arc::new(Outage {
+        inner: memory,
+        down: down.clone(),
+    });
+    let data = tempfile::tempdir().unwrap();
+    let port = backbone_testkit::free_port();
+    let config = config(data.path(), port);
+    let (trigger, shutdown) = shutdown_channel();
+    let service =
+        tokio::spawn(async move { run_service(&config, broker, Metrics::new(), shutdown).await });
+
+    let body = wait_for_status(port, 200).await;
+    assert_eq!(body["runners"], 2, "billing and follow-notifier: {body}");
+    down.store(true, Ordering::SeqCst);
+    let body = wait_for_status(port, 503).await;
+    let failing = body["unhealthy"].as_array().unwrap();
+    assert!(
+        failing
+            .iter()
+            .all(|u| u["state"] == "failing" && u["error"].as_str().unwrap().starts_with("fetch")),
+        "{body}"
+    );
+    assert!(failing.iter().any(|u| u["name"] == "billing"), "{body}");
+    down.store(false, Ordering::SeqCst);
+    wait_for_status(port, 200).await;
+
+    trigger.trigger();
+    let reports = service.await.unwrap().unwrap();
+    assert_eq!(reports.len(), 2);
+}
+
+#[tokio::test]
+async fn healthz_names_a_runner_that_stopped_with_its_error() {
+    let memory: Arc<dyn Broker> = Arc::new(MemoryBroker::new());
+    publish_all(memory.as_ref(), &[payment("u-1", "p-1", 10)]).await;
+    let broker: Arc<dyn Broker> = Arc::new(Outage {
+        inner: memory,
+        down: Arc::new(AtomicBool::new(true)),
+    });
+    let data = tempfile::tempdir().unwrap();
+    let port = backbone_testkit::free_port();
+    let config = config(data.path(), port);
+    let (trigger, shutdown) = shutdown_channel();
+    let service =
+        tokio::spawn(async move { run_service(&config, broker, Metrics::new(), shutdown).await });
+
+    let body = wait_for_status(port, 503).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut body = body;
+    while body["unhealthy"][0]["state"] != "stopped" {
+        assert!(tokio::time::Instant::now() < deadline, "{body}");
+        body = healthz(port).await.map(|(_, b)| b).unwrap_or(body);
+    }
+    let stopped = body["unhealthy"].as_array().unwrap();
+    let billing = stopped.iter().find(|u| u["name"] == "billing").unwrap();
+    assert!(
+        billing["error"]
+            .as_str()
+            .unwrap()
+            .contains("durable consumer"),
+        "{body}"
+    );
+    trigger.trigger();
+    let err = service.await.unwrap().unwrap_err();
+    assert_eq!(
+        err.kind(),
+        &backbone_consumers::service::ServiceErrorKind::Run
+    );
+}
