@@ -32,6 +32,7 @@ mod options;
 mod permissions;
 mod provision;
 mod publish;
+mod publish_errors;
 mod pull;
 mod read;
 mod version;

@@ -58,6 +58,34 @@ async fn wait_for_leader(broker: &JetStreamBroker, stream: &str, not: Option<usi
     }
 }
 
+/// Waits until every replica of `stream` is current with no lag, so the
+/// audit reads a settled stream rather than one still catching up.
+async fn wait_for_current_replicas(broker: &JetStreamBroker, stream: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let info = broker
+            .client()
+            .request(format!("$JS.API.STREAM.INFO.{stream}"), "".into())
+            .await
+            .ok()
+            .and_then(|answer| serde_json::from_slice::<serde_json::Value>(&answer.payload).ok());
+        if let Some(replicas) = info
+            .as_ref()
+            .and_then(|i| i["cluster"]["replicas"].as_array())
+        {
+            let settled = replicas.len() == 2
+                && replicas.iter().all(|r| {
+                    r["current"].as_bool() == Some(true) && r["lag"].as_u64().unwrap_or(0) == 0
+                });
+            if settled {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!("replicas of {stream} did not settle within 60 s; auditing anyway");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn killing_the_stream_leader_loses_no_acknowledged_event() {
     let rounds = rounds_from_env("BACKBONE_FAILOVER_ROUNDS", 1);
@@ -150,6 +178,12 @@ async fn killing_the_stream_leader_loses_no_acknowledged_event() {
         .await
         .unwrap();
     drain_consumer(consumer.as_ref(), &ledger, Duration::from_secs(30)).await;
+    wait_for_current_replicas(&broker, "EVENTS").await;
+    let info = broker.stream_info("EVENTS").await.unwrap();
+    eprintln!(
+        "EVENTS after failover: {} messages, last seq {}",
+        info.messages, info.last_seq
+    );
     let result = audit(broker.as_ref(), "EVENTS", &ledger).await;
     report("cluster-leader-kill", rounds, &ledger, &result);
     assert!(result.acked > 0);

@@ -25,12 +25,14 @@
 //!
 //! See `docs/consumers.md` for the operator's view.
 
+mod ack_floor;
 pub mod config;
 pub mod dead_letter;
 pub mod digest;
 pub mod error;
 pub mod health;
 pub mod http;
+pub mod layout;
 pub mod metrics;
 pub mod model;
 pub mod models;
@@ -38,7 +40,9 @@ pub mod projection;
 pub mod reactor;
 pub mod reactors;
 pub mod rebuild;
+pub mod redrive;
 pub mod service;
+mod service_config;
 pub mod shutdown;
 mod startup;
 pub mod store;

@@ -5,7 +5,11 @@ use std::fmt;
 use backbone_broker::StoredMessage;
 use backbone_schemas::{Envelope, Event, subject::parse_event_subject};
 
-use crate::{error::HandlerError, transaction::Transaction};
+use crate::{
+    error::HandlerError,
+    redrive::{Route, event_id, route},
+    transaction::Transaction,
+};
 
 /// A projection: deterministic state built from events, with no side
 /// effects, so it can be replayed and rebuilt at will.
@@ -55,13 +59,48 @@ pub enum Outcome {
     Applied,
     /// The model does not consume its type (a broad filter delivered it).
     NotForModel,
+    /// A redrive meant for another consumer, or one of an event this
+    /// consumer already applied (see [`crate::redrive`]): skipped.
+    NotForConsumer,
     /// The handler failed; its writes were discarded.
     Failed(HandlerError),
 }
 
+/// Applies one entry of the log to `model`, run as the durable consumer
+/// `consumer`, within `tx`: redrives are routed first ([`crate::redrive`]),
+/// then the event is applied as by [`apply_message`]. The live runtime and
+/// rebuilds apply every entry through this; a caller that dead-letters (or,
+/// in a rebuild, rejects) the entry fences it with [`fence_rejected`].
+pub fn apply_entry(
+    model: &dyn ReadModel,
+    consumer: &str,
+    message: &StoredMessage,
+    tx: &mut Transaction<'_>,
+) -> Outcome {
+    match route(message, consumer) {
+        Route::Ordinary | Route::Own { event_id: None } => apply_message(model, message, tx),
+        Route::Other => Outcome::NotForConsumer,
+        Route::Own {
+            event_id: Some(id),
+        } => match tx.take_fence(id) {
+            Ok(true) => apply_message(model, message, tx),
+            Ok(false) => Outcome::NotForConsumer,
+            Err(e) => Outcome::Failed(e.into()),
+        },
+    }
+}
+
+/// Records that the consumer gave up on `message`, so that a redrive of it
+/// addressed to this consumer applies.
+pub fn fence_rejected(message: &StoredMessage, tx: &mut Transaction<'_>) {
+    if let Some(id) = event_id(message) {
+        tx.fence(id);
+    }
+}
+
 /// Applies one stored message to `model` within `tx`: the event's writes are
-/// kept on success and discarded on failure. The runtime and rebuilds apply
-/// every message through this.
+/// kept on success and discarded on failure. Redrive headers are ignored:
+/// consumers apply log entries with [`apply_entry`].
 pub fn apply_message(
     model: &dyn ReadModel,
     message: &StoredMessage,

@@ -15,6 +15,8 @@
 //!   allowed delivery, and messages reported by `take_exhausted` are
 //!   published to the dead-letter stream before the original is termed; the
 //!   checkpoint moves past them and later events keep applying.
+//! - **Redrives** ([`crate::redrive`]) apply only to the consumer they name
+//!   and only once; every other consumer acks them and moves past them.
 
 use std::{
     collections::BTreeMap,
@@ -33,7 +35,7 @@ use crate::{
     error::{HandlerError, RunError, RunErrorKind},
     health::Health,
     metrics::{ConsumerMetrics, Metrics},
-    model::{Outcome, ReadModel, apply_message, filter_subjects},
+    model::{Outcome, ReadModel, apply_entry, fence_rejected, filter_subjects},
     shutdown::Shutdown,
     startup::{StrayCheck, StrayWait},
     store::ProjectionStore,
@@ -171,8 +173,13 @@ impl ProjectionRunner {
                 if exhausted.stream_seq <= checkpoint {
                     continue;
                 }
-                self.dead_letter_exhausted(exhausted.stream_seq, exhausted.deliveries, &mut report)
-                    .await;
+                self.dead_letter_exhausted(
+                    exhausted.stream_seq,
+                    exhausted.deliveries,
+                    checkpoint,
+                    &mut report,
+                )
+                .await?;
                 held.remove(&exhausted.stream_seq);
                 if blocked == Some(exhausted.stream_seq) {
                     blocked = None;
@@ -238,7 +245,15 @@ impl ProjectionRunner {
         Ok(report)
     }
 
-    async fn dead_letter_exhausted(&self, seq: u64, deliveries: u32, report: &mut RunReport) {
+    /// Dead-letters an event the broker gave up redelivering, and fences it
+    /// (committed at the unchanged `checkpoint`) so that its redrive applies.
+    async fn dead_letter_exhausted(
+        &self,
+        seq: u64,
+        deliveries: u32,
+        checkpoint: u64,
+        report: &mut RunReport,
+    ) -> Result<(), RunError> {
         match self.broker.get(&self.config.stream, seq).await {
             Ok(message) => {
                 let reason = DeadLetterReason {
@@ -250,8 +265,13 @@ impl ProjectionRunner {
                     tracing::error!(seq, error = %e, "cannot dead-letter an exhausted event");
                     self.health
                         .failing(&self.config.durable_name, "dead-letter", e.to_string());
-                    return;
+                    return Ok(());
                 }
+                let mut tx = self.store.transaction();
+                fence_rejected(&message, &mut tx);
+                self.store
+                    .commit(tx, checkpoint)
+                    .map_err(|e| RunError::with_source(RunErrorKind::Store, e))?;
                 self.health
                     .recovered(&self.config.durable_name, "dead-letter");
                 report.dead_lettered += 1;
@@ -262,6 +282,7 @@ impl ProjectionRunner {
             }
             Err(e) => tracing::error!(seq, error = %e, "cannot fetch an exhausted event"),
         }
+        Ok(())
     }
 
     /// Applies `batch` (in sequence order) and commits; returns the
@@ -289,8 +310,14 @@ impl ProjectionRunner {
             }
             let span = event_span(&delivery);
             let started = Instant::now();
-            let outcome =
-                span.in_scope(|| apply_message(self.model.as_ref(), &delivery.message, &mut tx));
+            let outcome = span.in_scope(|| {
+                apply_entry(
+                    self.model.as_ref(),
+                    &self.config.durable_name,
+                    &delivery.message,
+                    &mut tx,
+                )
+            });
             self.metrics.observe_apply(started.elapsed());
             let failure = match outcome {
                 Outcome::Applied => {
@@ -298,6 +325,11 @@ impl ProjectionRunner {
                     None
                 }
                 Outcome::NotForModel => None,
+                Outcome::NotForConsumer => {
+                    report.skipped += 1;
+                    ConsumerMetrics::add(&self.metrics.skipped, 1);
+                    None
+                }
                 Outcome::Failed(HandlerError::Permanent(reason)) => Some(reason),
                 Outcome::Failed(HandlerError::Transient(reason))
                     if delivery.delivery_count >= self.config.max_deliver =>
@@ -334,6 +366,7 @@ impl ProjectionRunner {
                 }
                 self.health
                     .recovered(&self.config.durable_name, "dead-letter");
+                fence_rejected(&delivery.message, &mut tx);
                 report.dead_lettered += 1;
                 ConsumerMetrics::add(&self.metrics.dead_letters, 1);
                 settles.push((delivery, Settle::Term(error)));

@@ -8,11 +8,22 @@
 //! window (the effect happened, the process died before recording it) is
 //! why a reactor passes the event id to the outside system as its
 //! idempotency key.
+//!
+//! The checkpoint (where the durable consumer is recreated after it was
+//! deleted) is the *ack floor*: the highest sequence below which every
+//! delivery was settled (fired, skipped or dead-lettered). An event handed
+//! back for a retry holds it down, so recreating the durable never skips
+//! it; redeliveries above it are absorbed by the fired ids. Like read
+//! models, a reactor waits before its first batch for deliveries made to a
+//! previous process ([`crate::startup`]). A redrive addressed to another
+//! consumer is skipped ([`crate::redrive`]).
 
-use std::{fmt, sync::Arc};
+use std::{collections::BTreeMap, fmt, sync::Arc};
 
 use async_trait::async_trait;
-use backbone_broker::{Broker, ConsumerConfig, DeliverPolicy, Delivery};
+use backbone_broker::{
+    Broker, Consumer, ConsumerConfig, ConsumerErrorKind, DeliverPolicy, Delivery,
+};
 use backbone_schemas::{Envelope, subject::parse_event_subject};
 use tracing::Instrument as _;
 
@@ -22,8 +33,11 @@ use crate::{
     error::{HandlerError, RunError, RunErrorKind},
     health::Health,
     metrics::{ConsumerMetrics, Metrics},
+    ack_floor::AckFloor,
     projection::{RunReport, event_span},
+    redrive::{Route, route},
     shutdown::Shutdown,
+    startup::{StrayCheck, StrayWait},
     store::ProjectionStore,
     transaction::key,
 };
@@ -104,18 +118,13 @@ impl ReactorRunner {
         result
     }
 
-    async fn consume(self, shutdown: Shutdown) -> Result<RunReport, RunError> {
-        ensure_dead_letter_stream(self.broker.as_ref())
-            .await
-            .map_err(|e| RunError::with_source(RunErrorKind::DeadLetterStream, e))?;
-        let store_err = |e| RunError::with_source(RunErrorKind::Store, e);
-        let mut checkpoint = self.store.checkpoint().map_err(store_err)?;
-        let consumer = self
-            .broker
+    async fn bind(&self, checkpoint: u64) -> Result<Box<dyn Consumer>, RunError> {
+        self.broker
             .consumer(
                 &self.config.stream,
                 ConsumerConfig {
                     durable_name: self.config.durable_name.clone(),
+                    description: Some(format!("reactor {}", self.reactor.name())),
                     deliver_policy: DeliverPolicy::ByStartSequence(checkpoint + 1),
                     ack_wait: self.config.ack_wait,
                     max_deliver: Some(self.config.max_deliver),
@@ -124,80 +133,180 @@ impl ReactorRunner {
                 },
             )
             .await
-            .map_err(|e| RunError::with_source(RunErrorKind::Consumer, e))?;
+            .map_err(|e| RunError::with_source(RunErrorKind::Consumer, e))
+    }
+
+    /// Deletes the durable consumer and creates it again at checkpoint + 1
+    /// (see [`crate::startup`]).
+    async fn rebind(&self, checkpoint: u64) -> Result<Box<dyn Consumer>, RunError> {
+        match self
+            .broker
+            .delete_consumer(&self.config.stream, &self.config.durable_name)
+            .await
+        {
+            Ok(()) => {}
+            Err(e) if e.kind() == &ConsumerErrorKind::ConsumerNotFound => {}
+            Err(e) => return Err(RunError::with_source(RunErrorKind::Consumer, e)),
+        }
+        self.bind(checkpoint).await
+    }
+
+    async fn consume(self, shutdown: Shutdown) -> Result<RunReport, RunError> {
+        ensure_dead_letter_stream(self.broker.as_ref())
+            .await
+            .map_err(|e| RunError::with_source(RunErrorKind::DeadLetterStream, e))?;
+        let store_err = |e| RunError::with_source(RunErrorKind::Store, e);
+        let mut floor = AckFloor::new(self.store.checkpoint().map_err(store_err)?);
+        let mut consumer = self.bind(floor.checkpoint()).await?;
         self.health.running(&self.config.durable_name);
         let mut report = RunReport::default();
+        let mut held: BTreeMap<u64, Delivery> = BTreeMap::new();
+        let mut strays_resolved = false;
+        let mut stray_wait = StrayWait::new(&self.config);
+        let mut fetch_failures = 0u32;
         while !shutdown.is_triggered() {
-            let deliveries = match consumer
-                .fetch(self.config.batch_size, self.config.fetch_wait)
-                .await
-            {
-                Ok(d) => {
+            for exhausted in consumer.take_exhausted().await.unwrap_or_default() {
+                if exhausted.stream_seq > floor.checkpoint() {
+                    self.dead_letter_exhausted(exhausted.stream_seq, exhausted.deliveries, &mut report)
+                        .await;
+                    floor.settled(exhausted.stream_seq);
+                    held.remove(&exhausted.stream_seq);
+                }
+            }
+            let want = self.config.batch_size.saturating_sub(held.len()).max(1);
+            match consumer.fetch(want, self.config.fetch_wait).await {
+                Ok(deliveries) => {
+                    fetch_failures = 0;
                     self.health.recovered(&self.config.durable_name, "fetch");
-                    d
+                    held.extend(deliveries.into_iter().map(|d| (d.message.seq, d)));
                 }
                 Err(e) => {
+                    fetch_failures += 1;
                     tracing::warn!(error = %e, "fetch failed; retrying");
                     self.health
                         .failing(&self.config.durable_name, "fetch", e.to_string());
-                    tokio::time::sleep(self.config.backoff(1)).await;
+                    tokio::time::sleep(self.config.backoff(fetch_failures)).await;
                     continue;
                 }
-            };
-            for delivery in deliveries {
-                let seq = delivery.message.seq;
-                match self.handle(&delivery).await {
-                    Ok(true) => {
-                        report.applied += 1;
-                        ConsumerMetrics::add(&self.metrics.applied, 1);
-                        let mut tx = self.store.transaction();
-                        if let Ok(envelope) = decode(&delivery) {
-                            tx.put(&fired_key(&envelope.id.to_string()), Vec::new());
-                        }
-                        checkpoint = checkpoint.max(seq);
-                        self.store.commit(tx, checkpoint).map_err(store_err)?;
-                        let _ = delivery.ack().await;
-                    }
-                    Ok(false) => {
-                        report.skipped += 1;
-                        let _ = delivery.ack().await;
-                    }
-                    Err(HandlerError::Transient(reason))
-                        if delivery.delivery_count < self.config.max_deliver =>
-                    {
-                        tracing::warn!(seq, %reason, "reactor failed transiently; retrying");
-                        ConsumerMetrics::add(&self.metrics.retries, 1);
-                        let delay = self.config.backoff(delivery.delivery_count);
-                        let _ = delivery.nak(Some(delay)).await;
-                    }
-                    Err(e) => {
-                        let reason = DeadLetterReason {
-                            consumer: self.config.durable_name.clone(),
-                            deliveries: delivery.delivery_count,
-                            error: e.reason().to_owned(),
-                        };
-                        let published =
-                            publish_dead_letter(self.broker.as_ref(), &delivery.message, &reason);
-                        if let Err(e) = published.await {
-                            self.health.failing(
-                                &self.config.durable_name,
-                                "dead-letter",
-                                e.to_string(),
-                            );
-                            let _ = delivery.nak(Some(self.config.backoff(1))).await;
-                        } else {
-                            self.health
-                                .recovered(&self.config.durable_name, "dead-letter");
-                            report.dead_lettered += 1;
-                            ConsumerMetrics::add(&self.metrics.dead_letters, 1);
-                            let _ = delivery.term(e.reason()).await;
-                        }
+            }
+            if held.is_empty() {
+                continue;
+            }
+            if !strays_resolved {
+                match stray_wait.check(consumer.as_ref(), held.len()).await {
+                    StrayCheck::Clear => strays_resolved = true,
+                    StrayCheck::Wait => continue,
+                    StrayCheck::Expired => {
+                        held.clear();
+                        consumer = self.rebind(floor.checkpoint()).await?;
+                        strays_resolved = true;
+                        continue;
                     }
                 }
             }
+            for (_, delivery) in std::mem::take(&mut held) {
+                self.process(delivery, &mut floor, &mut report).await?;
+            }
+            if floor.checkpoint() > floor.committed {
+                self.store
+                    .commit(self.store.transaction(), floor.checkpoint())
+                    .map_err(store_err)?;
+                floor.committed = floor.checkpoint();
+            }
         }
-        report.checkpoint = checkpoint;
+        report.checkpoint = floor.committed;
         Ok(report)
+    }
+
+    /// Handles one delivery: fires (recording the id with the ack floor as
+    /// checkpoint), skips, retries or dead-letters it.
+    async fn process(
+        &self,
+        delivery: Delivery,
+        floor: &mut AckFloor,
+        report: &mut RunReport,
+    ) -> Result<(), RunError> {
+        let seq = delivery.message.seq;
+        match self.handle(&delivery).await {
+            Ok(true) => {
+                report.applied += 1;
+                ConsumerMetrics::add(&self.metrics.applied, 1);
+                floor.settled(seq);
+                let mut tx = self.store.transaction();
+                if let Ok(envelope) = decode(&delivery) {
+                    tx.put(&fired_key(&envelope.id.to_string()), Vec::new());
+                }
+                self.store
+                    .commit(tx, floor.checkpoint())
+                    .map_err(|e| RunError::with_source(RunErrorKind::Store, e))?;
+                floor.committed = floor.checkpoint();
+                let _ = delivery.ack().await;
+            }
+            Ok(false) => {
+                report.skipped += 1;
+                ConsumerMetrics::add(&self.metrics.skipped, 1);
+                floor.settled(seq);
+                let _ = delivery.ack().await;
+            }
+            Err(HandlerError::Transient(reason))
+                if delivery.delivery_count < self.config.max_deliver =>
+            {
+                tracing::warn!(seq, %reason, "reactor failed transiently; retrying");
+                ConsumerMetrics::add(&self.metrics.retries, 1);
+                floor.outstanding(seq);
+                let delay = self.config.backoff(delivery.delivery_count);
+                let _ = delivery.nak(Some(delay)).await;
+            }
+            Err(e) => {
+                let reason = DeadLetterReason {
+                    consumer: self.config.durable_name.clone(),
+                    deliveries: delivery.delivery_count,
+                    error: e.reason().to_owned(),
+                };
+                let published =
+                    publish_dead_letter(self.broker.as_ref(), &delivery.message, &reason);
+                if let Err(e) = published.await {
+                    self.health
+                        .failing(&self.config.durable_name, "dead-letter", e.to_string());
+                    floor.outstanding(seq);
+                    let _ = delivery.nak(Some(self.config.backoff(1))).await;
+                } else {
+                    self.health
+                        .recovered(&self.config.durable_name, "dead-letter");
+                    report.dead_lettered += 1;
+                    ConsumerMetrics::add(&self.metrics.dead_letters, 1);
+                    floor.settled(seq);
+                    let _ = delivery.term(e.reason()).await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn dead_letter_exhausted(&self, seq: u64, deliveries: u32, report: &mut RunReport) {
+        let message = match self.broker.get(&self.config.stream, seq).await {
+            Ok(message) => message,
+            Err(e) => {
+                tracing::warn!(seq, error = %e, "cannot fetch an exhausted event");
+                return;
+            }
+        };
+        let reason = DeadLetterReason {
+            consumer: self.config.durable_name.clone(),
+            deliveries,
+            error: format!("max deliveries ({deliveries}) exhausted"),
+        };
+        match publish_dead_letter(self.broker.as_ref(), &message, &reason).await {
+            Ok(_) => {
+                report.dead_lettered += 1;
+                ConsumerMetrics::add(&self.metrics.dead_letters, 1);
+            }
+            Err(e) => {
+                tracing::error!(seq, error = %e, "cannot dead-letter an exhausted event");
+                self.health
+                    .failing(&self.config.durable_name, "dead-letter", e.to_string());
+            }
+        }
     }
 
     /// Reacts to one delivery; `Ok(true)` when it is to be recorded as fired.
@@ -207,6 +316,9 @@ impl ReactorRunner {
             if !types.is_empty() && !types.contains(&event_type) {
                 return Ok(false);
             }
+        }
+        if route(&delivery.message, &self.config.durable_name) == Route::Other {
+            return Ok(false);
         }
         let envelope = decode(delivery)?;
         if Self::has_fired(&self.store, &envelope.id.to_string()) {

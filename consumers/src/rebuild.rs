@@ -10,7 +10,10 @@
 //! involved, so no side effect fires during a rebuild.
 //!
 //! Events the model rejects (invalid or undecodable) were dead-lettered by
-//! the live consumer; a rebuild skips them the same way and counts them.
+//! the live consumer; a rebuild skips them the same way, counts them and
+//! fences them (publishing nothing), so that the redrives of the consumer it
+//! stands in for ([`RebuildOptions::consumer_name`]) apply exactly as they
+//! did live, and redrives meant for other consumers are skipped.
 
 use std::path::{Path, PathBuf};
 
@@ -19,7 +22,7 @@ use futures::StreamExt as _;
 
 use crate::{
     error::{HandlerError, RebuildError, RebuildErrorKind, StoreError, StoreErrorKind},
-    model::{Outcome, ReadModel, apply_message},
+    model::{Outcome, ReadModel, apply_entry, fence_rejected},
     store::ProjectionStore,
 };
 
@@ -36,8 +39,18 @@ pub struct RebuildOptions {
     /// (to compare digests first).
     pub swap: bool,
     /// The live service's durable consumer, deleted after the swap so the
-    /// service resumes right after the rebuilt checkpoint.
+    /// service resumes right after the rebuilt checkpoint. Also the consumer
+    /// whose redrives the rebuild applies ([`crate::redrive`]); the model's
+    /// name when `None`, as for a service without a durable prefix.
     pub durable_name: Option<String>,
+}
+
+impl RebuildOptions {
+    /// The durable name the rebuild stands in for: redrives naming it
+    /// apply, redrives naming any other consumer are skipped.
+    pub fn consumer_name<'a>(&'a self, model: &'a dyn ReadModel) -> &'a str {
+        self.durable_name.as_deref().unwrap_or(model.name())
+    }
 }
 
 impl Default for RebuildOptions {
@@ -111,6 +124,7 @@ pub async fn apply_log(
                 .last_seq
         }
     };
+    let consumer = options.consumer_name(model);
     let mut checkpoint = store.checkpoint().map_err(store_error)?;
     let mut report = RebuildReport {
         applied: 0,
@@ -134,10 +148,15 @@ pub async fn apply_log(
         while let Some(message) = messages.next().await {
             let message =
                 message.map_err(|e| RebuildError::with_source(RebuildErrorKind::Read, e))?;
-            match apply_message(model, &message, &mut tx) {
+            match apply_entry(model, consumer, &message, &mut tx) {
                 Outcome::Applied => report.applied += 1,
-                Outcome::NotForModel => {}
-                Outcome::Failed(HandlerError::Permanent(_)) => report.rejected += 1,
+                Outcome::NotForModel | Outcome::NotForConsumer => {}
+                Outcome::Failed(HandlerError::Permanent(_)) => {
+                    // The live consumer dead-lettered it; fencing it the same
+                    // way (without a new letter) lets its redrive apply here.
+                    fence_rejected(&message, &mut tx);
+                    report.rejected += 1;
+                }
                 Outcome::Failed(e @ HandlerError::Transient(_)) => {
                     return Err(RebuildError::with_source(
                         RebuildErrorKind::Apply { seq: message.seq },

@@ -10,7 +10,12 @@
 //! |------------------------|----------------------------------------------|
 //! | `m` `format`           | one byte: the format version, `1`            |
 //! | `m` `checkpoint`       | u64 big-endian: last applied stream sequence |
+//! | `m` `fenced` 0x1F id   | empty: event `id` (its `ce-id`) was dead-lettered by this consumer and its redrive has not applied yet |
 //! | `d` + model key        | the read model's value (JSON, by convention) |
+//!
+//! The `fenced` keys (added in this version, readable by any reader of
+//! version 1, which ignores unknown `m` keys) are runtime metadata: the
+//! digest and [`ProjectionStore::len`] cover only `d` keys.
 //!
 //! A batch of model writes and the new checkpoint are written with one
 //! `apply_batch` (atomic) and flushed before any delivery of the batch is
@@ -33,6 +38,13 @@ pub const FORMAT_VERSION: u8 = 1;
 const DATA: u8 = b'd';
 const FORMAT_KEY: &[u8] = b"mformat";
 const CHECKPOINT_KEY: &[u8] = b"mcheckpoint";
+const FENCE_PREFIX: &[u8] = b"mfenced\x1f";
+
+fn fence_key(event_id: &str) -> Vec<u8> {
+    let mut k = FENCE_PREFIX.to_vec();
+    k.extend_from_slice(event_id.as_bytes());
+    k
+}
 
 /// A read model's store: its state plus its checkpoint.
 #[derive(Debug, Clone)]
@@ -98,6 +110,15 @@ impl ProjectionStore {
         decode_checkpoint(value.as_deref())
     }
 
+    /// True while event `event_id` (its `ce-id`) was dead-lettered by this
+    /// consumer and no redrive of it has applied yet.
+    pub fn is_fenced(&self, event_id: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .db
+            .contains_key(fence_key(event_id))
+            .map_err(io_error)?)
+    }
+
     /// The committed value of `key`.
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self
@@ -132,10 +153,18 @@ impl ProjectionStore {
     /// then flushes them to disk.
     pub fn commit(&self, tx: Transaction<'_>, checkpoint: u64) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
-        for (key, value) in tx.into_writes() {
+        let (writes, fences) = tx.into_writes();
+        for (key, value) in writes {
             match value {
                 Some(v) => batch.insert(data_key(&key), v),
                 None => batch.remove(data_key(&key)),
+            }
+        }
+        for (event_id, set) in fences {
+            if set {
+                batch.insert(fence_key(&event_id), &[]);
+            } else {
+                batch.remove(fence_key(&event_id));
             }
         }
         batch.insert(CHECKPOINT_KEY, &checkpoint.to_be_bytes());

@@ -5,6 +5,11 @@
 //! runtime commits the batch together with the checkpoint. Each event's
 //! writes are staged separately and dropped when its handler fails, so a
 //! failed event leaves no partial state behind.
+//!
+//! Besides model writes a transaction carries the runtime's *fences*: ids of
+//! events this consumer dead-lettered, kept in the store's metadata (outside
+//! the model's keys and its digest) until their redrive applies (see
+//! [`crate::redrive`]).
 
 use std::collections::BTreeMap;
 
@@ -26,6 +31,8 @@ pub struct Transaction<'a> {
     store: &'a ProjectionStore,
     batch: Overlay,
     event: Overlay,
+    batch_fences: BTreeMap<String, bool>,
+    event_fences: BTreeMap<String, bool>,
 }
 
 impl<'a> Transaction<'a> {
@@ -34,7 +41,32 @@ impl<'a> Transaction<'a> {
             store,
             batch: Overlay::new(),
             event: Overlay::new(),
+            batch_fences: BTreeMap::new(),
+            event_fences: BTreeMap::new(),
         }
+    }
+
+    /// Records that this consumer dead-lettered event `event_id`, so that
+    /// its redrive applies (kept whatever the current event's outcome).
+    pub(crate) fn fence(&mut self, event_id: &str) {
+        self.batch_fences.insert(event_id.to_owned(), true);
+    }
+
+    /// Removes the fence of `event_id` as part of the current event; true
+    /// when there was one (its redrive is then to be applied).
+    pub(crate) fn take_fence(&mut self, event_id: &str) -> Result<bool, StoreError> {
+        let present = match self
+            .event_fences
+            .get(event_id)
+            .or_else(|| self.batch_fences.get(event_id))
+        {
+            Some(present) => *present,
+            None => self.store.is_fenced(event_id)?,
+        };
+        if present {
+            self.event_fences.insert(event_id.to_owned(), false);
+        }
+        Ok(present)
     }
 
     /// The value of `key` as this transaction sees it.
@@ -92,21 +124,28 @@ impl<'a> Transaction<'a> {
     pub(crate) fn keep_event(&mut self) {
         let event = std::mem::take(&mut self.event);
         self.batch.extend(event);
+        let fences = std::mem::take(&mut self.event_fences);
+        self.batch_fences.extend(fences);
     }
 
     /// Drops the current event's writes.
     pub(crate) fn discard_event(&mut self) {
         self.event.clear();
+        self.event_fences.clear();
     }
 
     /// True when nothing was written.
     pub fn is_empty(&self) -> bool {
-        self.batch.is_empty() && self.event.is_empty()
+        self.batch.is_empty()
+            && self.event.is_empty()
+            && self.batch_fences.is_empty()
+            && self.event_fences.is_empty()
     }
 
-    pub(crate) fn into_writes(mut self) -> Overlay {
+    /// The model writes, and the fences set (`true`) or lifted (`false`).
+    pub(crate) fn into_writes(mut self) -> (Overlay, BTreeMap<String, bool>) {
         self.keep_event();
-        self.batch
+        (self.batch, self.batch_fences)
     }
 }
 

@@ -22,7 +22,9 @@ use backbone_broker::{
     memory::MemoryBroker,
     stream::DEAD_LETTER_STREAM,
 };
-use backbone_consumers::{Metrics, ProjectionRunner, ProjectionStore, models, shutdown_channel};
+use backbone_consumers::{
+    Metrics, ProjectionRunner, ProjectionStore, layout::read_models_dir, models, shutdown_channel,
+};
 use backbone_testkit::{NatsServer, free_port};
 use common::*;
 
@@ -49,8 +51,8 @@ fn delays(seed: u64) -> impl Iterator<Item = Duration> {
 fn write_config(dir: &Path, backend: &str, grace_secs: u64) -> std::path::PathBuf {
     let path = dir.join("consumer.toml");
     let text = format!(
-        "data_dir = {:?}\nmodels = {:?}\nbatch_size = 16\nfetch_wait_ms = 100\nack_wait_secs = 1\nmax_deliver = 1000\n\
-         grace_time_secs = {grace_secs}\nmetrics_addr = \"127.0.0.1:{}\"\n{backend}",
+        "data_dir = {:?}\nmodels = {:?}\nbatch_size = 16\nfetch_wait = \"100ms\"\nack_wait = \"1s\"\nmax_deliver = 1000\n\
+         grace_time = \"{grace_secs}s\"\nmetrics_addr = \"127.0.0.1:{}\"\n{backend}",
         dir.join("data"),
         MODELS,
         free_port(),
@@ -171,7 +173,7 @@ async fn embedded_consumer_killed_with_sigkill_ends_exact() {
         })
         .unwrap(),
     );
-    assert_exact(broker, &dir.path().join("data"), &events).await;
+    assert_exact(broker, &read_models_dir(&dir.path().join("data")), &events).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -196,7 +198,7 @@ async fn jetstream_consumer_killed_with_sigkill_ends_exact() {
     tokio::task::spawn_blocking(move || kill_at_random_points(&config, 2))
         .await
         .unwrap();
-    assert_exact(broker, &dir.path().join("data"), &events).await;
+    assert_exact(broker, &read_models_dir(&dir.path().join("data")), &events).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -293,7 +295,7 @@ async fn sigterm_during_a_busy_run_exits_zero_with_a_committed_checkpoint() {
     let mut progressed = 0;
     for name in MODELS {
         let model = models::read_model(name).unwrap();
-        let store = ProjectionStore::open(data.join(name)).unwrap();
+        let store = ProjectionStore::open(read_models_dir(&data).join(name)).unwrap();
         let checkpoint = store.checkpoint().unwrap();
         progressed += checkpoint;
         let expected = scratch_digest(&broker, model.as_ref(), checkpoint).await;

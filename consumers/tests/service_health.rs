@@ -135,7 +135,7 @@ impl Broker for Outage {
 fn config(data: &std::path::Path, port: u16) -> ServiceConfig {
     ServiceConfig::from_toml(&format!(
         "data_dir = {:?}\nmodels = [\"billing\"]\nreactors = [\"follow-notifier\"]\n\
-         fetch_wait_ms = 50\nack_wait_secs = 2\nunhealthy_after_secs = 1\n\
+         fetch_wait = \"50ms\"\nack_wait = \"2s\"\nunhealthy_after = \"1s\"\n\
          metrics_addr = \"127.0.0.1:{port}\"\n[backend]\nkind = \"embedded\"\npath = \"unused\"\n",
         data
     ))

@@ -4,43 +4,41 @@
 use std::sync::Arc;
 
 use backbone_broker::{
-    Broker, StreamConfig, StreamErrorKind,
-    embedded::{EmbeddedBroker, EmbeddedOptions},
-    jetstream::{Auth, JetStreamBroker, JetStreamOptions, TlsOptions},
+    Backend, Broker, StreamConfig, StreamErrorKind,
+    embedded::EmbeddedOptions,
+    jetstream::{Auth, JetStreamOptions, TlsOptions},
 };
+use backbone_consumers::layout;
 
 use crate::config::{BackendChoice, NatsSettings, Settings};
 use crate::error::{CliError, CliResult};
 
-/// The directory of the embedded log inside the data directory.
-pub(crate) const LOG_DIR: &str = "log";
+/// The backend the settings name: the embedded log in `<data-dir>/log`
+/// (the layout the consumer service uses too), or JetStream.
+pub(crate) fn backend(settings: &Settings) -> CliResult<Backend> {
+    Ok(match &settings.backend {
+        BackendChoice::Embedded => Backend::Embedded(EmbeddedOptions {
+            path: layout::log_path(&settings.data_dir),
+            ..Default::default()
+        }),
+        BackendChoice::JetStream(nats) => Backend::Jetstream(Box::new(JetStreamOptions {
+            urls: nats.urls.clone(),
+            name: Some("replay-tool".into()),
+            auth: auth(nats)?,
+            tls: tls(nats),
+            ..Default::default()
+        })),
+    })
+}
 
 /// Opens the embedded log or connects to JetStream.
 ///
 /// An embedded log held by another process fails with the locked exit code;
 /// a NATS server that does not answer fails with the unavailable one.
 pub(crate) async fn connect(settings: &Settings) -> CliResult<Arc<dyn Broker>> {
-    match &settings.backend {
-        BackendChoice::Embedded => {
-            let options = EmbeddedOptions {
-                path: settings.data_dir.join(LOG_DIR),
-                ..Default::default()
-            };
-            let broker = EmbeddedBroker::open(options)?;
-            Ok(Arc::new(broker))
-        }
-        BackendChoice::JetStream(nats) => {
-            let options = JetStreamOptions {
-                urls: nats.urls.clone(),
-                name: Some("replay-tool".into()),
-                auth: auth(nats)?,
-                tls: tls(nats),
-                ..Default::default()
-            };
-            let broker = JetStreamBroker::connect(options).await?;
-            Ok(Arc::new(broker))
-        }
-    }
+    let backend = backend(settings)?;
+    tracing::debug!(backend = %backend.describe(), "connecting");
+    Ok(backend.connect().await?)
 }
 
 /// The one authentication method the settings name.
@@ -103,4 +101,51 @@ pub(crate) async fn ensure_exists(broker: &dyn Broker, config: &StreamConfig) ->
 pub(crate) async fn ensure_standard_streams(broker: &dyn Broker) -> CliResult {
     ensure_exists(broker, &StreamConfig::event_log()).await?;
     ensure_exists(broker, &StreamConfig::dead_letters()).await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::cli::OutputFormat;
+
+    fn settings(backend: BackendChoice) -> Settings {
+        Settings {
+            backend,
+            data_dir: PathBuf::from("/srv/bb"),
+            data_dir_explicit: true,
+            output: OutputFormat::Table,
+        }
+    }
+
+    #[test]
+    fn the_embedded_log_is_in_the_data_dir() {
+        let Backend::Embedded(options) = backend(&settings(BackendChoice::Embedded)).unwrap() else {
+            panic!("not embedded");
+        };
+        assert_eq!(options.path, PathBuf::from("/srv/bb/log"));
+    }
+
+    #[test]
+    fn nats_settings_become_jetstream_options_with_one_auth_method() {
+        let nats = NatsSettings {
+            urls: vec!["nats://h:4222".into()],
+            token: Some("t".into()),
+            tls_ca: Some("/ca.pem".into()),
+            ..Default::default()
+        };
+        let chosen = backend(&settings(BackendChoice::JetStream(Box::new(nats.clone())))).unwrap();
+        let Backend::Jetstream(options) = chosen else {
+            panic!("not jetstream");
+        };
+        assert_eq!(options.auth, Auth::Token("t".into()));
+        assert_eq!(options.tls.unwrap().ca_file, Some(PathBuf::from("/ca.pem")));
+        let two = NatsSettings {
+            nkey_seed: Some("SU".into()),
+            ..nats
+        };
+        let err = backend(&settings(BackendChoice::JetStream(Box::new(two)))).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+    }
 }

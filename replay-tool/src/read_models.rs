@@ -18,12 +18,10 @@ use serde_json::{Value, json};
 use crate::error::{CliError, CliResult};
 use crate::output::Records;
 
-/// The directory of read-model stores inside the data directory.
-pub(crate) const READ_MODELS_DIR: &str = "read-models";
-
-/// The read-model directory of `data_dir`.
+/// The read-model directory of `data_dir` (shared with the consumer
+/// service: [`backbone_consumers::layout`]).
 pub(crate) fn models_dir(data_dir: &Path) -> PathBuf {
-    data_dir.join(READ_MODELS_DIR)
+    backbone_consumers::layout::read_models_dir(data_dir)
 }
 
 /// The read model called `name`, or a bad-input error listing the names.

@@ -275,8 +275,8 @@ fn provision_shows_the_diff_and_is_idempotent() {
 
     let changed = dir.path().join("changed.toml");
     let text = std::fs::read_to_string(example).unwrap().replacen(
-        "duplicate_window = 120",
-        "duplicate_window = 60",
+        "duplicate_window = \"2m\"",
+        "duplicate_window = \"1m\"",
         1,
     );
     std::fs::write(&changed, text).unwrap();
@@ -286,7 +286,7 @@ fn provision_shows_the_diff_and_is_idempotent() {
     );
     assert_code(&diff, 0);
     assert!(
-        diff.stdout.contains("duplicate_window: 120 -> 60"),
+        diff.stdout.contains("duplicate_window: 2m -> 1m"),
         "{}",
         diff.stdout
     );

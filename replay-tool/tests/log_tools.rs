@@ -189,7 +189,7 @@ fn redrive_appends_the_original_event_once_the_duplicate_window_passed() {
     let plan = d.join("short-window.toml");
     std::fs::write(
         &plan,
-        "[[streams]]\nname = \"EVENTS\"\nsubjects = [\"events.>\"]\nduplicate_window = 1\n\
+        "[[streams]]\nname = \"EVENTS\"\nsubjects = [\"events.>\"]\nduplicate_window = \"1s\"\n\
          deny_delete = true\ndeny_purge = true\n",
     )
     .unwrap();
@@ -213,6 +213,32 @@ fn redrive_appends_the_original_event_once_the_duplicate_window_passed() {
     assert_eq!(event["seq"], 2001);
     assert_eq!(event["id"], shown["event"]["id"], "the event keeps its id");
     assert_eq!(event["data"], shown["event"]["data"]);
-    // Redriving it again right away is deduplicated: nothing is appended.
-    assert_code(&run_in(d, &["dlq", "redrive", "1"]), 1);
+    assert_eq!(outcome["consumer"], shown["letter"]["consumer"]);
+    // Redriving it again right away is deduplicated: nothing is appended,
+    // and the message says how long to wait.
+    let again = run_in(d, &["dlq", "redrive", "1"]);
+    assert_code(&again, 1);
+    assert!(again.stderr.contains("duplicate window (1s)"), "{}", again.stderr);
+    assert_redrive_headers(d, 2001, shown["letter"]["consumer"].as_str().unwrap());
+}
+
+/// The redriven entry carries the event's own headers plus the two routing
+/// headers, and no `Backbone-Dlq-*` header.
+fn assert_redrive_headers(d: &std::path::Path, seq: u64, consumer: &str) {
+    use backbone_broker::{Backend, embedded::EmbeddedOptions};
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let backend = Backend::Embedded(EmbeddedOptions {
+            path: d.join("log"),
+            ..Default::default()
+        });
+        let broker = backend.connect().await.unwrap();
+        let entry = broker.get("EVENTS", seq).await.unwrap();
+        let h = &entry.headers;
+        assert_eq!(h.get("Backbone-Redrive-Consumer"), Some(consumer));
+        assert_eq!(h.get("Backbone-Redrive-Of"), Some("1"));
+        assert_eq!(h.get("Nats-Msg-Id"), h.get("ce-id"));
+        assert!(h.iter().all(|(name, _)| !name.starts_with("Backbone-Dlq-")));
+        broker.close().await.unwrap();
+    });
 }

@@ -74,6 +74,9 @@ pub(crate) async fn connect(options: JetStreamOptions) -> Result<Shared, Connect
 
     let context = async_nats::jetstream::ContextBuilder::new()
         .timeout(options.publish_timeout)
+        // Acks the adapter stopped waiting for hold an in-flight permit
+        // until this runs out; the default (30 s) could starve sending.
+        .ack_timeout(options.publish_timeout)
         .max_ack_inflight(options.max_in_flight.max(1) * 4)
         .backpressure_on_inflight(true)
         .build(client.clone());

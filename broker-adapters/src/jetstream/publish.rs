@@ -1,54 +1,82 @@
 //! Publishing with acknowledgements, bounded retries and a pipelined window.
+//!
+//! # Bounded waits
+//! Each acknowledgement is awaited until `publish_timeout` after its message
+//! was *sent*. (async-nats starts an ack's timer only when the ack is first
+//! awaited; a window whose acks were all lost with a connection would then
+//! wait one full timeout per message, one after another.)
+//!
+//! # What is sent again
+//! Every message of a call gets *patience*: `publish_timeout` from its first
+//! attempt. A message is sent again (same headers, so the same msg id) when:
+//! - the server answered "no responders", so nothing stored it. On a graceful
+//!   stop nats-server shuts JetStream down before it drops clients, so this
+//!   is what publishes see during a restart. `STREAM.NAMES` decides: when
+//!   JetStream answers that no stream captures the subject the publish fails
+//!   with `NoStream`; otherwise it is sent again until its patience runs out,
+//!   then fails with `BrokerUnavailable` (or `TimedOut`).
+//! - its acknowledgement was lost (timeout, broken connection), it has a msg
+//!   id, and `publish_retries` allows; each retry renews the patience. The
+//!   stream's duplicate window makes this safe. Without a msg id a lost ack
+//!   is reported, as sending again could store the message twice.
+//!
+//! Once one message of a call has run out of patience the broker is taken to
+//! be down: later messages of the call get one attempt without waiting for
+//! the connection, so a large batch fails in about one timeout, not one per
+//! message. Any acknowledged message ends that.
 
-use std::{collections::VecDeque, sync::atomic::Ordering, time::Instant};
+use std::{collections::VecDeque, sync::atomic::Ordering, time::Duration};
 
 use async_nats::{
     HeaderMap,
-    jetstream::{
-        context::{PublishAckFuture, PublishErrorKind as NatsKind},
-        message::PublishMessage,
-    },
+    jetstream::{context::PublishAckFuture, message::PublishMessage},
 };
+use tokio::time::Instant;
 
 use std::future::IntoFuture;
 
 use super::{
     Shared,
-    api::{code, wait_connected},
+    api::wait_connected,
+    publish_errors::{AttemptFailure, Route, classify, refine, route, unanswered},
 };
 use crate::{
     error::{PublishError, PublishErrorKind},
     message::{EXPECTED_LAST_SUBJECT_SEQ_HEADER, OutboundMessage, PublishReceipt},
 };
 
-/// A publish sent and awaiting its acknowledgement.
-struct InFlight {
-    ack: PublishAckFuture,
-    subject: String,
-    size: usize,
-    sent_at: Instant,
+/// The pause before sending again to a JetStream that is not serving yet.
+const RECOVERY_PAUSE: Duration = Duration::from_millis(100);
+
+/// What a message may still spend on sending again.
+#[derive(Debug, Clone, Copy)]
+struct Budget {
+    /// Resends left after a lost acknowledgement.
+    retries_left: u32,
+    /// Until when waiting for the connection and for JetStream is allowed.
+    patience_until: Instant,
 }
 
-/// Publishes one message, retrying transient failures with the same id.
+/// A publish sent and awaiting its acknowledgement.
+struct InFlight {
+    index: usize,
+    ack: PublishAckFuture,
+    size: usize,
+    /// For matching permission violations reported after the send.
+    sent_at: std::time::Instant,
+    ack_deadline: Instant,
+    budget: Budget,
+}
+
+/// Publishes one message.
 pub(crate) async fn publish(
     shared: &Shared,
     message: OutboundMessage,
 ) -> Result<PublishReceipt, PublishError> {
-    let mut retries_left = shared.options.publish_retries;
-    loop {
-        let in_flight = send(shared, &message).await?;
-        match acknowledged(shared, in_flight).await {
-            Err(err)
-                if err.kind() == &PublishErrorKind::TimedOut
-                    && message.dedup_id().is_some()
-                    && retries_left > 0 =>
-            {
-                retries_left -= 1;
-                tracing::debug!(subject = %message.subject, "retrying publish with the same id");
-            }
-            result => return result,
-        }
-    }
+    publish_batch(shared, vec![message])
+        .await
+        .pop()
+        .unwrap_or_else(|| Err(PublishError::new(PublishErrorKind::Rejected)))
 }
 
 /// Publishes in input order with up to `max_in_flight` acks outstanding.
@@ -56,33 +84,166 @@ pub(crate) async fn publish_batch(
     shared: &Shared,
     messages: Vec<OutboundMessage>,
 ) -> Vec<Result<PublishReceipt, PublishError>> {
-    let window = shared.options.max_in_flight.max(1);
-    let total = messages.len();
-    let mut results: Vec<Option<Result<PublishReceipt, PublishError>>> =
-        (0..total).map(|_| None).collect();
-    let mut pending: VecDeque<(usize, InFlight)> = VecDeque::with_capacity(window);
-    for (index, message) in messages.iter().enumerate() {
-        if pending.len() >= window {
-            if let Some((done, in_flight)) = pending.pop_front() {
-                results[done] = Some(acknowledged(shared, in_flight).await);
-            }
-        }
-        match send(shared, message).await {
-            Ok(in_flight) => pending.push_back((index, in_flight)),
-            Err(err) => results[index] = Some(Err(err)),
-        }
-    }
-    while let Some((done, in_flight)) = pending.pop_front() {
-        results[done] = Some(acknowledged(shared, in_flight).await);
-    }
-    results
+    let mut pipeline = Pipeline {
+        shared,
+        messages: &messages,
+        results: (0..messages.len()).map(|_| None).collect(),
+        window: VecDeque::new(),
+        broker_down: false,
+    };
+    pipeline.run().await;
+    pipeline
+        .results
         .into_iter()
         .map(|r| r.unwrap_or_else(|| Err(PublishError::new(PublishErrorKind::Rejected))))
         .collect()
 }
 
+struct Pipeline<'a> {
+    shared: &'a Shared,
+    messages: &'a [OutboundMessage],
+    results: Vec<Option<Result<PublishReceipt, PublishError>>>,
+    /// In send order, except that a resent message goes to the front.
+    window: VecDeque<InFlight>,
+    /// A message ran out of patience and nothing was acknowledged since.
+    broker_down: bool,
+}
+
+impl Pipeline<'_> {
+    async fn run(&mut self) {
+        let capacity = self.shared.options.max_in_flight.max(1);
+        let mut next = 0;
+        loop {
+            while self.window.len() < capacity && next < self.messages.len() {
+                let budget = self.fresh_budget();
+                self.start(next, budget, false).await;
+                next += 1;
+            }
+            let Some(in_flight) = self.window.pop_front() else {
+                break;
+            };
+            self.settle(in_flight).await;
+        }
+    }
+
+    fn fresh_budget(&self) -> Budget {
+        Budget {
+            retries_left: self.shared.options.publish_retries,
+            patience_until: if self.broker_down {
+                Instant::now()
+            } else {
+                Instant::now() + self.shared.options.publish_timeout
+            },
+        }
+    }
+
+    /// Sends message `index`; a resend goes to the front of the window so
+    /// results are still settled in input order.
+    async fn start(&mut self, index: usize, budget: Budget, resend: bool) {
+        match send(self.shared, &self.messages[index], index, budget).await {
+            Ok(in_flight) if resend => self.window.push_front(in_flight),
+            Ok(in_flight) => self.window.push_back(in_flight),
+            Err(err) => self.fail(index, err),
+        }
+    }
+
+    fn fail(&mut self, index: usize, err: PublishError) {
+        if matches!(
+            err.kind(),
+            PublishErrorKind::BrokerUnavailable | PublishErrorKind::TimedOut
+        ) {
+            self.broker_down = true;
+        }
+        self.results[index] = Some(Err(err));
+    }
+
+    async fn settle(&mut self, in_flight: InFlight) {
+        let (index, mut budget) = (in_flight.index, in_flight.budget);
+        let message = &self.messages[index];
+        let failure = match acknowledged(self.shared, &message.subject, in_flight).await {
+            Ok(receipt) => {
+                self.broker_down = false;
+                self.results[index] = Some(Ok(receipt));
+                return;
+            }
+            Err(failure) => failure,
+        };
+        let closed = self.shared.closed.load(Ordering::Acquire);
+        match failure {
+            AttemptFailure::Final(err) => self.fail(index, err),
+            AttemptFailure::NoResponders => match self.route(&message.subject, budget).await {
+                Route::Uncaptured => self.fail(
+                    index,
+                    PublishError::with_detail(
+                        PublishErrorKind::NoStream,
+                        format!("no stream captures {}", message.subject),
+                    ),
+                ),
+                _ if !closed && Instant::now() < budget.patience_until => {
+                    let pause = budget
+                        .patience_until
+                        .saturating_duration_since(Instant::now())
+                        .min(RECOVERY_PAUSE);
+                    tokio::time::sleep(pause).await;
+                    self.start(index, budget, true).await;
+                }
+                route => {
+                    let (kind, why) = match route {
+                        Route::Unknown(kind, why) => (kind, why),
+                        _ => (
+                            PublishErrorKind::BrokerUnavailable,
+                            "a stream captures the subject but did not answer".into(),
+                        ),
+                    };
+                    let detail = format!(
+                        "JetStream did not take the message within {:?}: {why}",
+                        self.shared.options.publish_timeout
+                    );
+                    self.fail(index, PublishError::with_detail(kind, detail));
+                }
+            },
+            AttemptFailure::AckLost(err) => {
+                // Once the broker is taken to be down a lost ack is not
+                // retried: each retry could wait a full timeout again.
+                let retry = !closed
+                    && !self.broker_down
+                    && message.dedup_id().is_some()
+                    && budget.retries_left > 0;
+                if retry {
+                    budget.retries_left -= 1;
+                    budget.patience_until = self.fresh_budget().patience_until;
+                    tracing::debug!(subject = %message.subject, "acknowledgement lost: sending again with the same id");
+                    self.start(index, budget, true).await;
+                } else {
+                    self.fail(index, err);
+                }
+            }
+        }
+    }
+}
+
+impl Pipeline<'_> {
+    /// Asks JetStream about the subject, unless the message is out of
+    /// patience and the broker already taken to be down: then every check
+    /// could wait a full request timeout.
+    async fn route(&self, subject: &str, budget: Budget) -> Route {
+        if self.broker_down && Instant::now() >= budget.patience_until {
+            return Route::Unknown(
+                PublishErrorKind::BrokerUnavailable,
+                "JetStream is not serving; an earlier message ran out of patience".into(),
+            );
+        }
+        route(self.shared, subject).await
+    }
+}
+
 /// Validates, then sends without waiting for the acknowledgement.
-async fn send(shared: &Shared, message: &OutboundMessage) -> Result<InFlight, PublishError> {
+async fn send(
+    shared: &Shared,
+    message: &OutboundMessage,
+    index: usize,
+    budget: Budget,
+) -> Result<InFlight, PublishError> {
     if shared.closed.load(Ordering::Acquire) {
         return Err(PublishError::with_detail(
             PublishErrorKind::BrokerUnavailable,
@@ -110,8 +271,7 @@ async fn send(shared: &Shared, message: &OutboundMessage) -> Result<InFlight, Pu
             "larger than the server's max_payload",
         ));
     }
-    let deadline = tokio::time::Instant::now() + shared.options.publish_timeout;
-    if !wait_connected(&shared.client, deadline).await {
+    if !wait_connected(&shared.client, budget.patience_until).await {
         // Not sent, so nothing sits in the client's buffer to be published
         // later behind the caller's back.
         return Err(PublishError::with_detail(
@@ -122,121 +282,90 @@ async fn send(shared: &Shared, message: &OutboundMessage) -> Result<InFlight, Pu
             ),
         ));
     }
-    let sent_at = Instant::now();
-    let ack = shared
-        .context
-        .send_publish(
-            message.subject.clone(),
-            PublishMessage::build()
-                .payload(message.payload.clone())
-                .headers(headers),
-        )
-        .await
-        .map_err(|err| map_nats_error(shared, err, size))?;
-    Ok(InFlight {
-        ack,
-        subject: message.subject.clone(),
-        size,
-        sent_at,
-    })
-}
-
-/// Waits for the acknowledgement, or a permission violation for the subject.
-async fn acknowledged(
-    shared: &Shared,
-    in_flight: InFlight,
-) -> Result<PublishReceipt, PublishError> {
-    let InFlight {
-        ack,
-        subject,
-        size,
-        sent_at,
-    } = in_flight;
-    let result = tokio::select! {
-        ack = ack.into_future() => ack,
-        () = shared.violations.refused(&subject, sent_at) => {
+    let sent_at = std::time::Instant::now();
+    let ack_deadline = Instant::now() + shared.options.publish_timeout;
+    let publish = PublishMessage::build()
+        .payload(message.payload.clone())
+        .headers(headers);
+    // Bounded too: with every ack permit taken, sending waits for one.
+    let sent = tokio::time::timeout_at(
+        ack_deadline,
+        shared
+            .context
+            .send_publish(message.subject.clone(), publish),
+    )
+    .await;
+    let ack = match sent {
+        Ok(Ok(ack)) => ack,
+        Ok(Err(err)) => {
+            return Err(match classify(shared, err, size) {
+                AttemptFailure::Final(err) | AttemptFailure::AckLost(err) => err,
+                AttemptFailure::NoResponders => PublishError::with_detail(
+                    PublishErrorKind::Rejected,
+                    "no responders before the message was sent",
+                ),
+            });
+        }
+        Err(_) => {
             return Err(PublishError::with_detail(
-                PublishErrorKind::PermissionDenied,
-                format!("the server refused publishing to {subject}"),
+                unanswered(shared),
+                "the client did not take the message within the publish timeout",
             ));
         }
     };
+    Ok(InFlight {
+        index,
+        ack,
+        size,
+        sent_at,
+        ack_deadline,
+        budget,
+    })
+}
+
+/// Waits for the acknowledgement until the attempt's deadline, or a
+/// permission violation for the subject.
+async fn acknowledged(
+    shared: &Shared,
+    subject: &str,
+    in_flight: InFlight,
+) -> Result<PublishReceipt, AttemptFailure> {
+    let InFlight {
+        ack,
+        size,
+        sent_at,
+        ack_deadline,
+        ..
+    } = in_flight;
+    let result = tokio::select! {
+        ack = tokio::time::timeout_at(ack_deadline, ack.into_future()) => ack,
+        () = shared.violations.refused(subject, sent_at) => {
+            return Err(AttemptFailure::Final(PublishError::with_detail(
+                PublishErrorKind::PermissionDenied,
+                format!("the server refused publishing to {subject}"),
+            )));
+        }
+    };
     match result {
-        Ok(ack) => Ok(PublishReceipt {
+        Ok(Ok(ack)) => Ok(PublishReceipt {
             stream: ack.stream,
             seq: ack.sequence,
             duplicate: ack.duplicate,
         }),
-        Err(err) => Err(refine(shared, map_nats_error(shared, err, size), &subject).await),
-    }
-}
-
-/// Adds what the ack error alone cannot tell: a stream's own size limit.
-async fn refine(shared: &Shared, err: PublishError, subject: &str) -> PublishError {
-    if !matches!(err.kind(), PublishErrorKind::PayloadTooLarge { max: 0, .. }) {
-        return err;
-    }
-    let PublishErrorKind::PayloadTooLarge { size, .. } = *err.kind() else {
-        return err;
-    };
-    let max = stream_limit(shared, subject).await.unwrap_or(0);
-    PublishError::with_detail(
-        PublishErrorKind::PayloadTooLarge { size, max },
-        "larger than the stream's max_message_size",
-    )
-}
-
-async fn stream_limit(shared: &Shared, subject: &str) -> Option<usize> {
-    let names: super::wire::WireStreamNames = shared
-        .api
-        .request("STREAM.NAMES", &serde_json::json!({ "subject": subject }))
-        .await
-        .ok()?;
-    let name = names.streams?.into_iter().next()?;
-    let info = super::provision::wire_info(shared, &name).await.ok()?;
-    info.to_info().config.max_message_size
-}
-
-fn map_nats_error(
-    shared: &Shared,
-    err: async_nats::jetstream::context::PublishError,
-    size: usize,
-) -> PublishError {
-    let text = err.to_string();
-    let source = std::error::Error::source(&err)
-        .map(ToString::to_string)
-        .unwrap_or_default();
-    let kind = match err.kind() {
-        NatsKind::StreamNotFound => PublishErrorKind::NoStream,
-        NatsKind::WrongLastSequence => match parse_actual_seq(&source) {
-            Some(actual) => PublishErrorKind::WrongLastSequence { actual },
-            None => PublishErrorKind::Rejected,
+        Ok(Err(err)) => match classify(shared, err, size) {
+            AttemptFailure::Final(err) => Err(AttemptFailure::Final(
+                refine(shared, err, subject).await,
+            )),
+            other => Err(other),
         },
-        NatsKind::MaxPayloadExceeded => PublishErrorKind::PayloadTooLarge {
-            size,
-            max: shared.client.server_info().max_payload,
-        },
-        NatsKind::TimedOut => {
-            if shared.client.connection_state() == async_nats::connection::State::Connected {
-                PublishErrorKind::TimedOut
-            } else {
-                PublishErrorKind::BrokerUnavailable
-            }
-        }
-        NatsKind::BrokenPipe => PublishErrorKind::BrokerUnavailable,
-        NatsKind::Other if source.contains(&format!("error code {}", code::MESSAGE_TOO_LARGE)) => {
-            PublishErrorKind::PayloadTooLarge { size, max: 0 }
-        }
-        _ => PublishErrorKind::Rejected,
-    };
-    PublishError::with_detail(kind, format!("{text}: {source}"))
-}
-
-/// The actual sequence from "wrong last sequence: 5 (code 400, ...)".
-fn parse_actual_seq(text: &str) -> Option<u64> {
-    let rest = &text[text.find("wrong last sequence: ")? + "wrong last sequence: ".len()..];
-    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-    digits.parse().ok()
+        Err(_) => Err(AttemptFailure::AckLost(PublishError::with_detail(
+            unanswered(shared),
+            format!(
+                "no acknowledgement within {:?}",
+                shared.options.publish_timeout
+            ),
+        ))),
+    }
 }
 
 /// Headers and payload as the server counts them against `max_payload`.
@@ -270,15 +399,6 @@ fn valid_publish_subject(subject: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_the_actual_sequence_from_the_server_error() {
-        assert_eq!(
-            parse_actual_seq("wrong last sequence: 17 (code 400, error code 10071)"),
-            Some(17)
-        );
-        assert_eq!(parse_actual_seq("wrong last sequence"), None);
-    }
 
     #[test]
     fn publish_subjects_have_no_wildcards() {

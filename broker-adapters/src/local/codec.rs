@@ -191,13 +191,21 @@ pub(crate) struct StreamCounters {
     pub(crate) bytes: u64,
     /// Store time of the last message, nanoseconds since the epoch.
     pub(crate) last_time: u64,
+    /// The `subj/<stream>` tree reflects every message up to this sequence.
+    pub(crate) subjects_through: u64,
 }
 
 impl StreamCounters {
     /// The sealed value.
     pub(crate) fn encode(&self) -> Vec<u8> {
-        let mut body = Vec::with_capacity(32);
-        for v in [self.last_seq, self.messages, self.bytes, self.last_time] {
+        let mut body = Vec::with_capacity(40);
+        for v in [
+            self.last_seq,
+            self.messages,
+            self.bytes,
+            self.last_time,
+            self.subjects_through,
+        ] {
             body.extend_from_slice(&v.to_be_bytes());
         }
         seal(&body)
@@ -211,6 +219,7 @@ impl StreamCounters {
             messages: r.u64()?,
             bytes: r.u64()?,
             last_time: r.u64()?,
+            subjects_through: r.u64()?,
         })
     }
 }
@@ -253,6 +262,7 @@ mod tests {
             messages: 4,
             bytes: 100,
             last_time: 5,
+            subjects_through: 8,
         };
         assert_eq!(StreamCounters::decode(&c.encode()).unwrap(), c);
     }

@@ -31,6 +31,9 @@ impl SledStorage {
             background_flush.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1));
         let db = sled::Config::new()
             .path(path)
+            // Appends and whole-log scans dominate; sled's default optimises
+            // for small space instead.
+            .mode(sled::Mode::HighThroughput)
             .flush_every_ms(every_ms)
             .open()
             .map_err(|err| match err {
@@ -73,10 +76,10 @@ impl Storage for SledStorage {
 }
 
 impl Tree for sled::Tree {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
-        sled::Tree::get(self, key)
-            .map(|v| v.map(|v| v.to_vec()))
-            .map_err(storage_error)
+    type Value = sled::IVec;
+
+    fn get(&self, key: &[u8]) -> Result<Option<sled::IVec>, StorageError> {
+        sled::Tree::get(self, key).map_err(storage_error)
     }
 
     fn insert(&self, key: &[u8], value: &[u8]) -> Result<(), StorageError> {
@@ -91,13 +94,10 @@ impl Tree for sled::Tree {
             .map_err(storage_error)
     }
 
-    fn scan(&self, from: &[u8], limit: usize) -> Result<Vec<Entry>, StorageError> {
+    fn scan(&self, from: &[u8], limit: usize) -> Result<Vec<Entry<Self>>, StorageError> {
         self.range(from..)
             .take(limit)
-            .map(|kv| {
-                kv.map(|(k, v)| (k.to_vec(), v.to_vec()))
-                    .map_err(storage_error)
-            })
+            .map(|kv| kv.map_err(storage_error))
             .collect()
     }
 }

@@ -27,7 +27,7 @@ impl fmt::Display for StorageError {
 impl std::error::Error for StorageError {}
 
 /// A key-value pair read from a tree.
-pub(crate) type Entry = (Vec<u8>, Vec<u8>);
+pub(crate) type Entry<T> = (<T as Tree>::Value, <T as Tree>::Value);
 
 /// A set of named trees with one durability point.
 pub(crate) trait Storage: Send + Sync + 'static {
@@ -46,14 +46,18 @@ pub(crate) trait Storage: Send + Sync + 'static {
 
 /// One ordered tree of byte keys to byte values.
 pub(crate) trait Tree: Clone + Send + Sync + 'static {
+    /// Bytes handed out by the tree: shared with it where the backend
+    /// allows, so reads do not copy.
+    type Value: std::ops::Deref<Target = [u8]> + Send + 'static;
+
     /// The value under `key`.
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError>;
+    fn get(&self, key: &[u8]) -> Result<Option<Self::Value>, StorageError>;
     /// Stores `value` under `key`.
     fn insert(&self, key: &[u8], value: &[u8]) -> Result<(), StorageError>;
     /// Removes `key`.
     fn remove(&self, key: &[u8]) -> Result<(), StorageError>;
     /// Up to `limit` entries with keys at or after `from`, in key order.
-    fn scan(&self, from: &[u8], limit: usize) -> Result<Vec<Entry>, StorageError>;
+    fn scan(&self, from: &[u8], limit: usize) -> Result<Vec<Entry<Self>>, StorageError>;
 }
 
 /// Trees in process memory; nothing survives the process.
@@ -62,9 +66,10 @@ pub(crate) struct MemoryStorage {
     trees: Arc<RwLock<BTreeMap<String, MemoryTree>>>,
 }
 
-/// A `BTreeMap` behind a lock.
+/// A `BTreeMap` behind a lock; keys and values are shared, so reads only
+/// count references.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct MemoryTree(Arc<RwLock<BTreeMap<Vec<u8>, Vec<u8>>>>);
+pub(crate) struct MemoryTree(Arc<RwLock<BTreeMap<Arc<[u8]>, Arc<[u8]>>>>);
 
 fn poisoned() -> StorageError {
     StorageError("memory storage lock poisoned by a panicking thread".into())
@@ -88,7 +93,9 @@ impl Storage for MemoryStorage {
 }
 
 impl Tree for MemoryTree {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+    type Value = Arc<[u8]>;
+
+    fn get(&self, key: &[u8]) -> Result<Option<Arc<[u8]>>, StorageError> {
         Ok(self.0.read().map_err(|_| poisoned())?.get(key).cloned())
     }
 
@@ -96,7 +103,7 @@ impl Tree for MemoryTree {
         self.0
             .write()
             .map_err(|_| poisoned())?
-            .insert(key.to_vec(), value.to_vec());
+            .insert(Arc::from(key), Arc::from(value));
         Ok(())
     }
 
@@ -105,7 +112,7 @@ impl Tree for MemoryTree {
         Ok(())
     }
 
-    fn scan(&self, from: &[u8], limit: usize) -> Result<Vec<Entry>, StorageError> {
+    fn scan(&self, from: &[u8], limit: usize) -> Result<Vec<Entry<Self>>, StorageError> {
         let map = self.0.read().map_err(|_| poisoned())?;
         Ok(map
             .range::<[u8], _>((Bound::Included(from), Bound::Unbounded))
@@ -130,7 +137,7 @@ mod tests {
             .scan(&2u64.to_be_bytes(), 2)
             .unwrap()
             .into_iter()
-            .map(|(k, _)| k)
+            .map(|(k, _)| k.to_vec())
             .collect();
         assert_eq!(
             keys,

@@ -97,9 +97,9 @@ async fn main() -> ExitCode {
     let result = match finished {
         Some(result) => result,
         None => {
-            tracing::info!(grace_secs = config.grace_time_secs, "shutting down");
+            tracing::info!(grace_time = ?config.grace_time, "shutting down");
             trigger.trigger();
-            match tokio::time::timeout(config.grace_time(), &mut service).await {
+            match tokio::time::timeout(config.grace_time, &mut service).await {
                 Ok(result) => result,
                 Err(_) => {
                     eprintln!("backbone-consumer: grace time exceeded; exiting without waiting");

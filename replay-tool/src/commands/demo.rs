@@ -333,6 +333,8 @@ async fn verify_rebuild(
     let options = RebuildOptions {
         up_to: Some(checkpoint),
         swap: false,
+        // Stands in for the demo's durable, whose redrives it applies.
+        durable_name: Some(durable(name)),
         ..Default::default()
     };
     let model = by_name(name)?;

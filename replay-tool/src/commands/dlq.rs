@@ -2,25 +2,29 @@
 //!
 //! # Redrive
 //! A consumer skips every sequence at or below its checkpoint, so putting a
-//! letter back means appending it to the event log as a NEW entry: the
-//! original subject, payload and headers, with the `Backbone-Dlq-*` headers
-//! removed and `Nats-Msg-Id` restored to the original event id (the wire
-//! contract requires it to equal `ce-id`). The event keeps its identity;
-//! only its sequence is new.
+//! letter back means appending it to the event log as a NEW entry
+//! ([`backbone_consumers::redrive::redrive_message`]): the original subject,
+//! payload and CloudEvents headers, the `Backbone-Dlq-*` headers removed,
+//! `Nats-Msg-Id` restored to the original event id (the wire contract
+//! requires it to equal `ce-id`), plus `Backbone-Redrive-Consumer` (the
+//! consumer that dead-lettered it) and `Backbone-Redrive-Of` (the letter's
+//! sequence). Only that consumer applies the entry; every other consumer
+//! skips it, so no read model applies the event twice.
 //!
 //! Because the id is the original one, the broker deduplicates a redrive
 //! made within the event stream's duplicate window of the original publish
 //! (or of an earlier redrive): the tool reports that letter as
-//! `duplicate` and exits 1, and a later redrive succeeds. Redriving the same
-//! letter twice in quick succession is therefore harmless.
+//! `duplicate`, says how long the window is, and exits 1; a later redrive
+//! succeeds. Redriving the same letter twice in quick succession is
+//! therefore harmless.
 
 use backbone_broker::{
     Broker, OutboundMessage, ReadRequest, StoredMessage,
-    message::MSG_ID_HEADER,
-    stream::{DEAD_LETTER_STREAM, StreamConfig},
+    stream::{DEAD_LETTER_STREAM, EVENT_STREAM, StreamConfig},
 };
-use backbone_consumers::dead_letter::{
-    DLQ_CONSUMER, DLQ_DELIVERIES, DLQ_ERROR, DLQ_MSG_ID, DLQ_SEQUENCE, DLQ_SUBJECT, DLQ_TIME,
+use backbone_consumers::{
+    dead_letter::{DLQ_CONSUMER, DLQ_DELIVERIES, DLQ_ERROR, DLQ_SEQUENCE, DLQ_SUBJECT, DLQ_TIME},
+    redrive::{REDRIVE_CONSUMER, REDRIVE_OF, redrive_message},
 };
 use clap::{Args, Subcommand};
 use futures::StreamExt;
@@ -50,7 +54,8 @@ pub(crate) enum DlqAction {
         /// The letter's sequence in the DEADLETTER stream.
         seq: u64,
     },
-    /// Append letters' events to the event log again (see docs).
+    /// Append letters' events to the event log again, for the consumer
+    /// that dead-lettered them only (see docs).
     Redrive {
         /// The letter's sequence in the DEADLETTER stream.
         #[arg(required_unless_present = "all", conflicts_with = "all")]
@@ -78,42 +83,12 @@ impl Letter {
         self.message.headers.get(name)
     }
 
-    fn original_subject(&self) -> CliResult<&str> {
-        self.header(DLQ_SUBJECT).ok_or_else(|| {
-            CliError::bad_input(format!(
-                "dead letter {} has no {DLQ_SUBJECT} header",
-                self.message.seq
-            ))
-        })
-    }
-
     /// The original message as it stood in the event log.
     fn original(&self) -> CliResult<OutboundMessage> {
-        let subject = self.original_subject()?.to_owned();
-        let mut headers = self.message.headers.clone();
-        for name in [
-            DLQ_CONSUMER,
-            DLQ_SUBJECT,
-            DLQ_SEQUENCE,
-            DLQ_DELIVERIES,
-            DLQ_ERROR,
-            DLQ_TIME,
-            backbone_consumers::dead_letter::DLQ_STREAM,
-        ] {
-            headers.remove(name);
-        }
-        headers.remove(MSG_ID_HEADER);
-        let original_id = headers.remove(DLQ_MSG_ID);
-        if let Some(id) = &original_id {
-            headers.append(MSG_ID_HEADER, id.clone());
-        }
-        Ok(OutboundMessage {
-            subject,
-            headers,
-            payload: self.message.payload.clone(),
-            msg_id: original_id,
-            expected_last_subject_seq: None,
-        })
+        let mut redrive = redrive_message(&self.message).map_err(CliError::bad_input)?;
+        redrive.headers.remove(REDRIVE_CONSUMER);
+        redrive.headers.remove(REDRIVE_OF);
+        Ok(redrive)
     }
 
     fn row(&self) -> Vec<Value> {
@@ -224,12 +199,12 @@ async fn ensure_letters_stream(broker: &dyn Broker) -> CliResult {
 }
 
 async fn redrive(broker: &dyn Broker, settings: &Settings, chosen: &[Letter]) -> CliResult {
-    let mut records = Records::new(&["letter", "subject", "new_seq", "outcome"]);
+    let mut records = Records::new(&["letter", "consumer", "subject", "new_seq", "outcome"]);
     let mut duplicates = 0;
     for letter in chosen {
-        let original = letter.original()?;
-        let subject = original.subject.clone();
-        let receipt = broker.publish(original).await?;
+        let entry = redrive_message(&letter.message).map_err(CliError::bad_input)?;
+        let subject = entry.subject.clone();
+        let receipt = broker.publish(entry).await?;
         let outcome = if receipt.duplicate {
             duplicates += 1;
             "duplicate: within the duplicate window, retry later"
@@ -238,6 +213,7 @@ async fn redrive(broker: &dyn Broker, settings: &Settings, chosen: &[Letter]) ->
         };
         records.push(vec![
             json!(letter.message.seq),
+            json!(letter.header(DLQ_CONSUMER)),
             json!(subject),
             json!(receipt.seq),
             json!(outcome),
@@ -245,9 +221,16 @@ async fn redrive(broker: &dyn Broker, settings: &Settings, chosen: &[Letter]) ->
     }
     records.print(settings.output)?;
     if duplicates > 0 {
+        let window = broker
+            .stream_info(EVENT_STREAM)
+            .await
+            .map(|info| humantime_serde::re::humantime::format_duration(info.config.duplicate_window).to_string())
+            .unwrap_or_else(|_| "its duplicate window".to_owned());
         return Err(CliError::failed(format!(
-            "{duplicates} letter(s) not redriven: their event id is still within the event \
-             stream's duplicate window"
+            "{duplicates} letter(s) not redriven: their event id was published less than the \
+             event stream's duplicate window ({window}) ago, so the broker dropped the redrive \
+             as a duplicate; nothing changed: retry once {window} have passed since the event \
+             was last published (its original publish or an earlier redrive)"
         )));
     }
     Ok(())

@@ -7,13 +7,13 @@
 //! subjects = ["events.>"]
 //! deny_delete = true
 //! deny_purge = true
-//! duplicate_window = 120   # seconds
+//! duplicate_window = "2m"   # humantime: "90s", "2m", "1h"
 //!
 //! [[consumers]]
 //! stream = "EVENTS"
 //! durable_name = "billing"
 //! filter_subjects = ["events.payment.*.*"]
-//! ack_wait_secs = 30
+//! ack_wait = "30s"
 //! max_deliver = 5
 //! max_ack_pending = 256
 //! ```
@@ -66,7 +66,8 @@ struct ConsumerSpec {
     description: Option<String>,
     #[serde(default)]
     filter_subjects: Vec<String>,
-    ack_wait_secs: Option<u64>,
+    #[serde(default, with = "humantime_serde")]
+    ack_wait: Option<Duration>,
     max_deliver: Option<u32>,
     max_ack_pending: Option<usize>,
 }
@@ -78,9 +79,7 @@ impl ConsumerSpec {
             durable_name: self.durable_name.clone(),
             description: self.description.clone(),
             filter_subjects: self.filter_subjects.clone(),
-            ack_wait: self
-                .ack_wait_secs
-                .map_or(defaults.ack_wait, Duration::from_secs),
+            ack_wait: self.ack_wait.unwrap_or(defaults.ack_wait),
             max_deliver: self.max_deliver,
             max_ack_pending: self.max_ack_pending.unwrap_or(defaults.max_ack_pending),
             ..defaults
@@ -105,7 +104,18 @@ pub(crate) fn read_plan(path: &PathBuf) -> CliResult<Plan> {
     Ok(plan)
 }
 
-/// The settings of `wanted` that differ from `current`, as `name: old -> new`.
+/// A setting's value as people read it: strings (names, durations such as
+/// `2m`) without JSON quotes, absent values as `none`.
+fn readable(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => "none".to_owned(),
+        other => other.to_string(),
+    }
+}
+
+/// The settings of `wanted` that differ from `current`, as `name: old -> new`
+/// (durations in humantime form: `duplicate_window: 2m -> 1m`).
 fn stream_diff(current: &StreamConfig, wanted: &StreamConfig) -> Vec<String> {
     let as_json = |c: &StreamConfig| serde_json::to_value(c).unwrap_or_default();
     let (old, new) = (as_json(current), as_json(wanted));
@@ -114,7 +124,7 @@ fn stream_diff(current: &StreamConfig, wanted: &StreamConfig) -> Vec<String> {
         for (key, value) in new {
             let before = old.get(key).cloned().unwrap_or_default();
             if before != *value {
-                changes.push(format!("{key}: {before} -> {value}"));
+                changes.push(format!("{key}: {} -> {}", readable(&before), readable(value)));
             }
         }
     }
@@ -227,6 +237,30 @@ mod tests {
         let mut wanted = StreamConfig::event_log();
         wanted.duplicate_window = Duration::from_secs(60);
         let changes = stream_diff(&StreamConfig::event_log(), &wanted);
-        assert_eq!(changes, vec!["duplicate_window: 120 -> 60".to_owned()]);
+        assert_eq!(changes, vec!["duplicate_window: 2m -> 1m".to_owned()]);
+        wanted.description = Some("log".into());
+        wanted.duplicate_window = Duration::from_secs(90);
+        let changes = stream_diff(&StreamConfig::event_log(), &wanted);
+        assert!(changes.contains(&"duplicate_window: 2m -> 1m 30s".to_owned()), "{changes:?}");
+    }
+
+    fn plan_error(text: &str) -> CliError {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("plan.toml");
+        std::fs::write(&path, text).unwrap();
+        read_plan(&path).unwrap_err()
+    }
+
+    #[test]
+    fn durations_must_be_humantime_strings() {
+        let integer = "[[streams]]\nname = \"S\"\nsubjects = [\"s.>\"]\nduplicate_window = 120\n";
+        assert_eq!(plan_error(integer).exit_code(), 3);
+        let old_key = "[[consumers]]\nstream = \"S\"\ndurable_name = \"d\"\nack_wait_secs = 30\n";
+        assert_eq!(plan_error(old_key).exit_code(), 3);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("plan.toml");
+        std::fs::write(&path, "[[consumers]]\nstream = \"S\"\ndurable_name = \"d\"\nack_wait = \"45s\"\n").unwrap();
+        let plan = read_plan(&path).unwrap();
+        assert_eq!(plan.consumers[0].config().ack_wait, Duration::from_secs(45));
     }
 }

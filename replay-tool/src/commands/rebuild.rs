@@ -53,6 +53,11 @@ pub(crate) struct RebuildArgs {
     /// Events applied per commit.
     #[arg(long, default_value_t = 1000)]
     pub(crate) batch_size: usize,
+    /// The service's durable consumer of this model (durable_prefix +
+    /// name): deleted after the swap, and the consumer whose redriven dead
+    /// letters the rebuild applies [default: the read model's name].
+    #[arg(long, value_name = "NAME")]
+    pub(crate) durable: Option<String>,
 }
 
 fn rebuild_error(e: RebuildError) -> CliError {
@@ -188,7 +193,11 @@ async fn rebuild(
         up_to: Some(target),
         batch_size: args.batch_size.max(1),
         swap: false,
-        durable_name: Some(model.name().to_owned()),
+        durable_name: Some(
+            args.durable
+                .clone()
+                .unwrap_or_else(|| model.name().to_owned()),
+        ),
         ..Default::default()
     };
     let report = backbone_consumers::rebuild(broker, model, &dir, &options, &mut report_progress)

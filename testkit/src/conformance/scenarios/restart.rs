@@ -205,7 +205,8 @@ pub(crate) async fn restart_during_publishes_loses_nothing(ctx: Ctx) -> Verdict 
 
 /// Publishes messages `0..RESTART_TOTAL` in chunks, retrying failures with the
 /// same message (and msg id) on a fresh broker handle until acknowledged.
-/// The handle is only replaced after a failure, as a service would.
+/// The handle is only replaced after a failure, as a service would. Every
+/// failure must be transient (`TimedOut` or `BrokerUnavailable`).
 async fn publish_all_retrying(
     harness: &dyn Harness,
     progress: &AtomicUsize,
@@ -239,6 +240,16 @@ async fn publish_all_retrying(
                 match result {
                     Ok(receipt) => receipts[index] = Some(receipt),
                     Err(error) => {
+                        // The stream captures every subject published here,
+                        // so e.g. `NoStream` would send a service looking for
+                        // a configuration error that is not there.
+                        ensure!(
+                            matches!(
+                                error.kind(),
+                                PublishErrorKind::TimedOut | PublishErrorKind::BrokerUnavailable
+                            ),
+                            "message {index} failed with {error:?}; while the broker restarts only TimedOut or BrokerUnavailable may occur"
+                        );
                         last_error = Some(error);
                         retried += 1;
                         failed.push(index);

@@ -1,0 +1,297 @@
+//! [`ServiceConfig`]: the consumer service's TOML configuration.
+//!
+//! ```toml
+//! data_dir = "/var/lib/backbone"  # <data_dir>/log, <data_dir>/read-models/<name>
+//! models = ["all"]                # or e.g. ["billing", "audit"]
+//! stream = "EVENTS"
+//! durable_prefix = ""             # durable name = prefix + model name
+//! batch_size = 256
+//! grace_time = "10s"
+//! metrics_addr = "127.0.0.1:9464"
+//! reactors = ["follow-notifier"]  # side effects; none by default
+//! ack_wait = "30s"                # also bounds the wait after a restart
+//! unhealthy_after = "30s"         # /healthz: how long a runner may keep failing
+//!
+//! [backend]                       # optional: the embedded log in <data_dir>/log
+//! kind = "jetstream"
+//! urls = ["nats://10.0.0.1:4222"]
+//! auth = { creds_file = "/etc/backbone/billing.creds" }
+//! tls = { ca_file = "/etc/backbone/ca.pem", require = true }
+//! ```
+//!
+//! Durations are humantime strings (`"250ms"`, `"30s"`, `"2m"`). The
+//! `[backend]` table is [`backbone_broker::Backend`], the same type every
+//! binary reads, so each service can authenticate as its own NATS user.
+
+use std::{
+    fmt,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
+
+use backbone_broker::{Backend, Broker, embedded::EmbeddedOptions, stream::EVENT_STREAM};
+use serde::Deserialize;
+
+use crate::{config::RuntimeConfig, error::Error, layout, models::resolve, reactors};
+
+/// The service's configuration file.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// The event log; the embedded log in `<data_dir>/log` when absent.
+    #[serde(default)]
+    pub backend: Option<Backend>,
+    /// The data directory, laid out as [`crate::layout`] describes (the
+    /// same layout `replay-tool --data-dir` expects).
+    pub data_dir: PathBuf,
+    /// Read models to run; `all` for every one.
+    #[serde(default = "all_models")]
+    pub models: Vec<String>,
+    /// The stream consumed.
+    #[serde(default = "default_stream")]
+    pub stream: String,
+    /// Prefix of durable consumer names.
+    #[serde(default)]
+    pub durable_prefix: String,
+    /// Events per batch.
+    #[serde(default = "default_batch")]
+    pub batch_size: usize,
+    /// Time to finish in-flight work after SIGINT/SIGTERM.
+    #[serde(default = "default_grace", with = "humantime_serde")]
+    pub grace_time: Duration,
+    /// Address of `/healthz` and `/metrics`; none when absent.
+    #[serde(default)]
+    pub metrics_addr: Option<SocketAddr>,
+    /// Deliveries before a failing event is dead-lettered.
+    #[serde(default = "default_max_deliver")]
+    pub max_deliver: u32,
+    /// First retry delay of a transient failure; doubles per delivery.
+    #[serde(default = "default_backoff", with = "humantime_serde")]
+    pub backoff_base: Duration,
+    /// How long a delivery may stay unacknowledged; positive.
+    #[serde(default = "default_ack_wait", with = "humantime_serde")]
+    pub ack_wait: Duration,
+    /// How long one fetch waits for messages.
+    #[serde(default = "default_fetch_wait", with = "humantime_serde")]
+    pub fetch_wait: Duration,
+    /// Reactors (side effects) to run live, e.g. `follow-notifier`; none
+    /// by default. Each is its own durable consumer (prefix + name).
+    #[serde(default)]
+    pub reactors: Vec<String>,
+    /// How long a runner may keep failing (broker unreachable, dead
+    /// letters unpublishable) before `/healthz` answers 503.
+    #[serde(default = "default_unhealthy_after", with = "humantime_serde")]
+    pub unhealthy_after: Duration,
+}
+
+fn all_models() -> Vec<String> {
+    vec!["all".into()]
+}
+fn default_stream() -> String {
+    EVENT_STREAM.into()
+}
+fn default_batch() -> usize {
+    256
+}
+fn default_grace() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_max_deliver() -> u32 {
+    5
+}
+fn default_backoff() -> Duration {
+    Duration::from_millis(200)
+}
+fn default_ack_wait() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_fetch_wait() -> Duration {
+    Duration::from_millis(500)
+}
+fn default_unhealthy_after() -> Duration {
+    Duration::from_secs(30)
+}
+
+/// Why the service could not start or run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServiceErrorKind {
+    /// The config file is unreadable or invalid.
+    Config,
+    /// The broker could not be opened or reached.
+    Connect,
+    /// A read-model store could not be opened (e.g. `Locked`).
+    Store,
+    /// The metrics address could not be bound.
+    Http,
+    /// A read model's run failed.
+    Run,
+}
+
+impl fmt::Display for ServiceErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Config => "invalid configuration",
+            Self::Connect => "cannot connect to the broker",
+            Self::Store => "cannot open a read-model store",
+            Self::Http => "cannot serve metrics",
+            Self::Run => "a read model failed",
+        })
+    }
+}
+
+/// Error of the service.
+pub type ServiceError = Error<ServiceErrorKind>;
+
+impl ServiceConfig {
+    /// Parses a TOML config.
+    pub fn from_toml(text: &str) -> Result<Self, ServiceError> {
+        let config: Self = toml::from_str(text)
+            .map_err(|e| ServiceError::with_source(ServiceErrorKind::Config, e))?;
+        resolve(&config.models)
+            .map_err(|e| ServiceError::with_source(ServiceErrorKind::Config, e))?;
+        reactors::validate(&config.reactors)
+            .map_err(|e| ServiceError::with_source(ServiceErrorKind::Config, e))?;
+        if config.ack_wait.is_zero() {
+            return Err(ServiceError::with_detail(
+                ServiceErrorKind::Config,
+                "ack_wait must be positive",
+            ));
+        }
+        if config.batch_size == 0 {
+            return Err(ServiceError::with_detail(
+                ServiceErrorKind::Config,
+                "batch_size must be positive",
+            ));
+        }
+        Ok(config)
+    }
+
+    /// Reads and parses a TOML config file.
+    pub fn load(path: &Path) -> Result<Self, ServiceError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ServiceError::with_source(ServiceErrorKind::Config, e)
+                .detail(path.display().to_string())
+        })?;
+        Self::from_toml(&text)
+    }
+
+    /// The configured backend, or the embedded log in `<data_dir>/log`.
+    pub fn backend(&self) -> Backend {
+        self.backend.clone().unwrap_or_else(|| {
+            Backend::Embedded(EmbeddedOptions {
+                path: layout::log_path(&self.data_dir),
+                ..Default::default()
+            })
+        })
+    }
+
+    /// `<data_dir>/read-models`, where every store of the service lives.
+    pub fn read_models_dir(&self) -> PathBuf {
+        layout::read_models_dir(&self.data_dir)
+    }
+
+    /// The runtime settings of the read model or reactor `name`.
+    pub fn runtime(&self, name: &str) -> RuntimeConfig {
+        RuntimeConfig {
+            stream: self.stream.clone(),
+            durable_name: format!("{}{name}", self.durable_prefix),
+            batch_size: self.batch_size,
+            fetch_wait: self.fetch_wait,
+            ack_wait: self.ack_wait,
+            max_deliver: self.max_deliver,
+            backoff_base: self.backoff_base,
+            ..Default::default()
+        }
+    }
+
+    /// Opens or connects to the configured broker.
+    pub async fn connect(&self) -> Result<Arc<dyn Broker>, ServiceError> {
+        let backend = self.backend();
+        tracing::info!(backend = %backend.describe(), "connecting");
+        backend.connect().await.map_err(|e| {
+            ServiceError::with_source(ServiceErrorKind::Connect, e).detail(backend.describe())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use backbone_broker::jetstream::Auth;
+
+    use super::*;
+
+    #[test]
+    fn parses_a_full_config_with_defaults() {
+        let config = ServiceConfig::from_toml(
+            "data_dir = \"/tmp/bb\"\nmodels = [\"billing\"]\n[backend]\nkind = \"jetstream\"\n\
+             urls = [\"nats://127.0.0.1:4222\"]\nauth = { user_password = { user = \"billing\", password = \"pw\" } }\n",
+        )
+        .unwrap();
+        let Some(Backend::Jetstream(options)) = &config.backend else {
+            panic!("not jetstream: {:?}", config.backend);
+        };
+        assert_eq!(options.urls, vec!["nats://127.0.0.1:4222".to_owned()]);
+        assert_eq!(
+            options.auth,
+            Auth::UserPassword {
+                user: "billing".into(),
+                password: "pw".into()
+            }
+        );
+        assert_eq!(config.runtime("billing").durable_name, "billing");
+        assert_eq!(config.grace_time, Duration::from_secs(10));
+        assert!(config.reactors.is_empty());
+        assert_eq!(config.runtime("billing").ack_wait, Duration::from_secs(30));
+        assert_eq!(config.unhealthy_after, Duration::from_secs(30));
+        assert_eq!(config.read_models_dir(), Path::new("/tmp/bb/read-models"));
+    }
+
+    #[test]
+    fn durations_are_humantime_strings() {
+        let config = ServiceConfig::from_toml(
+            "data_dir = \"x\"\nmodels = []\nreactors = [\"follow-notifier\"]\nack_wait = \"5s\"\n\
+             fetch_wait = \"50ms\"\nbackoff_base = \"1s\"\ngrace_time = \"2m\"\nunhealthy_after = \"1s\"\n",
+        )
+        .unwrap();
+        let runtime = config.runtime("follow-notifier");
+        assert_eq!(runtime.ack_wait, Duration::from_secs(5));
+        assert_eq!(runtime.fetch_wait, Duration::from_millis(50));
+        assert_eq!(runtime.backoff_base, Duration::from_secs(1));
+        assert_eq!(config.grace_time, Duration::from_secs(120));
+        assert_eq!(config.unhealthy_after, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn without_a_backend_table_the_log_is_in_the_data_dir() {
+        let config = ServiceConfig::from_toml("data_dir = \"/srv/bb\"\n").unwrap();
+        assert_eq!(
+            config.backend(),
+            Backend::Embedded(EmbeddedOptions {
+                path: PathBuf::from("/srv/bb/log"),
+                ..Default::default()
+            })
+        );
+    }
+
+    #[test]
+    fn bad_configs_are_config_errors() {
+        let cases = [
+            "data_dir = 1",
+            "data_dir = \"x\"\n[backend]\nkind = \"carrier-pigeon\"\n",
+            "data_dir = \"x\"\nmodels = [\"nope\"]\n",
+            "data_dir = \"x\"\nbatch_size = 0\n",
+            "data_dir = \"x\"\nreactors = [\"nope\"]\n",
+            "data_dir = \"x\"\nack_wait = \"0s\"\n",
+            "data_dir = \"x\"\nack_wait = \"thirty\"\n",
+            // The integer-seconds keys of earlier versions are rejected, not ignored.
+            "data_dir = \"x\"\nack_wait_secs = 30\n",
+            "data_dir = \"x\"\n[backend]\nkind = \"jetstream\"\nauth = { password = \"p\" }\n",
+        ];
+        for text in cases {
+            let err = ServiceConfig::from_toml(text).unwrap_err();
+            assert_eq!(err.kind(), &ServiceErrorKind::Config, "{text}");
+        }
+    }
+}
