@@ -27,7 +27,9 @@
 mod api;
 mod connect;
 mod consumer;
+mod delivery_counts;
 mod errors;
+mod exhausted;
 mod options;
 mod permissions;
 mod provision;

@@ -223,7 +223,7 @@ async fn an_unknown_format_version_is_refused() {
         open_err(dir.path()),
         ConnectErrorKind::UnsupportedFormat { found: 99 }
     );
-    assert_eq!(EmbeddedBroker::FORMAT_VERSION, 1);
+    assert_eq!(EmbeddedBroker::FORMAT_VERSION, 2);
 }
 
 #[tokio::test]

@@ -233,3 +233,107 @@ async fn closed_brokers_refuse_publishing() {
         .unwrap_err();
     assert_eq!(err.kind(), &PublishErrorKind::BrokerUnavailable);
 }
+
+/// Regression: during a graceful restart nats-server stops JetStream before
+/// it drops clients, so publishes saw "no responders" and failed with
+/// `NoStream` although the stream exists. Only transient kinds may occur.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishes_during_a_restart_never_fail_with_no_stream() {
+    let server = std::sync::Arc::new(std::sync::Mutex::new(NatsServer::new()));
+    let url = server.lock().unwrap().url();
+    let broker = JetStreamBroker::connect(JetStreamOptions {
+        urls: vec![url],
+        publish_timeout: Duration::from_secs(2),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    broker
+        .ensure_stream(&StreamConfig::event_log())
+        .await
+        .unwrap();
+    let publisher = {
+        let broker = broker.clone();
+        tokio::spawn(async move {
+            let mut failures = Vec::new();
+            for i in 0..600 {
+                let message = OutboundMessage::new(format!("events.restart.k{}", i % 7), "x")
+                    .with_msg_id(format!("restart-{i}"));
+                if let Err(err) = broker.publish(message).await {
+                    failures.push(err.kind().clone());
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            failures
+        })
+    };
+    for _ in 0..2 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let server = server.clone();
+        tokio::task::spawn_blocking(move || server.lock().unwrap().restart())
+            .await
+            .unwrap();
+    }
+    let failures = publisher.await.unwrap();
+    assert!(
+        failures.iter().all(|kind| matches!(
+            kind,
+            PublishErrorKind::TimedOut | PublishErrorKind::BrokerUnavailable
+        )),
+        "{failures:?}"
+    );
+    let unrouted = broker
+        .publish(OutboundMessage::new("nowhere.after.restart", "x"))
+        .await
+        .unwrap_err();
+    assert_eq!(unrouted.kind(), &PublishErrorKind::NoStream);
+}
+
+/// Regression: acks of a whole window lost with the connection were each
+/// awaited for a full publish timeout, one after another (a batch of 2,000
+/// then took half an hour). Each ack is bounded from its send instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_cut_off_by_a_crash_fails_within_a_few_timeouts() {
+    let mut server = NatsServer::new();
+    let broker = JetStreamBroker::connect(JetStreamOptions {
+        urls: vec![server.url()],
+        publish_timeout: Duration::from_secs(1),
+        max_in_flight: 256,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    broker
+        .ensure_stream(&StreamConfig::event_log())
+        .await
+        .unwrap();
+    let messages: Vec<_> = (0..2000)
+        .map(|i| {
+            OutboundMessage::new("events.crash.k", format!("{i}")).with_msg_id(format!("c-{i}"))
+        })
+        .collect();
+    let batch = {
+        let broker = broker.clone();
+        tokio::spawn(async move { broker.publish_batch(messages).await })
+    };
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    server.kill9();
+    let started = Instant::now();
+    let results = tokio::time::timeout(Duration::from_secs(60), batch)
+        .await
+        .expect("the batch is bounded by its timeouts, not one timeout per message")
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(60));
+    assert_eq!(results.len(), 2000);
+    for result in &results {
+        if let Err(err) = result {
+            assert!(
+                matches!(
+                    err.kind(),
+                    PublishErrorKind::TimedOut | PublishErrorKind::BrokerUnavailable
+                ),
+                "{err:?}"
+            );
+        }
+    }
+}

@@ -18,8 +18,8 @@
 //! The one header not kept as is, `Nats-Msg-Id`, is transport metadata: it
 //! becomes `<consumer>:<seq>` so a dead letter re-published after a crash
 //! is deduplicated by the broker, while two consumers giving up on the same
-//! event each keep their letter. Restore it from `Backbone-Dlq-Msg-Id` when
-//! re-driving a letter into the event log.
+//! event each keep their letter. [`crate::redrive::redrive_message`]
+//! restores it from `Backbone-Dlq-Msg-Id` when redriving a letter.
 
 use std::time::SystemTime;
 

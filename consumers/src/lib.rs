@@ -10,6 +10,11 @@
 //! - **Failure policy**: [`HandlerError::Transient`] is retried with
 //!   exponential backoff; [`HandlerError::Permanent`], exhausted deliveries
 //!   and undecodable messages go to the dead-letter stream ([`dead_letter`]).
+//! - **Redrives** ([`redrive`]) put a dead letter back for the one
+//!   consumer that wrote it; every other consumer skips it, so each applies
+//!   the event exactly once, live and in rebuilds.
+//! - **Layout** ([`layout`]): `<data_dir>/log`, `<data_dir>/read-models/`,
+//!   shared with `replay-tool`.
 //! - **Rebuilds** ([`rebuild()`]) re-apply the log into a shadow store and
 //!   swap it in, for `replay-tool rebuild`.
 //! - **Read models** of the seed services live in [`models`], with a

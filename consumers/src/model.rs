@@ -80,9 +80,7 @@ pub fn apply_entry(
     match route(message, consumer) {
         Route::Ordinary | Route::Own { event_id: None } => apply_message(model, message, tx),
         Route::Other => Outcome::NotForConsumer,
-        Route::Own {
-            event_id: Some(id),
-        } => match tx.take_fence(id) {
+        Route::Own { event_id: Some(id) } => match tx.take_fence(id) {
             Ok(true) => apply_message(model, message, tx),
             Ok(false) => Outcome::NotForConsumer,
             Err(e) => Outcome::Failed(e.into()),

@@ -28,12 +28,12 @@ use backbone_schemas::{Envelope, subject::parse_event_subject};
 use tracing::Instrument as _;
 
 use crate::{
+    ack_floor::AckFloor,
     config::RuntimeConfig,
     dead_letter::{DeadLetterReason, ensure_dead_letter_stream, publish_dead_letter},
     error::{HandlerError, RunError, RunErrorKind},
     health::Health,
     metrics::{ConsumerMetrics, Metrics},
-    ack_floor::AckFloor,
     projection::{RunReport, event_span},
     redrive::{Route, route},
     shutdown::Shutdown,
@@ -167,8 +167,12 @@ impl ReactorRunner {
         while !shutdown.is_triggered() {
             for exhausted in consumer.take_exhausted().await.unwrap_or_default() {
                 if exhausted.stream_seq > floor.checkpoint() {
-                    self.dead_letter_exhausted(exhausted.stream_seq, exhausted.deliveries, &mut report)
-                        .await;
+                    self.dead_letter_exhausted(
+                        exhausted.stream_seq,
+                        exhausted.deliveries,
+                        &mut report,
+                    )
+                    .await;
                     floor.settled(exhausted.stream_seq);
                     held.remove(&exhausted.stream_seq);
                 }

@@ -207,7 +207,11 @@ mod tests {
 
     #[test]
     fn redriving_a_redrive_again_replaces_its_routing_headers() {
-        let first = stored("EVENTS", 9, redrive_message(&letter_of(&original(), "billing", 3)).unwrap());
+        let first = stored(
+            "EVENTS",
+            9,
+            redrive_message(&letter_of(&original(), "billing", 3)).unwrap(),
+        );
         let again = redrive_message(&letter_of(&first, "billing", 5)).unwrap();
         assert_eq!(again.headers.get_all(REDRIVE_CONSUMER).count(), 1);
         assert_eq!(again.headers.get(REDRIVE_OF), Some("5"));
@@ -224,7 +228,11 @@ mod tests {
     fn routes_follow_the_redrive_consumer_header() {
         let plain = original();
         assert_eq!(route(&plain, "billing"), Route::Ordinary);
-        let redriven = stored("EVENTS", 9, redrive_message(&letter_of(&plain, "billing", 3)).unwrap());
+        let redriven = stored(
+            "EVENTS",
+            9,
+            redrive_message(&letter_of(&plain, "billing", 3)).unwrap(),
+        );
         assert_eq!(
             route(&redriven, "billing"),
             Route::Own {

@@ -49,9 +49,7 @@ pub async fn run_service(
             }
         }
     }
-    metrics
-        .health()
-        .set_unhealthy_after(config.unhealthy_after);
+    metrics.health().set_unhealthy_after(config.unhealthy_after);
     let stores = config.read_models_dir();
     let mut runners: Vec<(String, Runner)> = Vec::new();
     for model in models {

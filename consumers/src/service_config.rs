@@ -249,6 +249,18 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_example_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/consumer.toml");
+        let config = ServiceConfig::load(&path).unwrap();
+        let Backend::Jetstream(options) = config.backend() else {
+            panic!("the example uses JetStream");
+        };
+        assert!(matches!(options.auth, Auth::CredsFile(_)));
+        assert!(options.tls.is_some_and(|tls| tls.require));
+        assert_eq!(config.ack_wait, Duration::from_secs(30));
+    }
+
+    #[test]
     fn durations_are_humantime_strings() {
         let config = ServiceConfig::from_toml(
             "data_dir = \"x\"\nmodels = []\nreactors = [\"follow-notifier\"]\nack_wait = \"5s\"\n\

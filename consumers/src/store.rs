@@ -113,10 +113,7 @@ impl ProjectionStore {
     /// True while event `event_id` (its `ce-id`) was dead-lettered by this
     /// consumer and no redrive of it has applied yet.
     pub fn is_fenced(&self, event_id: &str) -> Result<bool, StoreError> {
-        Ok(self
-            .db
-            .contains_key(fence_key(event_id))
-            .map_err(io_error)?)
+        self.db.contains_key(fence_key(event_id)).map_err(io_error)
     }
 
     /// The committed value of `key`.

@@ -38,6 +38,7 @@ fn apply_incrementally(
             match apply_message(model, m, &mut tx) {
                 Outcome::Applied
                 | Outcome::NotForModel
+                | Outcome::NotForConsumer
                 | Outcome::Failed(HandlerError::Permanent(_)) => {}
                 Outcome::Failed(e) => panic!("seed models never fail transiently: {e}"),
             }

@@ -58,11 +58,22 @@ async fn run_until(
     done: impl Fn(&[String]) -> bool,
 ) {
     let (trigger, shutdown) = shutdown_channel();
-    let runner = ReactorRunner::new(broker, reactor.clone(), store, config, RunMode::Live, &Metrics::new());
+    let runner = ReactorRunner::new(
+        broker,
+        reactor.clone(),
+        store,
+        config,
+        RunMode::Live,
+        &Metrics::new(),
+    );
     let handle = tokio::spawn(runner.run(shutdown));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while !done(&reactor.fired.lock().unwrap()) {
-        assert!(tokio::time::Instant::now() < deadline, "fired: {:?}", reactor.fired.lock().unwrap());
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "fired: {:?}",
+            reactor.fired.lock().unwrap()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     trigger.trigger();
@@ -72,7 +83,11 @@ async fn run_until(
 #[tokio::test]
 async fn a_retried_event_is_not_skipped_when_the_durable_is_recreated() {
     let broker: Arc<dyn Broker> = Arc::new(MemoryBroker::new());
-    let events = vec![follow("u-bad", "u-1"), follow("u-2", "u-1"), follow("u-3", "u-1")];
+    let events = vec![
+        follow("u-bad", "u-1"),
+        follow("u-2", "u-1"),
+        follow("u-3", "u-1"),
+    ];
     publish_all(broker.as_ref(), &events).await;
     let dir = tempfile::tempdir().unwrap();
     let store = ProjectionStore::open(dir.path().join("flaky")).unwrap();
@@ -84,17 +99,36 @@ async fn a_retried_event_is_not_skipped_when_the_durable_is_recreated() {
         backoff_max: Duration::from_secs(60),
         ..fast_config("flaky")
     };
-    run_until(broker.clone(), reactor.clone(), store.clone(), slow_retry, |fired| fired.len() == 2).await;
-    assert_eq!(store.checkpoint().unwrap(), 0, "the retried event holds the floor");
+    run_until(
+        broker.clone(),
+        reactor.clone(),
+        store.clone(),
+        slow_retry,
+        |fired| fired.len() == 2,
+    )
+    .await;
+    assert_eq!(
+        store.checkpoint().unwrap(),
+        0,
+        "the retried event holds the floor"
+    );
 
     broker.delete_consumer(EVENT_STREAM, "flaky").await.unwrap();
     reactor.healed.store(true, Ordering::SeqCst);
-    run_until(broker.clone(), reactor.clone(), store.clone(), fast_config("flaky"), |fired| {
-        fired.len() >= 3
-    })
+    run_until(
+        broker.clone(),
+        reactor.clone(),
+        store.clone(),
+        fast_config("flaky"),
+        |fired| fired.len() >= 3,
+    )
     .await;
     let mut fired = reactor.fired.lock().unwrap().clone();
     fired.sort();
-    assert_eq!(fired, vec!["u-2", "u-3", "u-bad"], "each event fired exactly once");
+    assert_eq!(
+        fired,
+        vec!["u-2", "u-3", "u-bad"],
+        "each event fired exactly once"
+    );
     assert_eq!(store.checkpoint().unwrap(), 3);
 }

@@ -48,7 +48,12 @@ impl ReadModel for Counting {
         &[PaymentReceived::TYPE, PaymentRefunded::TYPE]
     }
 
-    fn apply(&self, _seq: u64, event: &Envelope, tx: &mut Transaction<'_>) -> Result<(), HandlerError> {
+    fn apply(
+        &self,
+        _seq: u64,
+        event: &Envelope,
+        tx: &mut Transaction<'_>,
+    ) -> Result<(), HandlerError> {
         if event.event_type == PaymentRefunded::TYPE {
             let refund: PaymentRefunded = typed(event)?;
             if refund.refund_id == "r-poison" && !self.fixed.load(Ordering::SeqCst) {
@@ -82,7 +87,11 @@ async fn letters(broker: &dyn Broker) -> Vec<StoredMessage> {
 }
 
 /// Applies the whole log from scratch into a scratch store as `durable`.
-async fn rebuilt_digest(broker: &dyn Broker, model: &dyn ReadModel, durable: &str) -> (u64, ProjectionStore, tempfile::TempDir) {
+async fn rebuilt_digest(
+    broker: &dyn Broker,
+    model: &dyn ReadModel,
+    durable: &str,
+) -> (u64, ProjectionStore, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let store = ProjectionStore::open(dir.path().join("scratch")).unwrap();
     let options = RebuildOptions {
@@ -101,11 +110,15 @@ async fn a_redrive_applies_once_to_its_consumer_and_never_to_the_others() {
     // A short duplicate window, so the redrive is not swallowed as a duplicate.
     let mut log = StreamConfig::event_log();
     log.duplicate_window = Duration::from_millis(300);
-    broker.ensure_stream(&log).await.unwrap();
     let poison = refund("u-1", "r-poison", "p-1", 10);
     let poison_id = poison.id.to_string();
-    let events = vec![payment("u-1", "p-1", 100), poison, payment("u-2", "p-2", 50)];
+    let events = vec![
+        payment("u-1", "p-1", 100),
+        poison,
+        payment("u-2", "p-2", 50),
+    ];
     publish_all(broker.as_ref(), &events).await;
+    broker.ensure_stream(&log).await.unwrap();
 
     let fixed = Arc::new(AtomicBool::new(false));
     let counting = Arc::new(Counting {
@@ -115,11 +128,28 @@ async fn a_redrive_applies_once_to_its_consumer_and_never_to_the_others() {
     let dir = tempfile::tempdir().unwrap();
     let (billing_dir, audit_dir) = (dir.path().join("billing"), dir.path().join("audit"));
 
-    let billing = run_until(broker.clone(), counting.clone(), &billing_dir, fast_config("billing"), 3).await;
+    let billing = run_until(
+        broker.clone(),
+        counting.clone(),
+        &billing_dir,
+        fast_config("billing"),
+        3,
+    )
+    .await;
     assert_eq!(applied_count(&billing, &poison_id), 0);
-    assert!(billing.is_fenced(&poison_id).unwrap(), "a dead-lettered event is fenced");
+    assert!(
+        billing.is_fenced(&poison_id).unwrap(),
+        "a dead-lettered event is fenced"
+    );
     drop(billing);
-    let audit_store = run_until(broker.clone(), audit.clone(), &audit_dir, fast_config("audit"), 3).await;
+    let audit_store = run_until(
+        broker.clone(),
+        audit.clone(),
+        &audit_dir,
+        fast_config("audit"),
+        3,
+    )
+    .await;
     drop(audit_store);
     let dead = letters(broker.as_ref()).await;
     assert_eq!(dead.len(), 1);
@@ -127,16 +157,40 @@ async fn a_redrive_applies_once_to_its_consumer_and_never_to_the_others() {
     // The handler is fixed; the letter is redriven after the window.
     fixed.store(true, Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(400)).await;
-    let receipt = broker.publish(redrive_message(&dead[0]).unwrap()).await.unwrap();
+    let receipt = broker
+        .publish(redrive_message(&dead[0]).unwrap())
+        .await
+        .unwrap();
     assert!(!receipt.duplicate);
     assert_eq!(receipt.seq, 4);
 
-    let billing = run_until(broker.clone(), counting.clone(), &billing_dir, fast_config("billing"), 4).await;
-    assert_eq!(applied_count(&billing, &poison_id), 1, "billing applies the redrive once");
+    let billing = run_until(
+        broker.clone(),
+        counting.clone(),
+        &billing_dir,
+        fast_config("billing"),
+        4,
+    )
+    .await;
+    assert_eq!(
+        applied_count(&billing, &poison_id),
+        1,
+        "billing applies the redrive once"
+    );
     assert!(!billing.is_fenced(&poison_id).unwrap());
-    let audit_store = run_until(broker.clone(), audit.clone(), &audit_dir, fast_config("audit"), 4).await;
+    let audit_store = run_until(
+        broker.clone(),
+        audit.clone(),
+        &audit_dir,
+        fast_config("audit"),
+        4,
+    )
+    .await;
     let entry = Audit::by_id(&audit_store, &poison_id).unwrap().unwrap();
-    assert_eq!(entry.seq, 2, "audit keeps the original and skips the redrive");
+    assert_eq!(
+        entry.seq, 2,
+        "audit keeps the original and skips the redrive"
+    );
     assert_eq!(audit_store.len(), {
         let (_, scratch, _dir) = rebuilt_digest(broker.as_ref(), audit.as_ref(), "audit").await;
         scratch.len()
@@ -144,27 +198,52 @@ async fn a_redrive_applies_once_to_its_consumer_and_never_to_the_others() {
 
     // A second redrive of the same letter (after the window) changes nothing.
     tokio::time::sleep(Duration::from_millis(400)).await;
-    let again = broker.publish(redrive_message(&dead[0]).unwrap()).await.unwrap();
+    let again = broker
+        .publish(redrive_message(&dead[0]).unwrap())
+        .await
+        .unwrap();
     assert_eq!(again.seq, 5);
     let billing_live = {
         drop(billing);
-        run_until(broker.clone(), counting.clone(), &billing_dir, fast_config("billing"), 5).await
+        run_until(
+            broker.clone(),
+            counting.clone(),
+            &billing_dir,
+            fast_config("billing"),
+            5,
+        )
+        .await
     };
     assert_eq!(applied_count(&billing_live, &poison_id), 1);
     let audit_live = {
         drop(audit_store);
-        run_until(broker.clone(), audit.clone(), &audit_dir, fast_config("audit"), 5).await
+        run_until(
+            broker.clone(),
+            audit.clone(),
+            &audit_dir,
+            fast_config("audit"),
+            5,
+        )
+        .await
     };
-    assert!(letters(broker.as_ref()).await.len() == 1, "nothing dead-lettered again");
+    assert!(
+        letters(broker.as_ref()).await.len() == 1,
+        "nothing dead-lettered again"
+    );
 
     // A rebuild with the fixed handler reproduces the live digests: the
     // original applies where it stands, both redrives are skipped.
-    let (digest, scratch, _dir) = rebuilt_digest(broker.as_ref(), counting.as_ref(), "billing").await;
+    let (digest, scratch, _dir) =
+        rebuilt_digest(broker.as_ref(), counting.as_ref(), "billing").await;
     assert_eq!(digest, billing_live.digest().unwrap());
     assert_eq!(applied_count(&scratch, &poison_id), 1);
     let (digest, _, _dir) = rebuilt_digest(broker.as_ref(), audit.as_ref(), "audit").await;
     assert_eq!(digest, audit_live.digest().unwrap());
-    assert_eq!(letters(broker.as_ref()).await.len(), 1, "rebuilds publish no letters");
+    assert_eq!(
+        letters(broker.as_ref()).await.len(),
+        1,
+        "rebuilds publish no letters"
+    );
     let info = broker.stream_info(EVENT_STREAM).await.unwrap();
     assert_eq!(info.last_seq, 5);
 }
@@ -174,17 +253,27 @@ async fn a_rebuild_for_another_durable_skips_the_redrive() {
     let broker: Arc<dyn Broker> = Arc::new(MemoryBroker::new());
     let mut log = StreamConfig::event_log();
     log.duplicate_window = Duration::from_millis(100);
-    broker.ensure_stream(&log).await.unwrap();
     let poison = refund("u-1", "r-poison", "p-1", 10);
     let poison_id = poison.id.to_string();
     publish_all(broker.as_ref(), &[payment("u-1", "p-1", 100), poison]).await;
+    broker.ensure_stream(&log).await.unwrap();
     let fixed = Arc::new(AtomicBool::new(false));
     let counting = Counting { fixed };
     let dir = tempfile::tempdir().unwrap();
-    run_until(broker.clone(), Arc::new(counting), &dir.path().join("b"), fast_config("billing"), 2).await;
+    run_until(
+        broker.clone(),
+        Arc::new(counting),
+        &dir.path().join("b"),
+        fast_config("billing"),
+        2,
+    )
+    .await;
     let dead = letters(broker.as_ref()).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    broker.publish(redrive_message(&dead[0]).unwrap()).await.unwrap();
+    broker
+        .publish(redrive_message(&dead[0]).unwrap())
+        .await
+        .unwrap();
 
     let counting = Counting {
         fixed: Arc::new(AtomicBool::new(true)),
@@ -208,25 +297,63 @@ async fn billing_applies_a_redriven_refund_once_and_its_rebuild_matches() {
     let broker: Arc<dyn Broker> = Arc::new(MemoryBroker::new());
     let mut log = StreamConfig::event_log();
     log.duplicate_window = Duration::from_millis(200);
-    broker.ensure_stream(&log).await.unwrap();
     let early = refund("u-1", "r-1", "p-1", 30);
     publish_all(broker.as_ref(), &[early, payment("u-1", "p-1", 100)]).await;
+    // publish_all provisions the default two-minute window: shorten it.
+    broker.ensure_stream(&log).await.unwrap();
     let billing = models::read_model("billing").unwrap();
     let audit = models::read_model("audit").unwrap();
     let dir = tempfile::tempdir().unwrap();
     let (billing_dir, audit_dir) = (dir.path().join("billing"), dir.path().join("audit"));
-    let store = run_until(broker.clone(), billing.clone(), &billing_dir, fast_config("billing"), 2).await;
+    let store = run_until(
+        broker.clone(),
+        billing.clone(),
+        &billing_dir,
+        fast_config("billing"),
+        2,
+    )
+    .await;
     assert_eq!(Billing::balance(&store, "u-1", "USD").unwrap(), 100);
     drop(store);
-    drop(run_until(broker.clone(), audit.clone(), &audit_dir, fast_config("audit"), 2).await);
+    drop(
+        run_until(
+            broker.clone(),
+            audit.clone(),
+            &audit_dir,
+            fast_config("audit"),
+            2,
+        )
+        .await,
+    );
 
     tokio::time::sleep(Duration::from_millis(300)).await;
     let dead = letters(broker.as_ref()).await;
     assert_eq!(dead.len(), 1);
-    broker.publish(redrive_message(&dead[0]).unwrap()).await.unwrap();
-    let store = run_until(broker.clone(), billing.clone(), &billing_dir, fast_config("billing"), 3).await;
-    assert_eq!(Billing::balance(&store, "u-1", "USD").unwrap(), 70, "refunded once");
-    let audit_live = run_until(broker.clone(), audit.clone(), &audit_dir, fast_config("audit"), 3).await;
+    broker
+        .publish(redrive_message(&dead[0]).unwrap())
+        .await
+        .unwrap();
+    let store = run_until(
+        broker.clone(),
+        billing.clone(),
+        &billing_dir,
+        fast_config("billing"),
+        3,
+    )
+    .await;
+    assert_eq!(
+        Billing::balance(&store, "u-1", "USD").unwrap(),
+        70,
+        "refunded once"
+    );
+    let audit_live = run_until(
+        broker.clone(),
+        audit.clone(),
+        &audit_dir,
+        fast_config("audit"),
+        3,
+    )
+    .await;
     assert_eq!(audit_live.len(), {
         let (_, scratch, _d) = rebuilt_digest(broker.as_ref(), audit.as_ref(), "audit").await;
         scratch.len()
@@ -237,5 +364,9 @@ async fn billing_applies_a_redriven_refund_once_and_its_rebuild_matches() {
     assert_eq!(Billing::balance(&scratch, "u-1", "USD").unwrap(), 70);
     let (digest, _, _d) = rebuilt_digest(broker.as_ref(), audit.as_ref(), "audit").await;
     assert_eq!(digest, audit_live.digest().unwrap());
-    assert_eq!(letters(broker.as_ref()).await.len(), 1, "rebuilds publish no letters");
+    assert_eq!(
+        letters(broker.as_ref()).await.len(),
+        1,
+        "rebuilds publish no letters"
+    );
 }

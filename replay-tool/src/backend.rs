@@ -121,7 +121,8 @@ mod tests {
 
     #[test]
     fn the_embedded_log_is_in_the_data_dir() {
-        let Backend::Embedded(options) = backend(&settings(BackendChoice::Embedded)).unwrap() else {
+        let Backend::Embedded(options) = backend(&settings(BackendChoice::Embedded)).unwrap()
+        else {
             panic!("not embedded");
         };
         assert_eq!(options.path, PathBuf::from("/srv/bb/log"));

@@ -218,7 +218,11 @@ fn redrive_appends_the_original_event_once_the_duplicate_window_passed() {
     // and the message says how long to wait.
     let again = run_in(d, &["dlq", "redrive", "1"]);
     assert_code(&again, 1);
-    assert!(again.stderr.contains("duplicate window (1s)"), "{}", again.stderr);
+    assert!(
+        again.stderr.contains("duplicate window (1s)"),
+        "{}",
+        again.stderr
+    );
     assert_redrive_headers(d, 2001, shown["letter"]["consumer"].as_str().unwrap());
 }
 

@@ -5,16 +5,16 @@ use std::{
     time::Duration,
 };
 
-use async_nats::Client;
 use async_trait::async_trait;
-use futures::StreamExt as _;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{
     Shared,
     api::{ApiFailure, code},
+    delivery_counts::DeliveryCounts,
     errors::consumer_error,
+    exhausted::watch_exhausted,
     provision::{valid_name, valid_pattern},
     pull::{PullEnd, fetch_available},
     version::ServerVersion,
@@ -209,6 +209,7 @@ pub(crate) async fn bind(
         name,
         exhausted,
         watcher,
+        counts: Arc::default(),
     })
 }
 
@@ -300,45 +301,6 @@ pub(crate) async fn list(
     Ok(all)
 }
 
-#[derive(Deserialize)]
-struct MaxDeliveriesAdvisory {
-    stream_seq: u64,
-    deliveries: u32,
-}
-
-/// Collects max-deliveries advisories for this consumer in the background.
-async fn watch_exhausted(
-    client: &Client,
-    stream: &str,
-    name: &str,
-    into: Arc<Mutex<Vec<Exhausted>>>,
-) -> Result<tokio::task::JoinHandle<()>, ConsumerError> {
-    let subject = format!("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{stream}.{name}");
-    let mut subscription = client
-        .subscribe(subject)
-        .await
-        .map_err(|e| ConsumerError::with_source(ConsumerErrorKind::BrokerUnavailable, e))?;
-    // The subscription must be registered before the first fetch can
-    // exhaust anything, so flush it to the server now.
-    client
-        .flush()
-        .await
-        .map_err(|e| ConsumerError::with_source(ConsumerErrorKind::BrokerUnavailable, e))?;
-    Ok(tokio::spawn(async move {
-        while let Some(message) = subscription.next().await {
-            if let Ok(advisory) = serde_json::from_slice::<MaxDeliveriesAdvisory>(&message.payload)
-            {
-                if let Ok(mut list) = into.lock() {
-                    list.push(Exhausted {
-                        stream_seq: advisory.stream_seq,
-                        deliveries: advisory.deliveries,
-                    });
-                }
-            }
-        }
-    }))
-}
-
 /// A bound durable consumer on JetStream.
 #[derive(Debug)]
 pub struct JetStreamConsumer {
@@ -347,6 +309,7 @@ pub struct JetStreamConsumer {
     name: String,
     exhausted: Arc<Mutex<Vec<Exhausted>>>,
     watcher: tokio::task::JoinHandle<()>,
+    counts: Arc<DeliveryCounts>,
 }
 
 impl Drop for JetStreamConsumer {
@@ -385,8 +348,10 @@ impl Consumer for JetStreamConsumer {
                 let acker = Arc::new(JetStreamAcker {
                     shared: self.shared.clone(),
                     reply: p.reply,
+                    counts: self.counts.clone(),
                 });
-                Delivery::new(p.message, p.meta.delivered, p.meta.pending, acker)
+                let count = self.counts.observe(p.message.seq, p.meta.delivered);
+                Delivery::new(p.message, count, p.meta.pending, acker)
             })
             .collect())
     }
@@ -412,11 +377,12 @@ impl Consumer for JetStreamConsumer {
 struct JetStreamAcker {
     shared: Arc<Shared>,
     reply: String,
+    counts: Arc<DeliveryCounts>,
 }
 
 #[async_trait]
 impl Acker for JetStreamAcker {
-    async fn settle(&self, _stream_seq: u64, kind: AckKind) -> Result<(), AckError> {
+    async fn settle(&self, stream_seq: u64, kind: AckKind) -> Result<(), AckError> {
         let terms_with_reason = self.shared.version.supports_multiple_filters();
         let body = match &kind {
             AckKind::Ack => "+ACK".to_owned(),
@@ -432,7 +398,12 @@ impl Acker for JetStreamAcker {
         // Every kind is sent as a request: the server confirms it, so the
         // caller knows the settlement was recorded (double ack).
         match self.shared.api.raw(self.reply.clone(), body.into()).await {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                if matches!(kind, AckKind::Ack | AckKind::Term { .. }) {
+                    self.counts.settled(stream_seq);
+                }
+                Ok(())
+            }
             Err(ApiFailure::TimedOut) => Err(AckError::with_detail(
                 AckErrorKind::TimedOut,
                 "the server did not confirm the acknowledgement",

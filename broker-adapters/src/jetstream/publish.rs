@@ -353,9 +353,9 @@ async fn acknowledged(
             duplicate: ack.duplicate,
         }),
         Ok(Err(err)) => match classify(shared, err, size) {
-            AttemptFailure::Final(err) => Err(AttemptFailure::Final(
-                refine(shared, err, subject).await,
-            )),
+            AttemptFailure::Final(err) => {
+                Err(AttemptFailure::Final(refine(shared, err, subject).await))
+            }
             other => Err(other),
         },
         Err(_) => Err(AttemptFailure::AckLost(PublishError::with_detail(

@@ -82,10 +82,9 @@ pub(crate) async fn route(shared: &Shared, subject: &str) -> Route {
     match answer {
         Ok(names) if names.streams.as_ref().is_none_or(Vec::is_empty) => Route::Uncaptured,
         Ok(_) => Route::Captured,
-        Err(ApiFailure::TimedOut) => Route::Unknown(
-            PublishErrorKind::TimedOut,
-            ApiFailure::TimedOut.describe(),
-        ),
+        Err(ApiFailure::TimedOut) => {
+            Route::Unknown(PublishErrorKind::TimedOut, ApiFailure::TimedOut.describe())
+        }
         Err(failure) => Route::Unknown(PublishErrorKind::BrokerUnavailable, failure.describe()),
     }
 }

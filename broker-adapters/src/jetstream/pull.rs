@@ -14,6 +14,9 @@ use crate::{
     message::StoredMessage,
 };
 
+/// How long a long poll is awaited past its expiry.
+const LONG_POLL_SLACK: Duration = Duration::from_millis(750);
+
 /// Delivery facts from `$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<nanos>.<pending>`
 /// (or the v2 form with domain and account hash in front).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,8 +110,15 @@ async fn pull(
     batch: usize,
     expires: Option<Duration>,
 ) -> Result<Result<Vec<Pulled>, PullEnd>, ConsumerError> {
-    let deadline =
-        tokio::time::Instant::now() + expires.unwrap_or_default() + shared.options.request_timeout;
+    // nats-server 2.9 may drop an expired pull request without its 408 when
+    // a redelivery falls due at that moment, so a long poll is not waited
+    // for the whole request timeout past its expiry: the server never
+    // delivers to an expired request, the slack only covers the trip there.
+    let slack = match expires {
+        Some(_) => shared.options.request_timeout.min(LONG_POLL_SLACK),
+        None => shared.options.request_timeout,
+    };
+    let deadline = tokio::time::Instant::now() + expires.unwrap_or_default() + slack;
     if !wait_connected(&shared.client, deadline).await {
         return Err(ConsumerError::with_detail(
             ConsumerErrorKind::BrokerUnavailable,

@@ -123,6 +123,52 @@ pub(crate) fn encode_message(
     seal(&body)
 }
 
+/// A checked, borrowed view of a message value: what scans over the log
+/// need, without allocating.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct MessageView<'a> {
+    /// Store time, nanoseconds since the epoch.
+    pub(crate) nanos: u64,
+    /// The subject.
+    pub(crate) subject: &'a str,
+    header_count: u32,
+    /// Headers then payload.
+    rest: &'a [u8],
+}
+
+impl<'a> MessageView<'a> {
+    /// Checks `value` (version, checksum) and reads its fixed fields.
+    pub(crate) fn parse(value: &'a [u8]) -> Result<Self, Corrupt> {
+        let mut r = Reader(unseal(value)?);
+        let nanos = r.u64()?;
+        let len = r.u32()? as usize;
+        let subject =
+            std::str::from_utf8(r.take(len)?).map_err(|_| Corrupt("string is not UTF-8"))?;
+        let header_count = r.u32()?;
+        Ok(Self {
+            nanos,
+            subject,
+            header_count,
+            rest: r.0,
+        })
+    }
+
+    /// The first value of header `name`.
+    pub(crate) fn header(&self, name: &str) -> Option<&'a str> {
+        let mut r = Reader(self.rest);
+        for _ in 0..self.header_count {
+            let n = r.u32().ok()? as usize;
+            let found = r.take(n).ok()? == name.as_bytes();
+            let v = r.u32().ok()? as usize;
+            let value = r.take(v).ok()?;
+            if found {
+                return std::str::from_utf8(value).ok();
+            }
+        }
+        None
+    }
+}
+
 /// Decodes a value written by [`encode_message`].
 pub(crate) fn decode_message(
     stream: &str,
@@ -154,20 +200,6 @@ pub(crate) fn decode_message(
 pub(crate) fn message_size(subject: &str, headers: &Headers, payload_len: usize) -> u64 {
     let headers: usize = headers.iter().map(|(n, v)| n.len() + v.len() + 4).sum();
     (subject.len() + headers + payload_len) as u64
-}
-
-/// A pair of `u64`s (sequence and time of a dedup entry, ...), sealed.
-pub(crate) fn encode_pair(a: u64, b: u64) -> Vec<u8> {
-    let mut body = [0u8; 16];
-    body[..8].copy_from_slice(&a.to_be_bytes());
-    body[8..].copy_from_slice(&b.to_be_bytes());
-    seal(&body)
-}
-
-/// Decodes a value written by [`encode_pair`].
-pub(crate) fn decode_pair(value: &[u8]) -> Result<(u64, u64), Corrupt> {
-    let mut r = Reader(unseal(value)?);
-    Ok((r.u64()?, r.u64()?))
 }
 
 /// A single `u64`, sealed.
@@ -253,6 +285,20 @@ mod tests {
             );
         }
         assert!(decode_message("S", 1, &value[..3]).is_err());
+    }
+
+    #[test]
+    fn a_view_reads_what_the_full_decode_reads() {
+        let headers: Headers = [("a", "1"), ("Nats-Msg-Id", "x-1")].into_iter().collect();
+        let value = encode_message(nanos_time(42), "events.x.1", &headers, b"payload");
+        let view = MessageView::parse(&value).unwrap();
+        assert_eq!(view.nanos, 42);
+        assert_eq!(view.subject, "events.x.1");
+        assert_eq!(view.header("Nats-Msg-Id"), Some("x-1"));
+        assert_eq!(view.header("b"), None);
+        let mut damaged = value.clone();
+        damaged[7] ^= 1;
+        assert!(MessageView::parse(&damaged).is_err());
     }
 
     #[test]

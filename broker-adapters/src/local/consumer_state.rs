@@ -40,6 +40,8 @@ pub(crate) struct ConsumerState {
     pub(crate) exhausted: Vec<Exhausted>,
     /// Matching stored messages after `cursor` (kept current by the engine).
     pub(crate) num_pending: u64,
+    /// Settled since the state was last written to storage.
+    pub(crate) unsaved: bool,
 }
 
 /// The part of [`ConsumerState`] that is persisted.
@@ -67,6 +69,7 @@ impl ConsumerState {
             pending: BTreeMap::new(),
             exhausted: Vec::new(),
             num_pending,
+            unsaved: false,
         }
     }
 
@@ -253,6 +256,7 @@ impl ConsumerState {
                 })
                 .collect(),
             num_pending: 0,
+            unsaved: false,
         })
     }
 }

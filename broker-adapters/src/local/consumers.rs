@@ -2,7 +2,7 @@
 //! redelivery, settling, and their progress.
 
 use std::{
-    sync::Arc,
+    sync::{Arc, atomic::Ordering},
     time::{Duration, Instant},
 };
 
@@ -21,6 +21,10 @@ use crate::{
     },
     error::{AckError, AckErrorKind, ConsumerError, ConsumerErrorKind, Error},
 };
+
+/// Longest a settlement stays in memory only before it is written to
+/// storage (then flushed by the next flush, as before).
+pub(crate) const SETTLE_SAVE_DELAY: Duration = Duration::from_millis(10);
 
 /// Stream entries examined per hold of the lock while looking for messages
 /// a filtered consumer takes.
@@ -199,10 +203,11 @@ impl<S: Storage> Core<S> {
         }
         // Deliveries are saved but not flushed here: after a crash an
         // unsaved delivery is simply delivered again (at least once).
-        if changed {
+        if changed || state.unsaved {
             rt.consumer_tree
                 .insert(name.as_bytes(), &state.encode())
                 .map_err(storage_failure)?;
+            state.unsaved = false;
             self.bump_epoch();
         }
         let next_due = state.next_due();
@@ -213,7 +218,8 @@ impl<S: Storage> Core<S> {
         })
     }
 
-    /// Settles a delivery; persisted now, flushed with the next flush.
+    /// Settles a delivery in memory; [`Self::save_settled`] persists it
+    /// shortly after, or the consumer's next fetch does, whichever is first.
     fn settle_delivery(
         &self,
         stream: &str,
@@ -240,12 +246,52 @@ impl<S: Storage> Core<S> {
         if let AckKind::Term { reason } = kind {
             tracing::info!(stream, consumer = name, seq, reason = ?reason, "delivery terminated");
         }
-        rt.consumer_tree
-            .insert(name.as_bytes(), &state.encode())
-            .map_err(|e| Error::with_source(AckErrorKind::StorageFailure, e))?;
+        // Encoding the state costs O(pending); doing it per ack made acking
+        // a fetched batch quadratic. Acks are batched into one write instead.
+        state.unsaved = true;
         rt.notify.notify_waiters();
-        self.bump_epoch();
         Ok(())
+    }
+
+    /// Writes the state of every consumer with unsaved settlements.
+    pub(crate) fn save_settled(&self) -> Result<(), StorageError> {
+        let mut streams = self.lock();
+        for rt in streams.values_mut() {
+            for (name, state) in rt.consumers.iter_mut().filter(|(_, c)| c.unsaved) {
+                rt.consumer_tree.insert(name.as_bytes(), &state.encode())?;
+                state.unsaved = false;
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes sure settlements are saved within [`SETTLE_SAVE_DELAY`]: one
+    /// task saves every settlement made meanwhile, for all consumers.
+    fn schedule_settled_save(core: &Arc<Self>) {
+        if core.settle_save_scheduled.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let save = |core: &Self| {
+            core.settle_save_scheduled.store(false, Ordering::SeqCst);
+            if let Err(e) = core.save_settled() {
+                tracing::error!(error = %e, "saving consumer progress failed");
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                // Weak: a pending save must not keep the store (and its
+                // file lock) open after the broker is dropped; dropping
+                // consumers saves their own state.
+                let weak = Arc::downgrade(core);
+                runtime.spawn(async move {
+                    tokio::time::sleep(SETTLE_SAVE_DELAY).await;
+                    if let Some(core) = weak.upgrade() {
+                        save(&core);
+                    }
+                });
+            }
+            Err(_) => save(core),
+        }
     }
 
     /// [`crate::Broker::consumer_info`]; due exhaustions are applied first.
@@ -262,10 +308,11 @@ impl<S: Storage> Core<S> {
                 format!("no consumer {name:?} on {stream}"),
             )
         })?;
-        if state.due(Instant::now()).1 {
+        if state.due(Instant::now()).1 || state.unsaved {
             rt.consumer_tree
                 .insert(name.as_bytes(), &state.encode())
                 .map_err(storage_failure)?;
+            state.unsaved = false;
         }
         Ok(state.info(stream, name))
     }
@@ -316,6 +363,7 @@ impl<S: Storage> Core<S> {
         rt.consumer_tree
             .insert(name.as_bytes(), &state.encode())
             .map_err(storage_failure)?;
+        state.unsaved = false;
         Ok(taken)
     }
 }
@@ -350,6 +398,14 @@ pub(crate) struct LocalAcker<S: Storage> {
     pub(crate) name: String,
 }
 
+impl<S: Storage> Drop for LocalConsumer<S> {
+    fn drop(&mut self) {
+        if let Err(e) = self.core.save_settled() {
+            tracing::error!(error = %e, "saving consumer progress failed");
+        }
+    }
+}
+
 impl<S: Storage> std::fmt::Debug for LocalAcker<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "LocalAcker({}/{})", self.stream, self.name)
@@ -360,7 +416,9 @@ impl<S: Storage> std::fmt::Debug for LocalAcker<S> {
 impl<S: Storage> Acker for LocalAcker<S> {
     async fn settle(&self, stream_seq: u64, kind: AckKind) -> Result<(), AckError> {
         self.core
-            .settle_delivery(&self.stream, &self.name, stream_seq, &kind)
+            .settle_delivery(&self.stream, &self.name, stream_seq, &kind)?;
+        Core::schedule_settled_save(&self.core);
+        Ok(())
     }
 }
 

@@ -13,17 +13,19 @@ use std::{
 use tokio::sync::Notify;
 
 use super::{
-    codec::{self, Corrupt, StreamCounters},
+    codec::{self, Corrupt, MessageView, StreamCounters},
     consumer_state::{ConsumerState, filters_match},
+    indexes::{DedupWindow, SubjectIndex},
     storage::{Storage, StorageError, Tree},
 };
 use crate::{
     error::{ConnectError, ConnectErrorKind, Error},
+    message::{MSG_ID_HEADER, StoredMessage},
     stream::StreamConfig,
 };
 
 /// The on-disk format this engine writes and reads.
-pub(crate) const FORMAT_VERSION: u8 = 1;
+pub(crate) const FORMAT_VERSION: u8 = 2;
 /// Key of the format version byte in the `meta` tree.
 pub(crate) const FORMAT_KEY: &[u8] = b"format_version";
 /// Entries read from a tree per storage call; bounds memory per read step.
@@ -34,10 +36,12 @@ pub(crate) struct StreamRt<T> {
     pub(crate) config: StreamConfig,
     /// Sequence -> sealed message.
     pub(crate) msgs: T,
-    /// Subject -> last sequence on it.
+    /// Subject -> last sequence on it, as of the last checkpoint.
     pub(crate) subjects: T,
-    /// Message id -> (sequence, store time).
-    pub(crate) dedup: T,
+    /// Subject -> last sequence on it, current.
+    pub(crate) subject_index: SubjectIndex,
+    /// Message ids stored within the duplicate window.
+    pub(crate) dedup: DedupWindow,
     /// Durable name -> sealed consumer state.
     pub(crate) consumer_tree: T,
     pub(crate) counters: StreamCounters,
@@ -46,10 +50,6 @@ pub(crate) struct StreamRt<T> {
     pub(crate) consumers: BTreeMap<String, ConsumerState>,
     /// Woken on every publish, settlement and purge.
     pub(crate) notify: Arc<Notify>,
-    /// Messages up to here had their expired dedup entries pruned.
-    pub(crate) dedup_pruned: u64,
-    /// No dedup entry expires before this time (nanoseconds since the epoch).
-    pub(crate) dedup_next_expiry: u128,
 }
 
 /// Shared engine state behind [`super::LocalBroker`].
@@ -69,6 +69,8 @@ pub(crate) struct Core<S: Storage> {
     /// Highest write epoch known durable.
     pub(crate) flushed: AtomicU64,
     pub(crate) flush_lock: tokio::sync::Mutex<()>,
+    /// A task will save consumers' settlements shortly.
+    pub(crate) settle_save_scheduled: AtomicBool,
 }
 
 fn tree_name(kind: &str, stream: &str) -> String {
@@ -96,7 +98,7 @@ impl<S: Storage> Core<S> {
             None => meta
                 .insert(FORMAT_KEY, &[FORMAT_VERSION])
                 .map_err(io_error)?,
-            Some(v) if v.as_slice() == [FORMAT_VERSION] => {}
+            Some(v) if *v == [FORMAT_VERSION] => {}
             Some(v) => {
                 let found = v.first().copied().unwrap_or(0);
                 return Err(Error::with_detail(
@@ -120,6 +122,7 @@ impl<S: Storage> Core<S> {
             written: AtomicU64::new(0),
             flushed: AtomicU64::new(0),
             flush_lock: tokio::sync::Mutex::new(()),
+            settle_save_scheduled: AtomicBool::new(false),
         };
         let mut loaded = BTreeMap::new();
         for (name, value) in core.stream_tree.scan(b"", usize::MAX).map_err(io_error)? {
@@ -142,29 +145,17 @@ impl<S: Storage> Core<S> {
         }
         // Messages written after the counters were last saved (a crash
         // between the two writes) are counted again from the log itself.
-        let mut from = rt.counters.last_seq + 1;
-        loop {
-            let chunk = rt
-                .msgs
-                .scan(&codec::seq_key(from), CHUNK)
-                .map_err(io_error)?;
-            let Some((last_key, _)) = chunk.last() else {
-                break;
-            };
-            from = codec::key_seq(last_key).map_err(|c| corrupt_store("message key", c))? + 1;
-            for (key, value) in &chunk {
-                let seq = codec::key_seq(key).map_err(|c| corrupt_store("message key", c))?;
-                let msg = codec::decode_message(&name, seq, value)
-                    .map_err(|c| corrupt_store(&format!("message {seq}"), c))?;
-                rt.counters.last_seq = seq;
-                rt.counters.messages += 1;
-                rt.counters.bytes +=
-                    codec::message_size(&msg.subject, &msg.headers, msg.payload.len());
-                rt.counters.last_time = codec::time_nanos(msg.time);
-            }
-        }
+        let counted = rt.counters.last_seq;
+        for_each_message(&rt.msgs, counted + 1, |seq, msg| {
+            let msg = msg.map_err(|c| corrupt_store(&format!("message {seq}"), c))?;
+            rt.counters.last_seq = seq;
+            rt.counters.messages += 1;
+            rt.counters.bytes += codec::message_size(&msg.subject, &msg.headers, msg.payload.len());
+            rt.counters.last_time = codec::time_nanos(msg.time);
+            Ok(())
+        })?;
         rt.first_seq = self.first_seq(&rt).map_err(io_error)?;
-        rt.dedup_pruned = rt.first_seq.saturating_sub(1);
+        self.load_indexes(&mut rt)?;
         let now = Instant::now();
         for (key, value) in rt.consumer_tree.scan(b"", usize::MAX).map_err(io_error)? {
             let durable = String::from_utf8_lossy(&key).into_owned();
@@ -177,6 +168,40 @@ impl<S: Storage> Core<S> {
         Ok(rt)
     }
 
+    /// Loads the subject index checkpoint and replays the log after it;
+    /// rebuilds the dedup window from the messages stored within it.
+    fn load_indexes(&self, rt: &mut StreamRt<S::Tree>) -> Result<(), ConnectError> {
+        rt.subject_index =
+            SubjectIndex::load(&rt.subjects, rt.counters.subjects_through).map_err(io_error)?;
+        let replay_from = rt
+            .counters
+            .subjects_through
+            .max(rt.first_seq.saturating_sub(1))
+            + 1;
+        let index = &mut rt.subject_index;
+        for_each_view(&rt.msgs, replay_from, |seq, value| {
+            if let Ok(view) = MessageView::parse(value) {
+                index.record(view.subject, seq);
+            }
+        })?;
+        let window = rt.config.duplicate_window;
+        let now = SystemTime::now();
+        let window_start = now.checked_sub(window).unwrap_or(SystemTime::UNIX_EPOCH);
+        // A damaged entry in the way of the binary search costs a longer
+        // scan, never a wrong answer.
+        let from = self.seek_time(rt, window_start).unwrap_or(rt.first_seq);
+        let dedup = &mut rt.dedup;
+        for_each_view(&rt.msgs, from, |seq, value| {
+            if let Ok(view) = MessageView::parse(value) {
+                if let Some(id) = view.header(MSG_ID_HEADER) {
+                    dedup.insert(id, seq, view.nanos);
+                }
+            }
+        })?;
+        rt.dedup.expire(codec::time_nanos(now), window.as_nanos());
+        Ok(())
+    }
+
     /// Runtime state for a stream with empty counters, its trees opened.
     pub(crate) fn new_stream(
         &self,
@@ -186,14 +211,13 @@ impl<S: Storage> Core<S> {
         Ok(StreamRt {
             msgs: self.storage.open_tree(&tree_name("msgs", name))?,
             subjects: self.storage.open_tree(&tree_name("subj", name))?,
-            dedup: self.storage.open_tree(&tree_name("dedup", name))?,
+            subject_index: SubjectIndex::default(),
+            dedup: DedupWindow::default(),
             consumer_tree: self.storage.open_tree(&tree_name("cons", name))?,
             counters: StreamCounters::default(),
             first_seq: 1,
             consumers: BTreeMap::new(),
             notify: Arc::new(Notify::new()),
-            dedup_pruned: 0,
-            dedup_next_expiry: 0,
             config,
         })
     }
@@ -231,6 +255,8 @@ impl<S: Storage> Core<S> {
         if self.flushed.load(Ordering::SeqCst) >= epoch {
             return Ok(());
         }
+        // Settlements waiting for their save ride along with this flush.
+        self.save_settled()?;
         let target = self.written.load(Ordering::SeqCst);
         self.storage.flush().await?;
         self.flushed.fetch_max(target, Ordering::SeqCst);
@@ -245,6 +271,46 @@ impl<S: Storage> Core<S> {
         codec::decode_message(&rt.config.name, seq, value)
             .ok()
             .map(|m| m.time)
+    }
+}
+
+/// Calls `f` with every stored message from sequence `from` on, in order.
+fn for_each_message<T: Tree>(
+    msgs: &T,
+    from: u64,
+    mut f: impl FnMut(u64, Result<StoredMessage, Corrupt>) -> Result<(), ConnectError>,
+) -> Result<(), ConnectError> {
+    let mut from = from;
+    loop {
+        let chunk = msgs.scan(&codec::seq_key(from), CHUNK).map_err(io_error)?;
+        let Some((last_key, _)) = chunk.last() else {
+            return Ok(());
+        };
+        from = codec::key_seq(last_key).map_err(|c| corrupt_store("message key", c))? + 1;
+        for (key, value) in &chunk {
+            let seq = codec::key_seq(key).map_err(|c| corrupt_store("message key", c))?;
+            f(seq, codec::decode_message("", seq, value))?;
+        }
+    }
+}
+
+/// Calls `f` with every stored value from sequence `from` on, in order.
+fn for_each_view<T: Tree>(
+    msgs: &T,
+    from: u64,
+    mut f: impl FnMut(u64, &[u8]),
+) -> Result<(), ConnectError> {
+    let mut from = from;
+    loop {
+        let chunk = msgs.scan(&codec::seq_key(from), CHUNK).map_err(io_error)?;
+        let Some((last_key, _)) = chunk.last() else {
+            return Ok(());
+        };
+        from = codec::key_seq(last_key).map_err(|c| corrupt_store("message key", c))? + 1;
+        for (key, value) in &chunk {
+            let seq = codec::key_seq(key).map_err(|c| corrupt_store("message key", c))?;
+            f(seq, value);
+        }
     }
 }
 
@@ -265,12 +331,11 @@ pub(crate) fn count_matching<T: Tree>(
             return Ok(count);
         };
         from = codec::key_seq(last_key).unwrap_or(u64::MAX - 1) + 1;
-        for (key, value) in &chunk {
-            let seq = codec::key_seq(key).unwrap_or(0);
+        for (_, value) in &chunk {
             // A damaged entry still occupies a sequence the consumer will
             // reach; it is counted and later reported as exhausted.
-            let matches = codec::decode_message("", seq, value)
-                .map_or(true, |m| filters_match(filters, &m.subject));
+            let matches =
+                MessageView::parse(value).map_or(true, |m| filters_match(filters, m.subject));
             count += u64::from(matches);
         }
     }

@@ -67,6 +67,7 @@ impl DedupWindow {
     }
 
     /// Ids currently remembered.
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.by_id.len()
     }

@@ -9,6 +9,7 @@ mod codec;
 mod consumer_state;
 mod consumers;
 mod core;
+mod indexes;
 mod publish;
 mod read;
 pub(crate) mod sled_storage;
@@ -170,6 +171,9 @@ impl<S: Storage> Broker for LocalBroker<S> {
 
     async fn close(&self) -> Result<(), PublishError> {
         self.core.closed.store(true, Ordering::SeqCst);
+        self.core
+            .checkpoint_all()
+            .map_err(|e| Error::with_source(PublishErrorKind::StorageFailure, e))?;
         let epoch = self.core.bump_epoch();
         self.core
             .wait_durable(epoch)

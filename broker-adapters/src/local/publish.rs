@@ -5,13 +5,13 @@ use std::{collections::BTreeMap, sync::atomic::Ordering, time::SystemTime};
 
 use super::{
     codec,
-    core::{CHUNK, Core, StreamRt},
+    core::{Core, StreamRt},
     storage::{Storage, StorageError, Tree},
     subject::valid_publish_subject,
 };
 use crate::{
     error::{Error, PublishError, PublishErrorKind},
-    message::{MSG_ID_HEADER, OutboundMessage, PublishReceipt},
+    message::{OutboundMessage, PublishReceipt},
     stream::subject_matches,
 };
 
@@ -80,20 +80,51 @@ impl<S: Storage> Core<S> {
                 Ok(receipt)
             })
             .collect();
+        let now_nanos = codec::time_nanos(now);
         for name in touched.keys() {
             if let Some(rt) = streams.get_mut(name) {
+                if rt.subject_index.checkpoint_due(rt.counters.last_seq) {
+                    if let Err(e) = self.checkpoint_subjects(rt) {
+                        tracing::error!(stream = %name, error = %e, "saving the subject index failed");
+                    }
+                }
                 if let Err(e) = self
                     .counter_tree
                     .insert(name.as_bytes(), &rt.counters.encode())
                 {
                     tracing::error!(stream = %name, error = %e, "saving stream counters failed");
                 }
-                prune_dedup(rt, now);
+                rt.dedup
+                    .expire(now_nanos, rt.config.duplicate_window.as_nanos());
                 rt.notify.notify_waiters();
             }
         }
         let epoch = self.bump_epoch();
         (results, epoch)
+    }
+
+    /// Checkpoints every stream's subject index, so the next open replays
+    /// nothing; for `close`.
+    pub(crate) fn checkpoint_all(&self) -> Result<(), StorageError> {
+        let mut streams = self.lock();
+        for (name, rt) in streams.iter_mut() {
+            self.checkpoint_subjects(rt)?;
+            self.counter_tree
+                .insert(name.as_bytes(), &rt.counters.encode())?;
+        }
+        Ok(())
+    }
+
+    /// Writes the subject index's unsaved changes; the caller saves the
+    /// counters (which record the checkpoint) next.
+    pub(crate) fn checkpoint_subjects(
+        &self,
+        rt: &mut StreamRt<S::Tree>,
+    ) -> Result<(), StorageError> {
+        rt.subject_index
+            .checkpoint(&rt.subjects, rt.counters.last_seq)?;
+        rt.counters.subjects_through = rt.subject_index.saved_through;
+        Ok(())
     }
 
     fn store_one(
@@ -133,37 +164,17 @@ impl<S: Storage> Core<S> {
         let stream = rt.config.name.clone();
         let dedup_id = message.dedup_id();
         if let Some(id) = dedup_id {
-            if let Some(value) = rt.dedup.get(id.as_bytes()).map_err(storage_failure)? {
-                let (seq, nanos) = codec::decode_pair(&value).map_err(|c| {
-                    Error::with_detail(
-                        PublishErrorKind::StorageFailure,
-                        format!("dedup entry: {}", c.0),
-                    )
-                })?;
-                let age = codec::time_nanos(now).saturating_sub(nanos);
-                if u128::from(age) < rt.config.duplicate_window.as_nanos() {
-                    return Ok(PublishReceipt {
-                        stream,
-                        seq,
-                        duplicate: true,
-                    });
-                }
+            let window = rt.config.duplicate_window.as_nanos();
+            if let Some(seq) = rt.dedup.lookup(id, codec::time_nanos(now), window) {
+                return Ok(PublishReceipt {
+                    stream,
+                    seq,
+                    duplicate: true,
+                });
             }
         }
         if let Some(expected) = message.expected_last_subject_seq {
-            let actual = match rt
-                .subjects
-                .get(subject.as_bytes())
-                .map_err(storage_failure)?
-            {
-                Some(v) => codec::decode_u64(&v).map_err(|c| {
-                    Error::with_detail(
-                        PublishErrorKind::StorageFailure,
-                        format!("subject index: {}", c.0),
-                    )
-                })?,
-                None => 0,
-            };
+            let actual = rt.subject_index.last(subject);
             if actual != expected {
                 return Err(Error::with_detail(
                     PublishErrorKind::WrongLastSequence { actual },
@@ -185,13 +196,9 @@ impl<S: Storage> Core<S> {
         rt.msgs
             .insert(&codec::seq_key(seq), &value)
             .map_err(storage_failure)?;
-        rt.subjects
-            .insert(subject.as_bytes(), &codec::encode_u64(seq))
-            .map_err(storage_failure)?;
+        rt.subject_index.record(subject, seq);
         if let Some(id) = dedup_id {
-            rt.dedup
-                .insert(id.as_bytes(), &codec::encode_pair(seq, nanos))
-                .map_err(storage_failure)?;
+            rt.dedup.insert(id, seq, nanos);
         }
         if rt.counters.messages == 0 {
             rt.first_seq = seq;
@@ -210,49 +217,5 @@ impl<S: Storage> Core<S> {
             seq,
             duplicate: false,
         })
-    }
-}
-
-/// Removes dedup entries whose window has passed, walking the log from where
-/// the last pruning stopped; a bounded amount of work per call, and none
-/// until the oldest unpruned message leaves the window.
-fn prune_dedup<T: Tree>(rt: &mut StreamRt<T>, now: SystemTime) {
-    let window = rt.config.duplicate_window.as_nanos();
-    let now = u128::from(codec::time_nanos(now));
-    if now < rt.dedup_next_expiry {
-        return;
-    }
-    let from = rt.dedup_pruned.max(rt.first_seq.saturating_sub(1)) + 1;
-    let Ok(chunk) = rt.msgs.scan(&codec::seq_key(from), CHUNK) else {
-        return;
-    };
-    let full = chunk.len() == CHUNK;
-    for (key, value) in chunk {
-        let Ok(seq) = codec::key_seq(&key) else {
-            return;
-        };
-        let Ok(message) = codec::decode_message("", seq, &value) else {
-            rt.dedup_pruned = seq;
-            continue;
-        };
-        let expiry = u128::from(codec::time_nanos(message.time)) + window;
-        if now < expiry {
-            rt.dedup_next_expiry = expiry;
-            return;
-        }
-        if let Some(id) = message.headers.get(MSG_ID_HEADER) {
-            let entry = rt.dedup.get(id.as_bytes()).ok().flatten();
-            if entry
-                .and_then(|v| codec::decode_pair(&v).ok())
-                .is_some_and(|(s, _)| s == seq)
-            {
-                let _ = rt.dedup.remove(id.as_bytes());
-            }
-        }
-        rt.dedup_pruned = seq;
-    }
-    if !full {
-        // Everything stored is pruned: nothing expires before a new message does.
-        rt.dedup_next_expiry = now + window;
     }
 }

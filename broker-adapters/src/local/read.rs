@@ -9,7 +9,7 @@ use tokio::sync::Notify;
 use super::{
     codec,
     core::{CHUNK, Core},
-    storage::{Storage, StorageError, Tree},
+    storage::{Entry, Storage, StorageError, Tree},
     subject::valid_pattern,
 };
 use crate::{
@@ -64,23 +64,17 @@ impl<S: Storage> Core<S> {
         stream: &str,
         subject: &str,
     ) -> Result<Option<StoredMessage>, ReadError> {
-        let subjects = {
+        let seq = {
             let streams = self.lock();
             streams
                 .get(stream)
                 .ok_or_else(|| not_found(stream))?
-                .subjects
-                .clone()
+                .subject_index
+                .last(subject)
         };
-        let Some(value) = subjects.get(subject.as_bytes()).map_err(storage_failure)? else {
+        if seq == 0 {
             return Ok(None);
-        };
-        let seq = codec::decode_u64(&value).map_err(|c| {
-            Error::with_detail(
-                ReadErrorKind::Corrupted,
-                format!("subject index of {subject:?}: {}", c.0),
-            )
-        })?;
+        }
         match self.get_message(stream, seq) {
             Err(e) if *e.kind() == ReadErrorKind::MessageNotFound => Ok(None),
             other => other.map(Some),
@@ -193,7 +187,7 @@ impl<S: Storage> ReadCursor<S> {
         }
     }
 
-    fn take_chunk(&mut self, chunk: Vec<(Vec<u8>, Vec<u8>)>) {
+    fn take_chunk(&mut self, chunk: Vec<Entry<S::Tree>>) {
         for (key, value) in chunk {
             let Ok(seq) = codec::key_seq(&key) else {
                 self.buffer.push_back(Err(Error::with_detail(

@@ -209,20 +209,11 @@ impl<S: Storage> Core<S> {
                 }
             }
         }
-        let mut from_subject = Vec::new();
-        loop {
-            let chunk = rt
-                .subjects
-                .scan(&from_subject, CHUNK)
-                .map_err(storage_failure)?;
-            let Some((last, _)) = chunk.last() else { break };
-            from_subject = last.clone();
-            from_subject.push(0);
-            for (subject, _) in chunk {
-                let subject_str = String::from_utf8_lossy(&subject);
-                if filter.is_none_or(|f| subject_matches(f, &subject_str)) {
-                    rt.subjects.remove(&subject).map_err(storage_failure)?;
-                }
+        for subject in rt.subject_index.subjects() {
+            if filter.is_none_or(|f| subject_matches(f, &subject)) {
+                rt.subject_index
+                    .forget(&subject, &rt.subjects)
+                    .map_err(storage_failure)?;
             }
         }
         rt.first_seq = self.first_seq(rt).map_err(storage_failure)?;
@@ -273,11 +264,12 @@ impl<S: Storage> Core<S> {
                 None => hi = mid,
                 Some((key, value)) => {
                     let seq = codec::key_seq(&key).unwrap_or(mid);
-                    let stored = codec::decode_message("", seq, &value)
-                        .map(|m| codec::time_nanos(m.time))
-                        .map_err(|c| {
-                            StorageError(format!("message {seq} is corrupted: {}", c.0))
-                        })?;
+                    let stored =
+                        codec::MessageView::parse(&value)
+                            .map(|m| m.nanos)
+                            .map_err(|c| {
+                                StorageError(format!("message {seq} is corrupted: {}", c.0))
+                            })?;
                     if stored < target {
                         lo = seq + 1;
                     } else {

@@ -22,7 +22,6 @@ mod workload;
 
 use std::{path::PathBuf, time::Instant};
 
-
 use error::{BenchError, BenchErrorKind};
 use plan::Plan;
 use report::{BenchReport, Skipped};

@@ -224,7 +224,10 @@ async fn redrive(broker: &dyn Broker, settings: &Settings, chosen: &[Letter]) ->
         let window = broker
             .stream_info(EVENT_STREAM)
             .await
-            .map(|info| humantime_serde::re::humantime::format_duration(info.config.duplicate_window).to_string())
+            .map(|info| {
+                humantime_serde::re::humantime::format_duration(info.config.duplicate_window)
+                    .to_string()
+            })
             .unwrap_or_else(|_| "its duplicate window".to_owned());
         return Err(CliError::failed(format!(
             "{duplicates} letter(s) not redriven: their event id was published less than the \

@@ -124,7 +124,11 @@ fn stream_diff(current: &StreamConfig, wanted: &StreamConfig) -> Vec<String> {
         for (key, value) in new {
             let before = old.get(key).cloned().unwrap_or_default();
             if before != *value {
-                changes.push(format!("{key}: {} -> {}", readable(&before), readable(value)));
+                changes.push(format!(
+                    "{key}: {} -> {}",
+                    readable(&before),
+                    readable(value)
+                ));
             }
         }
     }
@@ -241,7 +245,10 @@ mod tests {
         wanted.description = Some("log".into());
         wanted.duplicate_window = Duration::from_secs(90);
         let changes = stream_diff(&StreamConfig::event_log(), &wanted);
-        assert!(changes.contains(&"duplicate_window: 2m -> 1m 30s".to_owned()), "{changes:?}");
+        assert!(
+            changes.contains(&"duplicate_window: 2m -> 1m 30s".to_owned()),
+            "{changes:?}"
+        );
     }
 
     fn plan_error(text: &str) -> CliError {
@@ -259,7 +266,11 @@ mod tests {
         assert_eq!(plan_error(old_key).exit_code(), 3);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("plan.toml");
-        std::fs::write(&path, "[[consumers]]\nstream = \"S\"\ndurable_name = \"d\"\nack_wait = \"45s\"\n").unwrap();
+        std::fs::write(
+            &path,
+            "[[consumers]]\nstream = \"S\"\ndurable_name = \"d\"\nack_wait = \"45s\"\n",
+        )
+        .unwrap();
         let plan = read_plan(&path).unwrap();
         assert_eq!(plan.consumers[0].config().ack_wait, Duration::from_secs(45));
     }

@@ -36,6 +36,8 @@ macro_rules! conformance_tests {
             recreated_durable_skips_acked,
             term_never_redelivers,
             double_ack_not_pending,
+            in_progress_extends_ack_wait,
+            backoff_delays_honoured,
             dedup_window,
             expected_last_subject_seq,
             publish_routing_errors,

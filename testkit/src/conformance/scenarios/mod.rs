@@ -5,6 +5,7 @@ mod log;
 mod positions;
 mod pubsub;
 mod restart;
+mod timing;
 
 use futures::future::BoxFuture;
 
@@ -94,6 +95,8 @@ pub static SCENARIOS: &[Scenario] = &[
         delivery::double_ack_not_pending,
         requires = [DetectsDoubleAck]
     ),
+    scenario!(timing::in_progress_extends_ack_wait),
+    scenario!(timing::backoff_delays_honoured),
     scenario!(log::dedup_window),
     scenario!(log::expected_last_subject_seq),
     scenario!(log::publish_routing_errors),
