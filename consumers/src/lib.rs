@@ -66,5 +66,5 @@ pub use projection::{ProjectionRunner, RunReport};
 pub use reactor::{Reactor, ReactorRunner, RunMode};
 pub use rebuild::{RebuildOptions, RebuildProgress, RebuildReport, apply_log, rebuild};
 pub use shutdown::{Shutdown, ShutdownTrigger, shutdown_channel};
-pub use store::ProjectionStore;
+pub use store::{ProjectionStore, StoreOptions};
 pub use transaction::Transaction;

@@ -27,6 +27,7 @@ use std::{
 use backbone_broker::{
     AckKind, Broker, Consumer, ConsumerConfig, DeliverPolicy, Delivery, ReadErrorKind,
 };
+use futures::StreamExt as _;
 use tracing::Instrument as _;
 
 use crate::{
@@ -40,6 +41,9 @@ use crate::{
     startup::{StrayCheck, StrayWait},
     store::ProjectionStore,
 };
+
+/// Settlements (and progress acks) of one batch in flight at once.
+const SETTLE_CONCURRENCY: usize = 64;
 
 /// Totals of one run.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -209,9 +213,11 @@ impl ProjectionRunner {
             if let Some(seq) = blocked {
                 if !held.contains_key(&seq) {
                     if last_keepalive.elapsed() > self.config.ack_wait / 3 {
-                        for d in held.values() {
-                            let _ = d.in_progress().await;
-                        }
+                        futures::stream::iter(held.values())
+                            .for_each_concurrent(SETTLE_CONCURRENCY, |d| async move {
+                                let _ = d.in_progress().await;
+                            })
+                            .await;
                         last_keepalive = Instant::now();
                     }
                     continue;
@@ -388,17 +394,7 @@ impl ProjectionRunner {
         report.applied += applied;
         report.checkpoint = *checkpoint;
         ConsumerMetrics::add(&self.metrics.applied, applied);
-        for (delivery, settle) in settles {
-            let kind = match settle {
-                Settle::Ack => AckKind::Ack,
-                Settle::Term(reason) => AckKind::Term {
-                    reason: Some(reason),
-                },
-            };
-            if let Err(e) = delivery.settle(kind).await {
-                tracing::debug!(seq = delivery.message.seq, error = %e, "settle failed; the redelivery will be skipped");
-            }
-        }
+        settle_all(settles).await;
         let blocked = match retry {
             Some((delivery, delay)) => {
                 let seq = delivery.message.seq;
@@ -411,6 +407,29 @@ impl ProjectionRunner {
         };
         Ok((rest, blocked))
     }
+}
+
+/// Settles a committed batch's deliveries concurrently.
+///
+/// The JetStream adapter waits for the server to confirm each settlement
+/// (double ack), so settling one after another would cost one round trip per
+/// delivery on the critical path. Order does not matter here: the batch's
+/// checkpoint is already committed, so a lost or late acknowledgement only
+/// causes a redelivery that the checkpoint skips.
+async fn settle_all(settles: Vec<(Delivery, Settle)>) {
+    futures::stream::iter(settles)
+        .for_each_concurrent(SETTLE_CONCURRENCY, |(delivery, settle)| async move {
+            let kind = match settle {
+                Settle::Ack => AckKind::Ack,
+                Settle::Term(reason) => AckKind::Term {
+                    reason: Some(reason),
+                },
+            };
+            if let Err(e) = delivery.settle(kind).await {
+                tracing::debug!(seq = delivery.message.seq, error = %e, "settle failed; the redelivery will be skipped");
+            }
+        })
+        .await;
 }
 
 /// A span per event carrying its id and correlation id.

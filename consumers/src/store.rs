@@ -46,6 +46,29 @@ fn fence_key(event_id: &str) -> Vec<u8> {
     k
 }
 
+/// How a [`ProjectionStore`] is opened. Build one with `..Default::default()`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// Bytes of sled page cache. Bounds the store's resident memory: sled's
+    /// own default (1 GiB) lets a large read model or a long rebuild grow
+    /// the process by its whole working set. Reads of entries outside the
+    /// cache go to disk; nothing is lost or slowed beyond that.
+    pub cache_capacity: u64,
+}
+
+impl StoreOptions {
+    /// The page cache of a store opened with [`ProjectionStore::open`].
+    pub const DEFAULT_CACHE_CAPACITY: u64 = 64 * 1024 * 1024;
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            cache_capacity: Self::DEFAULT_CACHE_CAPACITY,
+        }
+    }
+}
+
 /// A read model's store: its state plus its checkpoint.
 #[derive(Debug, Clone)]
 pub struct ProjectionStore {
@@ -78,11 +101,17 @@ impl ProjectionStore {
     /// another process holds it and with `UnsupportedFormat` when it was
     /// written by another format version.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::open_with(path, &StoreOptions::default())
+    }
+
+    /// [`ProjectionStore::open`] with explicit options.
+    pub fn open_with(path: impl AsRef<Path>, options: &StoreOptions) -> Result<Self, StoreError> {
         let path = path.as_ref().to_path_buf();
         crate::swap::recover(&path)?;
         let db = sled::Config::new()
             .path(&path)
             .mode(sled::Mode::HighThroughput)
+            .cache_capacity(options.cache_capacity)
             .open()
             .map_err(io_error)?;
         match db.get(FORMAT_KEY).map_err(io_error)? {
@@ -241,6 +270,31 @@ mod tests {
         tx.put(b"k", b"w".to_vec());
         sb.commit(tx, 100).unwrap();
         assert_ne!(sa.digest().unwrap(), sb.digest().unwrap());
+    }
+
+    #[test]
+    fn a_store_larger_than_its_cache_reads_back_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = StoreOptions {
+            cache_capacity: 256 * 1024,
+        };
+        let value = vec![7u8; 1024];
+        {
+            let store = ProjectionStore::open_with(dir.path(), &options).unwrap();
+            for chunk in 0..8u32 {
+                let mut tx = store.transaction();
+                for i in 0..256u32 {
+                    tx.put(&(chunk * 256 + i).to_be_bytes(), value.clone());
+                }
+                store.commit(tx, u64::from(chunk) + 1).unwrap();
+            }
+        }
+        let store = ProjectionStore::open_with(dir.path(), &options).unwrap();
+        assert_eq!(store.checkpoint().unwrap(), 8);
+        assert_eq!(store.len(), 2048);
+        for key in [0u32, 1000, 2047] {
+            assert_eq!(store.get(&key.to_be_bytes()).unwrap(), Some(value.clone()));
+        }
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The one error type of the CLI and its documented exit codes.
 
+use crate::bench::error::{BenchError, BenchErrorKind};
 use backbone_broker::{
     ConnectError, ConnectErrorKind, ConsumerError, ConsumerErrorKind, PublishError,
     PublishErrorKind, ReadError, ReadErrorKind, StreamError, StreamErrorKind,
@@ -9,10 +10,13 @@ use backbone_broker::{
 pub(crate) const EXIT_CODES_HELP: &str = "\
 Exit codes:
   0  success
-  1  failure, or a verification mismatch (rebuild/demo digests differ)
-  2  usage error: bad arguments or options (reported by the parser)
+  1  failure, or a verification mismatch (rebuild/demo digests differ);
+     bench: a scenario failed or did not complete
+  2  usage error: bad arguments or options (reported by the parser);
+     bench: inconsistent counts (e.g. --events 0)
   3  bad input: malformed JSON/TOML, unknown event type, invalid key or field
-  4  broker unavailable: cannot connect, or the broker stopped answering
+  4  broker unavailable: cannot connect, or the broker stopped answering;
+     bench: no nats-server could be started or reached
   5  store locked: another process holds the embedded log or a read model
   6  not found: stream, consumer, message or read model does not exist
 
@@ -148,6 +152,19 @@ impl From<ConsumerError> for CliError {
     }
 }
 
+impl From<BenchError> for CliError {
+    fn from(e: BenchError) -> Self {
+        match e.kind() {
+            BenchErrorKind::ServerUnavailable => Self::Unavailable(e.to_string()),
+            BenchErrorKind::InvalidArguments => Self::Usage(e.to_string()),
+            BenchErrorKind::RawClient
+            | BenchErrorKind::Backbone
+            | BenchErrorKind::Incomplete { .. }
+            | BenchErrorKind::Io => Self::Failed(e.to_string()),
+        }
+    }
+}
+
 impl From<std::io::Error> for CliError {
     fn from(e: std::io::Error) -> Self {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
@@ -172,5 +189,21 @@ mod tests {
         assert_eq!(down.exit_code(), 4);
         let missing: CliError = ReadError::new(ReadErrorKind::MessageNotFound).into();
         assert_eq!(missing.exit_code(), 6);
+    }
+
+    #[test]
+    fn bench_kinds_map_to_documented_exit_codes() {
+        let cases = [
+            (BenchErrorKind::ServerUnavailable, 4),
+            (BenchErrorKind::InvalidArguments, 2),
+            (BenchErrorKind::RawClient, 1),
+            (BenchErrorKind::Backbone, 1),
+            (BenchErrorKind::Incomplete { expected: 2, seen: 1 }, 1),
+            (BenchErrorKind::Io, 1),
+        ];
+        for (kind, code) in cases {
+            let error: CliError = BenchError::new(kind.clone()).into();
+            assert_eq!(error.exit_code(), code, "{kind:?}");
+        }
     }
 }

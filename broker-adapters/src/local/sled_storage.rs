@@ -26,6 +26,7 @@ impl SledStorage {
     pub(crate) fn open(
         path: &Path,
         background_flush: Option<Duration>,
+        cache_capacity: u64,
     ) -> Result<Self, SledOpenError> {
         let every_ms =
             background_flush.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1));
@@ -34,6 +35,7 @@ impl SledStorage {
             // Appends and whole-log scans dominate; sled's default optimises
             // for small space instead.
             .mode(sled::Mode::HighThroughput)
+            .cache_capacity(cache_capacity)
             .flush_every_ms(every_ms)
             .open()
             .map_err(|err| match err {

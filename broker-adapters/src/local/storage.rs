@@ -69,7 +69,10 @@ pub(crate) struct MemoryStorage {
 /// A `BTreeMap` behind a lock; keys and values are shared, so reads only
 /// count references.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct MemoryTree(Arc<RwLock<BTreeMap<Arc<[u8]>, Arc<[u8]>>>>);
+pub(crate) struct MemoryTree(Arc<RwLock<SharedMap>>);
+
+/// Shared keys to shared values.
+type SharedMap = BTreeMap<Arc<[u8]>, Arc<[u8]>>;
 
 fn poisoned() -> StorageError {
     StorageError("memory storage lock poisoned by a panicking thread".into())

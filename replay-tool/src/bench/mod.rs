@@ -35,8 +35,8 @@ pub(crate) struct BenchArgs {
     #[arg(long)]
     pub(crate) quick: bool,
     /// Measure against this running server instead of spawning one per fsync
-    /// policy.
-    #[arg(long = "bench-nats-url", value_name = "URL")]
+    /// policy: the global `--nats-url`, filled in by the command.
+    #[arg(skip)]
     pub(crate) nats_url: Option<String>,
     /// The nats-server binary to spawn [default: nats-server on PATH, else
     /// /usr/sbin/nats-server].

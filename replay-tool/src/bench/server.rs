@@ -26,7 +26,7 @@ pub(crate) enum FsyncPolicy {
     Default,
     /// `sync_interval: always`: fsync after every write (nats-server >= 2.10).
     Always,
-    /// An external server given with `--bench-nats-url`, as configured there.
+    /// An external server given with the global `--nats-url`, as configured there.
     External,
 }
 

@@ -20,7 +20,6 @@ const SOURCE: &str = "bench";
 #[derive(Debug, Clone)]
 pub(crate) struct Workload {
     template: MessageReceived,
-    size: usize,
 }
 
 impl Workload {
@@ -44,12 +43,7 @@ impl Workload {
             fill += 1;
             template.text = "x".repeat(fill);
         }
-        Self { template, size }
-    }
-
-    /// The payload size asked for.
-    pub(crate) fn size(&self) -> usize {
-        self.size
+        Self { template }
     }
 
     /// The `n`th event: the template on conversation `c-<n mod KEYS>`,
