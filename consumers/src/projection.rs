@@ -42,7 +42,7 @@ use crate::{
     store::ProjectionStore,
 };
 
-/// Settlements (and progress acks) of one batch in flight at once.
+/// Progress acks of held deliveries in flight at once.
 const SETTLE_CONCURRENCY: usize = 64;
 
 /// Totals of one run.
@@ -119,7 +119,9 @@ impl ProjectionRunner {
             ack_wait: self.config.ack_wait,
             max_deliver: Some(self.config.max_deliver),
             backoff: Vec::new(),
-            max_ack_pending: self.config.batch_size.max(1),
+            // Room for the batch being applied while the previous batch's
+            // settlements are still in flight (see `process_batch`).
+            max_ack_pending: self.config.batch_size.max(1).saturating_mul(2),
         };
         self.broker
             .consumer(&self.config.stream, config)
@@ -172,6 +174,7 @@ impl ProjectionRunner {
         let mut fetch_failures = 0u32;
         let mut strays_resolved = false;
         let mut stray_wait = StrayWait::new(&self.config);
+        let mut settling: Option<tokio::task::JoinHandle<()>> = None;
         while !shutdown.is_triggered() {
             for exhausted in consumer.take_exhausted().await.unwrap_or_default() {
                 if exhausted.stream_seq <= checkpoint {
@@ -241,11 +244,14 @@ impl ProjectionRunner {
             }
             let batch: Vec<Delivery> = std::mem::take(&mut held).into_values().collect();
             let (rest, next_blocked) = self
-                .process_batch(batch, &mut checkpoint, &mut report)
+                .process_batch(batch, &mut checkpoint, &mut report, &mut settling)
                 .await?;
             held.extend(rest.into_iter().map(|d| (d.message.seq, d)));
             blocked = next_blocked;
             last_keepalive = Instant::now();
+        }
+        if let Some(previous) = settling.take() {
+            let _ = previous.await;
         }
         report.checkpoint = checkpoint;
         Ok(report)
@@ -293,11 +299,18 @@ impl ProjectionRunner {
 
     /// Applies `batch` (in sequence order) and commits; returns the
     /// deliveries held back behind a transient failure and the blocking seq.
+    ///
+    /// The committed batch's settlements run in the background (`settling`)
+    /// while the loop fetches and applies the next batch: they are only
+    /// acknowledgements of what the checkpoint already records, so the
+    /// round trips they cost need not delay the next commit. At most one
+    /// batch settles at a time; the previous one is awaited first.
     async fn process_batch(
         &self,
         batch: Vec<Delivery>,
         checkpoint: &mut u64,
         report: &mut RunReport,
+        settling: &mut Option<tokio::task::JoinHandle<()>>,
     ) -> Result<(Vec<Delivery>, Option<u64>), RunError> {
         let mut tx = self.store.transaction();
         let mut settles: Vec<(Delivery, Settle)> = Vec::with_capacity(batch.len());
@@ -394,7 +407,12 @@ impl ProjectionRunner {
         report.applied += applied;
         report.checkpoint = *checkpoint;
         ConsumerMetrics::add(&self.metrics.applied, applied);
-        settle_all(settles).await;
+        if let Some(previous) = settling.take() {
+            let _ = previous.await;
+        }
+        if !settles.is_empty() {
+            *settling = Some(tokio::spawn(settle_all(settles)));
+        }
         let blocked = match retry {
             Some((delivery, delay)) => {
                 let seq = delivery.message.seq;
@@ -418,7 +436,7 @@ impl ProjectionRunner {
 /// causes a redelivery that the checkpoint skips.
 async fn settle_all(settles: Vec<(Delivery, Settle)>) {
     futures::stream::iter(settles)
-        .for_each_concurrent(SETTLE_CONCURRENCY, |(delivery, settle)| async move {
+        .for_each_concurrent(None, |(delivery, settle)| async move {
             let kind = match settle {
                 Settle::Ack => AckKind::Ack,
                 Settle::Term(reason) => AckKind::Term {

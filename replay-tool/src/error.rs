@@ -198,7 +198,13 @@ mod tests {
             (BenchErrorKind::InvalidArguments, 2),
             (BenchErrorKind::RawClient, 1),
             (BenchErrorKind::Backbone, 1),
-            (BenchErrorKind::Incomplete { expected: 2, seen: 1 }, 1),
+            (
+                BenchErrorKind::Incomplete {
+                    expected: 2,
+                    seen: 1,
+                },
+                1,
+            ),
             (BenchErrorKind::Io, 1),
         ];
         for (kind, code) in cases {

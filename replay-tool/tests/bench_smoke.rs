@@ -56,6 +56,7 @@ async fn quick_run_measures_every_scenario_and_writes_results() {
         report.audit
     );
     assert_eq!(report.rebuild_memory.len(), 3);
+    assert_eq!(report.servers.len(), 2, "{:?}", report.servers);
 
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.path().join("results.json")).unwrap()).unwrap();

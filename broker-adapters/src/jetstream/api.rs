@@ -1,10 +1,12 @@
 //! JetStream's JSON API over request/reply, with every failure classified.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use async_nats::{Client, connection::State};
 use bytes::Bytes;
 use serde::{Deserialize, de::DeserializeOwned};
+
+use super::permissions::PermissionViolations;
 
 /// The API subject prefix of the default JetStream domain.
 pub(crate) const API_PREFIX: &str = "$JS.API";
@@ -43,6 +45,12 @@ pub(crate) enum ApiFailure {
         /// The server's description.
         description: String,
     },
+    /// The server refused the request subject to this user: it dropped the
+    /// request and reported a permissions violation on the connection.
+    PermissionDenied {
+        /// The refused request subject.
+        subject: String,
+    },
     /// The answer was not the expected JSON.
     Malformed(String),
 }
@@ -67,6 +75,9 @@ impl ApiFailure {
                 code,
                 description,
             } => format!("{description} (status {status}, err_code {code})"),
+            Self::PermissionDenied { subject } => {
+                format!("permissions violation: this user may not publish to {subject}")
+            }
             Self::Malformed(why) => format!("malformed answer: {why}"),
         }
     }
@@ -92,6 +103,8 @@ struct MaybeError {
 pub(crate) struct Api {
     pub(crate) client: Client,
     pub(crate) timeout: Duration,
+    /// Refusals of request subjects, which never get an answer.
+    pub(crate) violations: Arc<PermissionViolations>,
 }
 
 impl Api {
@@ -119,7 +132,20 @@ impl Api {
         if !wait_connected(&self.client, deadline).await {
             return Err(ApiFailure::Unavailable);
         }
-        let reply = tokio::time::timeout_at(deadline, self.client.request(subject, payload)).await;
+        // A refused request is dropped by the server, which reports the
+        // violation only on the connection; watching for it turns a full
+        // request timeout into an immediate, typed refusal.
+        let sent_at = std::time::Instant::now();
+        let reply = tokio::select! {
+            biased;
+            reply = tokio::time::timeout_at(
+                deadline,
+                self.client.request(subject.clone(), payload),
+            ) => reply,
+            () = self.violations.refused(&subject, sent_at) => {
+                return Err(ApiFailure::PermissionDenied { subject });
+            }
+        };
         match reply {
             Ok(Ok(message)) => Ok(message.payload),
             Ok(Err(err)) => Err(match err.kind() {

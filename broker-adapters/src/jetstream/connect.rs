@@ -51,6 +51,7 @@ pub(crate) async fn connect(options: JetStreamOptions) -> Result<Shared, Connect
     let api = Api {
         client: client.clone(),
         timeout: options.request_timeout,
+        violations: violations.clone(),
     };
     if let Err(failure) = api
         .request::<serde_json::Value>("INFO", &serde_json::Value::Null)
@@ -212,9 +213,67 @@ fn map_connect_error(err: async_nats::ConnectError) -> ConnectError {
         }
         Nats::Tls => ConnectErrorKind::Tls,
         Nats::ServerParse => ConnectErrorKind::InvalidOptions,
+        // A refused handshake (the server demanding a client certificate,
+        // or rejecting one) reaches async-nats as an I/O error wrapping
+        // rustls' error, not as its `Tls` kind.
+        Nats::Io if failed_in_tls(&err) => ConnectErrorKind::Tls,
         Nats::TimedOut | Nats::Io | Nats::Dns | Nats::MaxReconnects => {
             ConnectErrorKind::Unreachable
         }
     };
     ConnectError::with_source(kind, err)
+}
+
+/// Whether a rustls error (an alert from the server, or a certificate the
+/// client rejected) caused `err`.
+fn failed_in_tls(err: &(dyn std::error::Error + 'static)) -> bool {
+    use async_nats::rustls;
+    let mut cause = Some(err);
+    while let Some(current) = cause {
+        if current.is::<rustls::Error>() {
+            return true;
+        }
+        // `io::Error::source` skips the error it wraps, so look inside.
+        if let Some(io) = current.downcast_ref::<std::io::Error>() {
+            if io
+                .get_ref()
+                .is_some_and(|inner| inner.is::<rustls::Error>())
+            {
+                return true;
+            }
+        }
+        cause = current.source();
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn io_failure(inner: std::io::Error) -> async_nats::ConnectError {
+        async_nats::ConnectError::with_source(async_nats::ConnectErrorKind::Io, inner)
+    }
+
+    #[test]
+    fn tls_alerts_inside_io_errors_are_tls_failures() {
+        use async_nats::rustls::{AlertDescription, Error as Rustls};
+        let alert = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            Rustls::AlertReceived(AlertDescription::CertificateRequired),
+        );
+        assert_eq!(
+            map_connect_error(io_failure(alert)).kind(),
+            &ConnectErrorKind::Tls
+        );
+    }
+
+    #[test]
+    fn plain_io_failures_stay_unreachable() {
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert_eq!(
+            map_connect_error(io_failure(refused)).kind(),
+            &ConnectErrorKind::Unreachable
+        );
+    }
 }

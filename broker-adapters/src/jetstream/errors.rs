@@ -15,6 +15,7 @@ pub(crate) fn stream_error(failure: ApiFailure) -> StreamError {
     let kind = match &failure {
         ApiFailure::TimedOut => StreamErrorKind::TimedOut,
         ApiFailure::Unavailable | ApiFailure::NoResponders => StreamErrorKind::BrokerUnavailable,
+        ApiFailure::PermissionDenied { .. } => StreamErrorKind::PermissionDenied,
         f if is_permission(f) => StreamErrorKind::PermissionDenied,
         ApiFailure::Api { code, .. } => match *code {
             code::STREAM_NOT_FOUND => StreamErrorKind::StreamNotFound,
@@ -34,6 +35,7 @@ pub(crate) fn read_error(failure: ApiFailure) -> ReadError {
     let kind = match &failure {
         ApiFailure::TimedOut => ReadErrorKind::TimedOut,
         ApiFailure::Unavailable | ApiFailure::NoResponders => ReadErrorKind::BrokerUnavailable,
+        ApiFailure::PermissionDenied { .. } => ReadErrorKind::PermissionDenied,
         f if is_permission(f) => ReadErrorKind::PermissionDenied,
         ApiFailure::Api { code, .. } => match *code {
             code::STREAM_NOT_FOUND => ReadErrorKind::StreamNotFound,
@@ -50,6 +52,7 @@ pub(crate) fn consumer_error(failure: ApiFailure) -> ConsumerError {
     let kind = match &failure {
         ApiFailure::TimedOut => ConsumerErrorKind::TimedOut,
         ApiFailure::Unavailable | ApiFailure::NoResponders => ConsumerErrorKind::BrokerUnavailable,
+        ApiFailure::PermissionDenied { .. } => ConsumerErrorKind::PermissionDenied,
         f if is_permission(f) => ConsumerErrorKind::PermissionDenied,
         ApiFailure::Api { code, .. } => match *code {
             code::STREAM_NOT_FOUND => ConsumerErrorKind::StreamNotFound,
@@ -90,6 +93,22 @@ mod tests {
         assert_eq!(
             consumer_error(ApiFailure::Unavailable).kind(),
             &ConsumerErrorKind::BrokerUnavailable
+        );
+    }
+
+    #[test]
+    fn refused_request_subjects_map_to_permission_denied() {
+        let refused = || ApiFailure::PermissionDenied {
+            subject: "$JS.API.STREAM.PURGE.EVENTS".into(),
+        };
+        assert_eq!(
+            stream_error(refused()).kind(),
+            &StreamErrorKind::PermissionDenied
+        );
+        assert_eq!(read_error(refused()).kind(), &ReadErrorKind::PermissionDenied);
+        assert_eq!(
+            consumer_error(refused()).kind(),
+            &ConsumerErrorKind::PermissionDenied
         );
     }
 }

@@ -25,7 +25,14 @@
 //! the connection, so a large batch fails in about one timeout, not one per
 //! message. Any acknowledged message ends that.
 
-use std::{collections::VecDeque, sync::atomic::Ordering, time::Duration};
+use std::{
+    collections::VecDeque,
+    future::{Future, poll_fn},
+    pin::pin,
+    sync::atomic::Ordering,
+    task::Poll,
+    time::Duration,
+};
 
 use async_nats::{
     HeaderMap,
@@ -42,7 +49,7 @@ use super::{
 };
 use crate::{
     error::{PublishError, PublishErrorKind},
-    message::{EXPECTED_LAST_SUBJECT_SEQ_HEADER, OutboundMessage, PublishReceipt},
+    message::{EXPECTED_LAST_SUBJECT_SEQ_HEADER, MSG_ID_HEADER, OutboundMessage, PublishReceipt},
 };
 
 /// The pause before sending again to a JetStream that is not serving yet.
@@ -90,6 +97,8 @@ pub(crate) async fn publish_batch(
         results: (0..messages.len()).map(|_| None).collect(),
         window: VecDeque::new(),
         broker_down: false,
+        // Read once per call: `server_info` clones the whole INFO.
+        max_payload: shared.client.server_info().max_payload,
     };
     pipeline.run().await;
     pipeline
@@ -107,6 +116,8 @@ struct Pipeline<'a> {
     window: VecDeque<InFlight>,
     /// A message ran out of patience and nothing was acknowledged since.
     broker_down: bool,
+    /// The server's `max_payload` when the call started.
+    max_payload: usize,
 }
 
 impl Pipeline<'_> {
@@ -140,7 +151,15 @@ impl Pipeline<'_> {
     /// Sends message `index`; a resend goes to the front of the window so
     /// results are still settled in input order.
     async fn start(&mut self, index: usize, budget: Budget, resend: bool) {
-        match send(self.shared, &self.messages[index], index, budget).await {
+        let sent = send(
+            self.shared,
+            &self.messages[index],
+            index,
+            budget,
+            self.max_payload,
+        )
+        .await;
+        match sent {
             Ok(in_flight) if resend => self.window.push_front(in_flight),
             Ok(in_flight) => self.window.push_back(in_flight),
             Err(err) => self.fail(index, err),
@@ -243,6 +262,7 @@ async fn send(
     message: &OutboundMessage,
     index: usize,
     budget: Budget,
+    max: usize,
 ) -> Result<InFlight, PublishError> {
     if shared.closed.load(Ordering::Acquire) {
         return Err(PublishError::with_detail(
@@ -256,15 +276,8 @@ async fn send(
             format!("{:?} is not a publish subject", message.subject),
         ));
     }
-    let mut headers = HeaderMap::new();
-    for (name, value) in message.stored_headers().iter() {
-        headers.append(name, value);
-    }
-    if let Some(seq) = message.expected_last_subject_seq {
-        headers.insert(EXPECTED_LAST_SUBJECT_SEQ_HEADER, seq.to_string().as_str());
-    }
+    let headers = nats_headers(message);
     let size = wire_size(&headers, message.payload.len());
-    let max = shared.client.server_info().max_payload;
     if max > 0 && size > max {
         return Err(PublishError::with_detail(
             PublishErrorKind::PayloadTooLarge { size, max },
@@ -287,14 +300,18 @@ async fn send(
     let publish = PublishMessage::build()
         .payload(message.payload.clone())
         .headers(headers);
-    // Bounded too: with every ack permit taken, sending waits for one.
-    let sent = tokio::time::timeout_at(
-        ack_deadline,
+    // Bounded too: with every ack permit taken, sending waits for one. The
+    // client almost always takes the message at once, so the timer is only
+    // armed when it does not.
+    let mut sending = pin!(
         shared
             .context
-            .send_publish(message.subject.clone(), publish),
-    )
-    .await;
+            .send_publish(message.subject.clone(), publish)
+    );
+    let sent = match poll_once(sending.as_mut()).await {
+        Some(sent) => Ok(sent),
+        None => tokio::time::timeout_at(ack_deadline, sending).await,
+    };
     let ack = match sent {
         Ok(Ok(ack)) => ack,
         Ok(Err(err)) => {
@@ -337,14 +354,13 @@ async fn acknowledged(
         ack_deadline,
         ..
     } = in_flight;
-    let result = tokio::select! {
-        ack = tokio::time::timeout_at(ack_deadline, ack.into_future()) => ack,
-        () = shared.violations.refused(subject, sent_at) => {
-            return Err(AttemptFailure::Final(PublishError::with_detail(
-                PublishErrorKind::PermissionDenied,
-                format!("the server refused publishing to {subject}"),
-            )));
-        }
+    let mut ack = ack.into_future();
+    // With a full window the oldest ack has usually arrived by the time it
+    // is awaited; only a pending one needs a timer and the violation watch.
+    let ready = poll_once(ack.as_mut()).await;
+    let result = match ready {
+        Some(ack) => Ok(ack),
+        None => wait_for_ack(shared, subject, ack, sent_at, ack_deadline).await?,
     };
     match result {
         Ok(Ok(ack)) => Ok(PublishReceipt {
@@ -368,6 +384,59 @@ async fn acknowledged(
     }
 }
 
+/// What async-nats' acknowledgement future yields.
+type AckResult = Result<
+    async_nats::jetstream::publish::PublishAck,
+    async_nats::jetstream::context::PublishError,
+>;
+
+/// Waits for a pending acknowledgement until the attempt's deadline, or
+/// until the server reports a permission violation for the subject.
+async fn wait_for_ack(
+    shared: &Shared,
+    subject: &str,
+    ack: std::pin::Pin<Box<dyn Future<Output = AckResult> + Send>>,
+    sent_at: std::time::Instant,
+    ack_deadline: Instant,
+) -> Result<Result<AckResult, tokio::time::error::Elapsed>, AttemptFailure> {
+    tokio::select! {
+        ack = tokio::time::timeout_at(ack_deadline, ack) => Ok(ack),
+        () = shared.violations.refused(subject, sent_at) => {
+            Err(AttemptFailure::Final(PublishError::with_detail(
+                PublishErrorKind::PermissionDenied,
+                format!("the server refused publishing to {subject}"),
+            )))
+        }
+    }
+}
+
+/// Polls `future` once with the task's own waker: its output if ready.
+async fn poll_once<F: Future + ?Sized>(mut future: std::pin::Pin<&mut F>) -> Option<F::Output> {
+    poll_fn(|cx| match future.as_mut().poll(cx) {
+        Poll::Ready(output) => Poll::Ready(Some(output)),
+        Poll::Pending => Poll::Ready(None),
+    })
+    .await
+}
+
+/// The message's stored headers (with the msg id and expected sequence) as
+/// async-nats sends them, built without copying the message's headers first.
+fn nats_headers(message: &OutboundMessage) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    for (name, value) in message.headers.iter() {
+        headers.append(name, value);
+    }
+    if let Some(id) = &message.msg_id {
+        if message.headers.get(MSG_ID_HEADER).is_none() {
+            headers.append(MSG_ID_HEADER, id.as_str());
+        }
+    }
+    if let Some(seq) = message.expected_last_subject_seq {
+        headers.insert(EXPECTED_LAST_SUBJECT_SEQ_HEADER, seq.to_string().as_str());
+    }
+    headers
+}
+
 /// Headers and payload as the server counts them against `max_payload`.
 fn wire_size(headers: &HeaderMap, payload: usize) -> usize {
     if headers.is_empty() {
@@ -378,7 +447,7 @@ fn wire_size(headers: &HeaderMap, payload: usize) -> usize {
         .map(|(name, values)| {
             values
                 .iter()
-                .map(|v| name.to_string().len() + 2 + v.as_str().len() + 2)
+                .map(|v| AsRef::<str>::as_ref(name).len() + 2 + v.as_str().len() + 2)
                 .sum::<usize>()
         })
         .sum();

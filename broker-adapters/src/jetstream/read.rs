@@ -28,6 +28,8 @@ const FOLLOW_WAIT: Duration = Duration::from_secs(5);
 const READ_CONSUMER_IDLE: Duration = Duration::from_secs(30);
 /// Consecutive failed pulls before a read gives up with an error.
 const MAX_READ_FAILURES: u32 = 3;
+/// The pause between pulls of a read whose consumer is behind its bound.
+const CATCH_UP_PAUSE: Duration = Duration::from_millis(50);
 
 /// The message `seq`, through `STREAM.MSG.GET`, which works whether or not
 /// the stream allows direct gets and returns headers exactly as stored.
@@ -110,6 +112,7 @@ pub(crate) async fn read(
         last_consumer_seq: 0,
         buffer: VecDeque::new(),
         failures: 0,
+        catch_up_until: None,
         done: bound == Some(0),
     };
     if !reader.done {
@@ -132,6 +135,9 @@ struct Reader {
     last_consumer_seq: u64,
     buffer: VecDeque<Pulled>,
     failures: u32,
+    /// Until when an unfiltered read short of its bound waits for its
+    /// consumer to catch up (see [`Reader::short_of_bound`]).
+    catch_up_until: Option<tokio::time::Instant>,
     done: bool,
 }
 
@@ -170,10 +176,38 @@ impl Reader {
             return None;
         }
         self.start = ReadStart::Sequence(seq + 1);
-        if self.bound == Some(seq) || (!self.follow && pulled.meta.pending == 0) {
+        if self.bound == Some(seq)
+            || (!self.follow && pulled.meta.pending == 0 && !self.short_of_bound())
+        {
             self.finish();
         }
         Some(pulled.message)
+    }
+
+    /// Whether an unfiltered bounded read has not reached its bound yet.
+    ///
+    /// In a cluster the read's consumer may live on a replica still
+    /// catching up, which reports nothing pending although the stream
+    /// leader, which set the bound, holds more; ending there would silently
+    /// cut the read short. (A filtered read cannot tell a lagging replica
+    /// from the last matching message, so it trusts the consumer.)
+    fn short_of_bound(&self) -> bool {
+        let next = match self.start {
+            ReadStart::First => 1,
+            ReadStart::Sequence(seq) => seq,
+            ReadStart::Time(_) => return false,
+        };
+        self.filter.is_none() && self.bound.is_some_and(|bound| next <= bound)
+    }
+
+    /// Starts or continues the bounded wait for a lagging consumer: true
+    /// while it lasts (one request timeout from the first empty pull).
+    fn still_catching_up(&mut self) -> bool {
+        let now = tokio::time::Instant::now();
+        let until = *self
+            .catch_up_until
+            .get_or_insert(now + self.shared.options.request_timeout);
+        now < until
     }
 
     fn finish(&mut self) {
@@ -201,10 +235,15 @@ impl Reader {
             Ok(Ok(batch)) => {
                 self.failures = 0;
                 if batch.is_empty() && !self.follow {
+                    if self.short_of_bound() && self.still_catching_up() {
+                        tokio::time::sleep(CATCH_UP_PAUSE).await;
+                        return Ok(());
+                    }
                     // Nothing more is available: the read is complete.
                     self.finish();
                     return Ok(());
                 }
+                self.catch_up_until = None;
                 let mut gap = false;
                 for p in batch {
                     if p.meta.consumer_seq != self.last_consumer_seq + 1 {
@@ -287,7 +326,7 @@ impl Reader {
             })?;
         self.consumer = Some(created.name().to_owned());
         self.last_consumer_seq = 0;
-        if created.num_pending == 0 && !self.follow {
+        if created.num_pending == 0 && !self.follow && !self.short_of_bound() {
             self.finish();
         }
         Ok(())

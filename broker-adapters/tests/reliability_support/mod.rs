@@ -152,27 +152,52 @@ pub struct Audit {
     pub moved: u64,
     /// Acknowledged ids the consumer never delivered: must be 0.
     pub not_consumed: u64,
+    /// Of the `lost` ids, how many `Broker::get` of their acknowledged
+    /// sequence then found (a read that ended early, not a loss).
+    pub lost_found_by_get: u64,
+    /// Of the `lost` ids, how many a second full read found.
+    pub lost_found_by_reread: u64,
 }
 
 /// Reads the whole stream and compares it with the ledger.
+///
+/// Reads go through the JetStream API (`read`'s consumer and `get`'s
+/// `STREAM.MSG.GET`), never direct get, so the stream leader answers. When
+/// ids are missing, each is looked up again by its acknowledged sequence and
+/// by a second full read, and the first of them are printed, so a failure
+/// tells a read that ended early from a real loss.
 pub async fn audit(broker: &dyn Broker, stream: &str, ledger: &Ledger) -> Audit {
-    let mut stored_ids: BTreeMap<String, Vec<u64>> = BTreeMap::new();
-    let mut stored = 0;
-    let mut reader = broker
-        .read(stream, ReadRequest::default())
-        .await
-        .expect("reading the stream");
-    while let Some(message) = reader.next().await {
-        let message = message.expect("every stored entry reads back");
-        stored += 1;
-        let id = message
-            .headers
-            .get(MSG_ID_HEADER)
-            .unwrap_or_default()
-            .to_owned();
-        stored_ids.entry(id).or_default().push(message.seq);
-    }
+    let (stored, stored_ids) = read_ids(broker, stream).await;
     let acked = ledger.acked.lock().unwrap().clone();
+    let missing: Vec<(&String, &u64)> = acked
+        .iter()
+        .filter(|(id, _)| !stored_ids.contains_key(*id))
+        .collect();
+    let (mut lost_found_by_get, mut lost_found_by_reread) = (0, 0);
+    if !missing.is_empty() {
+        let (restored, reread) = read_ids(broker, stream).await;
+        for (shown, (id, seq)) in missing.iter().enumerate() {
+            let by_get = broker.get(stream, **seq).await;
+            let found = by_get
+                .as_ref()
+                .is_ok_and(|m| m.headers.get(MSG_ID_HEADER) == Some(id.as_str()));
+            lost_found_by_get += u64::from(found);
+            lost_found_by_reread += u64::from(reread.contains_key(*id));
+            if shown < 20 {
+                eprintln!(
+                    "missing {id} (acked at seq {seq}): get finds it: {found} ({:?}), \
+                     second read ({restored} entries) finds it: {}",
+                    by_get.as_ref().map(|m| m.seq).map_err(|e| e.kind().clone()),
+                    reread.contains_key(*id)
+                );
+            }
+        }
+        eprintln!(
+            "{} acked ids missing from the first read; {lost_found_by_get} found by get, \
+             {lost_found_by_reread} by a second read",
+            missing.len()
+        );
+    }
     let consumed = ledger.consumed.lock().unwrap().clone();
     let lost = acked
         .keys()
@@ -189,7 +214,30 @@ pub async fn audit(broker: &dyn Broker, stream: &str, ledger: &Ledger) -> Audit 
         duplicates: stored_ids.values().filter(|seqs| seqs.len() > 1).count() as u64,
         moved,
         not_consumed: acked.keys().filter(|id| !consumed.contains(*id)).count() as u64,
+        lost_found_by_get,
+        lost_found_by_reread,
     }
+}
+
+/// Reads the whole stream: entries read, and each msg id's sequences.
+async fn read_ids(broker: &dyn Broker, stream: &str) -> (u64, BTreeMap<String, Vec<u64>>) {
+    let mut stored_ids: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    let mut stored = 0;
+    let mut reader = broker
+        .read(stream, ReadRequest::default())
+        .await
+        .expect("reading the stream");
+    while let Some(message) = reader.next().await {
+        let message = message.expect("every stored entry reads back");
+        stored += 1;
+        let id = message
+            .headers
+            .get(MSG_ID_HEADER)
+            .unwrap_or_default()
+            .to_owned();
+        stored_ids.entry(id).or_default().push(message.seq);
+    }
+    (stored, stored_ids)
 }
 
 /// Prints one machine-readable line that `scripts/reliability` collects.

@@ -10,11 +10,11 @@ use backbone_broker::{
 };
 
 use super::{
-    error::BenchError,
+    error::{BenchError, BenchErrorKind},
     pipeline::{self, backbone_error},
     plan::Plan,
     raw::RawClient,
-    report::{BenchReport, Comparison, Scenario},
+    report::{BenchReport, Comparison, Scenario, Skipped},
     server::FsyncPolicy,
     workload::Workload,
 };
@@ -79,19 +79,39 @@ pub(crate) async fn run(
     for &rate in &plan.latency_rates {
         let events = plan.latency_events(rate);
         let durable = format!("bench-latency-{rate}");
-        let backbone = pipeline::end_to_end_latency(
-            broker.clone(),
-            &scratch.path().join(&durable),
-            &durable,
-            rate,
-            events,
-        )
-        .await?
-        .summary("backbone", fsync, rate);
-        let raw_latency = raw
-            .latency(&format!("bench-raw-latency-{rate}"), rate, events)
-            .await?
-            .summary("raw", fsync, rate);
+        let measured = async {
+            let backbone = pipeline::end_to_end_latency(
+                broker.clone(),
+                &scratch.path().join(&durable),
+                &durable,
+                rate,
+                events,
+            )
+            .await?;
+            let raw_latency = raw
+                .latency(&format!("bench-raw-latency-{rate}"), rate, events)
+                .await?;
+            Ok::<_, BenchError>((backbone, raw_latency))
+        }
+        .await;
+        let (backbone, raw_latency) = match measured {
+            Ok((backbone, raw_latency)) => (
+                backbone.summary("backbone", fsync, rate),
+                raw_latency.summary("raw", fsync, rate),
+            ),
+            // A server that cannot sustain the rate (`sync_interval: always`
+            // at 20k/s) saturates: record it, and skip the higher rates,
+            // rather than lose the rest of the run.
+            Err(e) if matches!(e.kind(), BenchErrorKind::Incomplete { .. }) => {
+                plan.progress(&format!("latency at {rate}/s [{fsync}] saturated: {e}"));
+                report.skipped.push(Skipped {
+                    scenario: format!("latency at {rate}/s and above with fsync `{fsync}`"),
+                    reason: format!("the server saturated: {e}"),
+                });
+                break;
+            }
+            Err(e) => return Err(e),
+        };
         for latency in [backbone, raw_latency] {
             plan.progress(&format!(
                 "latency {} at {rate}/s: p50 {} us, p99 {} us, p99.9 {} us",

@@ -24,7 +24,7 @@ use std::{path::PathBuf, time::Instant};
 
 use error::{BenchError, BenchErrorKind};
 use plan::Plan;
-use report::{BenchReport, Skipped};
+use report::{BenchReport, ServerUsed, Skipped};
 use server::{FsyncPolicy, SpawnOutcome, SpawnedServer};
 
 /// Arguments of `replay-tool bench`.
@@ -42,6 +42,10 @@ pub(crate) struct BenchArgs {
     /// /usr/sbin/nats-server].
     #[arg(long, value_name = "PATH")]
     pub(crate) nats_server: Option<PathBuf>,
+    /// The nats-server binary for the `sync_interval: always` leg, which
+    /// needs nats-server 2.10 or later [default: the --nats-server binary].
+    #[arg(long, value_name = "PATH")]
+    pub(crate) nats_server_always: Option<PathBuf>,
     /// Directory for results.json, results.md and plot.svg.
     #[arg(long, value_name = "DIR", default_value = "docs/benchmarks")]
     pub(crate) out_dir: PathBuf,
@@ -78,9 +82,19 @@ pub(crate) async fn run(args: &BenchArgs) -> Result<BenchReport, BenchError> {
         Some(url) => jetstream::run(&plan, url, FsyncPolicy::External, &mut report).await?,
         None => {
             for policy in [FsyncPolicy::Default, FsyncPolicy::Always] {
+                let binary = match (policy, &args.nats_server_always) {
+                    (FsyncPolicy::Always, Some(always)) => always.clone(),
+                    _ => binary.clone(),
+                };
+                report.servers.push(ServerUsed {
+                    fsync: policy,
+                    version: server::server_version(&binary),
+                    binary: binary.display().to_string(),
+                });
                 match SpawnedServer::spawn(&binary, policy)? {
                     SpawnOutcome::Running(server) => {
-                        jetstream::run(&plan, server.url(), policy, &mut report).await?;
+                        let leg = plan.for_fsync(policy);
+                        jetstream::run(&leg, server.url(), policy, &mut report).await?;
                     }
                     SpawnOutcome::Unsupported(reason) => {
                         plan.progress(&format!("skipping fsync policy `{policy}`: {reason}"));

@@ -6,10 +6,13 @@ use super::{
     BenchArgs,
     error::{BenchError, BenchErrorKind},
     report::Settings,
+    server::FsyncPolicy,
 };
 
 /// Payload sizes published, bytes.
 const PAYLOAD_SIZES: [usize; 2] = [128, 1024];
+/// How many times fewer events the `sync_interval: always` leg publishes.
+const ALWAYS_EVENTS_DIVISOR: u64 = 10;
 /// Open-loop rates, events per second.
 const LATENCY_RATES: [u64; 3] = [1_000, 5_000, 20_000];
 
@@ -64,6 +67,19 @@ impl Plan {
             latency_seconds,
             memory_log_sizes: vec![memory_max / 4, memory_max / 2, memory_max],
         })
+    }
+
+    /// The plan of one fsync policy's leg: `sync_interval: always` fsyncs
+    /// every write, so publishing runs at a few thousand events/s; its
+    /// throughput scenarios use a tenth of the events to finish in minutes.
+    pub(crate) fn for_fsync(&self, fsync: FsyncPolicy) -> Self {
+        match fsync {
+            FsyncPolicy::Always => Self {
+                events: (self.events / ALWAYS_EVENTS_DIVISOR).max(1),
+                ..self.clone()
+            },
+            FsyncPolicy::Default | FsyncPolicy::External => self.clone(),
+        }
     }
 
     /// Events sent at `rate` in one open-loop run.
@@ -134,5 +150,7 @@ mod tests {
         assert!(quick.memory_log_sizes[2] < full.memory_log_sizes[2]);
         assert_eq!(full.memory_log_sizes, vec![250_000, 500_000, 1_000_000]);
         assert_eq!(quick.latency_events(1_000), 500);
+        assert_eq!(full.for_fsync(FsyncPolicy::Always).events, 20_000);
+        assert_eq!(full.for_fsync(FsyncPolicy::Default).events, 200_000);
     }
 }

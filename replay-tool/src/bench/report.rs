@@ -24,6 +24,9 @@ pub(crate) struct BenchReport {
     pub(crate) rebuild_memory: Vec<MemoryPoint>,
     /// Audit index query latencies.
     pub(crate) audit: Vec<AuditQuery>,
+    /// The nats-server spawned for each fsync policy (empty with an
+    /// external server).
+    pub(crate) servers: Vec<ServerUsed>,
     /// Scenarios not run, and why.
     pub(crate) skipped: Vec<Skipped>,
     /// Wall-clock length of the whole run, in seconds.
@@ -214,6 +217,17 @@ pub(crate) struct AuditQuery {
     pub(crate) millis: f64,
 }
 
+/// The nats-server binary one fsync policy's figures come from.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct ServerUsed {
+    /// The policy.
+    pub(crate) fsync: FsyncPolicy,
+    /// The binary spawned.
+    pub(crate) binary: String,
+    /// Its `--version`.
+    pub(crate) version: String,
+}
+
 /// A scenario that did not run.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct Skipped {
@@ -234,6 +248,7 @@ impl BenchReport {
             throughputs: Vec::new(),
             rebuild_memory: Vec::new(),
             audit: Vec::new(),
+            servers: Vec::new(),
             skipped: Vec::new(),
             total_seconds: 0.0,
         }
@@ -255,6 +270,19 @@ impl BenchReport {
             m.async_nats,
             m.profile
         );
+        if !self.servers.is_empty() {
+            let servers: Vec<String> = self
+                .servers
+                .iter()
+                .map(|s| {
+                    format!(
+                        "fsync `{}`: nats-server {} (`{}`)",
+                        s.fsync, s.version, s.binary
+                    )
+                })
+                .collect();
+            let _ = writeln!(md, "Servers: {}.\n", servers.join("; "));
+        }
         md.push_str("| scenario | fsync | raw ev/s | Backbone ev/s | ratio | target |\n");
         md.push_str("|---|---|---:|---:|---:|---:|\n");
         for c in &self.comparisons {
