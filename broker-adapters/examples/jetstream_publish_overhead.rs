@@ -136,7 +136,9 @@ async fn main() {
         })
         .await
         .expect("RAW");
-    let raw_client = async_nats::connect(server.url()).await.expect("raw connects");
+    let raw_client = async_nats::connect(server.url())
+        .await
+        .expect("raw connects");
     let context = async_nats::jetstream::new(raw_client);
     let payload = Bytes::from(vec![b'x'; size]);
 

@@ -261,10 +261,8 @@ async fn a_service_uses_only_its_own_durable_consumer() {
     batch[0].ack().await.expect("acks on its own durable");
 
     for foreign in ["billing", "gallery", "inbox"] {
-        let (err, took) = refused(
-            user_service.consumer("EVENTS", ConsumerConfig::durable(foreign)),
-        )
-        .await;
+        let (err, took) =
+            refused(user_service.consumer("EVENTS", ConsumerConfig::durable(foreign))).await;
         assert_eq!(err.kind(), &ConsumerErrorKind::PermissionDenied, "{err}");
         assert_quick(took, &format!("binding {foreign}"));
         let (err, took) = refused(user_service.consumer_info("EVENTS", foreign)).await;

@@ -299,3 +299,63 @@ async fn restart_loses_nothing_and_consumers_continue() {
     }
     assert_eq!(seqs, (6..=15).collect::<Vec<_>>());
 }
+
+/// A read short of its bound waits (bounded) for a lagging replica; when the
+/// tail up to the bound is really gone (purged), it still ends, without an
+/// error, soon after the request timeout.
+#[tokio::test]
+async fn a_read_whose_tail_was_purged_ends_after_a_bounded_wait() {
+    let server = NatsServer::new();
+    let request_timeout = Duration::from_millis(500);
+    let broker = JetStreamBroker::connect(JetStreamOptions {
+        urls: vec![server.url()],
+        request_timeout,
+        ..Default::default()
+    })
+    .await
+    .expect("connect");
+    broker
+        .ensure_stream(&StreamConfig {
+            name: "SCRATCH".into(),
+            subjects: vec!["scratch.>".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    broker
+        .publish(OutboundMessage::new("scratch.keep.k1", "1"))
+        .await
+        .unwrap();
+    broker
+        .publish(OutboundMessage::new("scratch.drop.k2", "2"))
+        .await
+        .unwrap();
+    assert_eq!(
+        broker
+            .purge("SCRATCH", Some("scratch.drop.>"))
+            .await
+            .unwrap(),
+        1
+    );
+    let info = broker.stream_info("SCRATCH").await.unwrap();
+    assert_eq!(info.last_seq, 2, "purging keeps the last sequence");
+
+    let started = std::time::Instant::now();
+    let read: Vec<_> = broker
+        .read("SCRATCH", ReadRequest::default())
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .expect("the read ends without an error");
+    assert_eq!(
+        read.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        vec![1],
+        "only the stored message"
+    );
+    assert!(
+        started.elapsed() < request_timeout * 10,
+        "ended within a bounded wait: {:?}",
+        started.elapsed()
+    );
+}

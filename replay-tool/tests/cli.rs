@@ -30,6 +30,25 @@ fn long_help_lists_the_exit_codes_and_precedence() {
 }
 
 #[test]
+fn bench_is_wired_in_and_refuses_zero_events_as_a_usage_error() {
+    let help = run(&["bench", "--help"]);
+    assert_code(&help, 0);
+    assert!(
+        help.stdout.contains("--nats-server-always"),
+        "{}",
+        help.stdout
+    );
+    let out = run(&[
+        "bench",
+        "--events",
+        "0",
+        "--out-dir",
+        "/nonexistent/never-written",
+    ]);
+    assert_code(&out, 2);
+}
+
+#[test]
 fn bad_arguments_exit_2() {
     assert_code(&run(&["tail", "--from-seq", "abc"]), 2);
     assert_code(&run(&["no-such-command"]), 2);

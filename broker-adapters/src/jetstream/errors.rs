@@ -105,7 +105,10 @@ mod tests {
             stream_error(refused()).kind(),
             &StreamErrorKind::PermissionDenied
         );
-        assert_eq!(read_error(refused()).kind(), &ReadErrorKind::PermissionDenied);
+        assert_eq!(
+            read_error(refused()).kind(),
+            &ReadErrorKind::PermissionDenied
+        );
         assert_eq!(
             consumer_error(refused()).kind(),
             &ConsumerErrorKind::PermissionDenied
