@@ -80,17 +80,18 @@ impl EmbeddedBroker {
     /// checksums, and `Io` for file-system errors.
     pub fn open(options: EmbeddedOptions) -> Result<Self, ConnectError> {
         let path = options.path.clone();
-        let storage = SledStorage::open(&path, options.background_flush, options.cache_capacity).map_err(|e| match e {
-            SledOpenError::Locked(why) => Error::with_detail(
-                ConnectErrorKind::Locked,
-                format!(
-                    "embedded log {} is in use by another process or broker ({why})",
-                    path.display()
+        let storage = SledStorage::open(&path, options.background_flush, options.cache_capacity)
+            .map_err(|e| match e {
+                SledOpenError::Locked(why) => Error::with_detail(
+                    ConnectErrorKind::Locked,
+                    format!(
+                        "embedded log {} is in use by another process or broker ({why})",
+                        path.display()
+                    ),
                 ),
-            ),
-            SledOpenError::Other(err) => Error::with_source(ConnectErrorKind::Io, err)
-                .detail(format!("opening embedded log {}", path.display())),
-        })?;
+                SledOpenError::Other(err) => Error::with_source(ConnectErrorKind::Io, err)
+                    .detail(format!("opening embedded log {}", path.display())),
+            })?;
         let inner = LocalBroker::open(
             storage,
             options.max_payload,
