@@ -94,10 +94,10 @@ async fn raw_round(
     let started = Instant::now();
     let mut in_flight: VecDeque<PublishAckFuture> = VecDeque::with_capacity(WINDOW);
     for (subject, headers, payload) in messages {
-        if in_flight.len() >= WINDOW {
-            if let Some(ack) = in_flight.pop_front() {
-                ack.await.expect("the raw publish is acknowledged");
-            }
+        if in_flight.len() >= WINDOW
+            && let Some(ack) = in_flight.pop_front()
+        {
+            ack.await.expect("the raw publish is acknowledged");
         }
         let ack = context
             .publish_with_headers(subject, headers, payload)

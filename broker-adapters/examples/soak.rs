@@ -179,7 +179,7 @@ async fn main() {
             1_000 + next_random(&mut random) % 4_000,
         ))
         .await;
-        if next_random(&mut random) % 2 == 0 {
+        if next_random(&mut random).is_multiple_of(2) {
             consuming.abort();
             tally.consumer_restarts.fetch_add(1, Ordering::Relaxed);
             consuming = tokio::spawn(consumer(

@@ -62,10 +62,10 @@ impl OutboundMessage {
     /// is set and the headers do not carry it already.
     pub fn stored_headers(&self) -> Headers {
         let mut headers = self.headers.clone();
-        if let Some(id) = &self.msg_id {
-            if headers.get(MSG_ID_HEADER).is_none() {
-                headers.append(MSG_ID_HEADER, id.clone());
-            }
+        if let Some(id) = &self.msg_id
+            && headers.get(MSG_ID_HEADER).is_none()
+        {
+            headers.append(MSG_ID_HEADER, id.clone());
         }
         headers
     }

@@ -129,10 +129,10 @@ async fn acknowledged_events_survive_kill_9() {
                     let _ = ready_tx.send(());
                 }
                 let mut parts = line.split(' ');
-                if let (Some(seq), Some(id), None) = (parts.next(), parts.next(), parts.next()) {
-                    if let Ok(seq) = seq.parse::<u64>() {
-                        acked.push((seq, id.to_owned()));
-                    }
+                if let (Some(seq), Some(id), None) = (parts.next(), parts.next(), parts.next())
+                    && let Ok(seq) = seq.parse::<u64>()
+                {
+                    acked.push((seq, id.to_owned()));
                 }
             }
             acked

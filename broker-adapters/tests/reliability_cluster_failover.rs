@@ -45,10 +45,10 @@ async fn stream_leader(broker: &JetStreamBroker, stream: &str) -> Option<usize> 
 async fn wait_for_leader(broker: &JetStreamBroker, stream: &str, not: Option<usize>) -> usize {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if let Some(leader) = stream_leader(broker, stream).await {
-            if Some(leader) != not {
-                return leader;
-            }
+        if let Some(leader) = stream_leader(broker, stream).await
+            && Some(leader) != not
+        {
+            return leader;
         }
         assert!(
             Instant::now() < deadline,

@@ -105,12 +105,11 @@ pub fn apply_message(
     tx: &mut Transaction<'_>,
 ) -> Outcome {
     let types = model.event_types();
-    if !types.is_empty() {
-        if let Ok((event_type, _)) = parse_event_subject(&message.subject) {
-            if !types.contains(&event_type) {
-                return Outcome::NotForModel;
-            }
-        }
+    if !types.is_empty()
+        && let Ok((event_type, _)) = parse_event_subject(&message.subject)
+        && !types.contains(&event_type)
+    {
+        return Outcome::NotForModel;
     }
     let envelope = match Envelope::decode(&message.subject, &message.headers, &message.payload) {
         Ok(envelope) => envelope,

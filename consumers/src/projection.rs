@@ -213,18 +213,18 @@ impl ProjectionRunner {
                     continue;
                 }
             }
-            if let Some(seq) = blocked {
-                if !held.contains_key(&seq) {
-                    if last_keepalive.elapsed() > self.config.ack_wait / 3 {
-                        futures::stream::iter(held.values())
-                            .for_each_concurrent(SETTLE_CONCURRENCY, |d| async move {
-                                let _ = d.in_progress().await;
-                            })
-                            .await;
-                        last_keepalive = Instant::now();
-                    }
-                    continue;
+            if let Some(seq) = blocked
+                && !held.contains_key(&seq)
+            {
+                if last_keepalive.elapsed() > self.config.ack_wait / 3 {
+                    futures::stream::iter(held.values())
+                        .for_each_concurrent(SETTLE_CONCURRENCY, |d| async move {
+                            let _ = d.in_progress().await;
+                        })
+                        .await;
+                    last_keepalive = Instant::now();
                 }
+                continue;
             }
             blocked = None;
             if held.is_empty() {

@@ -316,10 +316,11 @@ impl ReactorRunner {
     /// Reacts to one delivery; `Ok(true)` when it is to be recorded as fired.
     async fn handle(&self, delivery: &Delivery) -> Result<bool, HandlerError> {
         let types = self.reactor.event_types();
-        if let Ok((event_type, _)) = parse_event_subject(&delivery.message.subject) {
-            if !types.is_empty() && !types.contains(&event_type) {
-                return Ok(false);
-            }
+        if let Ok((event_type, _)) = parse_event_subject(&delivery.message.subject)
+            && !types.is_empty()
+            && !types.contains(&event_type)
+        {
+            return Ok(false);
         }
         if route(&delivery.message, &self.config.durable_name) == Route::Other {
             return Ok(false);

@@ -39,15 +39,14 @@ pub async fn run_service(
 ) -> Result<Vec<(String, RunReport)>, ServiceError> {
     let models = resolve(&config.models)
         .map_err(|e| ServiceError::with_source(ServiceErrorKind::Config, e))?;
-    if config.stream == EVENT_STREAM {
-        if let Err(e) = broker.stream_info(&config.stream).await {
-            if e.kind() == &StreamErrorKind::StreamNotFound {
-                broker
-                    .ensure_stream(&StreamConfig::event_log())
-                    .await
-                    .map_err(|e| ServiceError::with_source(ServiceErrorKind::Connect, e))?;
-            }
-        }
+    if config.stream == EVENT_STREAM
+        && let Err(e) = broker.stream_info(&config.stream).await
+        && e.kind() == &StreamErrorKind::StreamNotFound
+    {
+        broker
+            .ensure_stream(&StreamConfig::event_log())
+            .await
+            .map_err(|e| ServiceError::with_source(ServiceErrorKind::Connect, e))?;
     }
     metrics.health().set_unhealthy_after(config.unhealthy_after);
     let stores = config.read_models_dir();

@@ -162,10 +162,10 @@ async fn healthz(port: u16) -> Option<(u16, serde_json::Value)> {
 async fn wait_for_status(port: u16, status: u16) -> serde_json::Value {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
-        if let Some((s, body)) = healthz(port).await {
-            if s == status {
-                return body;
-            }
+        if let Some((s, body)) = healthz(port).await
+            && s == status
+        {
+            return body;
         }
         assert!(
             tokio::time::Instant::now() < deadline,

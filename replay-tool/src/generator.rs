@@ -338,7 +338,7 @@ impl Iterator for Generator {
             return None;
         }
         let u = self.rng.below(self.users.len() as u64) as usize;
-        let poison = (self.produced + 1) % self.poison_every == 0;
+        let poison = (self.produced + 1).is_multiple_of(self.poison_every);
         let envelope = if poison {
             self.poison(u)
         } else if self.users[u].registered {

@@ -251,10 +251,10 @@ impl Envelope {
         let correlation_id = optional_text(headers, wire::CE_CORRELATIONID)?;
         let causation_id = optional_text(headers, wire::CE_CAUSATIONID)?;
         let traceparent = optional(headers, wire::TRACEPARENT)?;
-        if let Some(tp) = &traceparent {
-            if !wire::is_valid_traceparent(tp) {
-                return Err(invalid(wire::TRACEPARENT, tp, "not a W3C traceparent"));
-            }
+        if let Some(tp) = &traceparent
+            && !wire::is_valid_traceparent(tp)
+        {
+            return Err(invalid(wire::TRACEPARENT, tp, "not a W3C traceparent"));
         }
 
         let message = registered

@@ -199,13 +199,13 @@ impl Envelope {
                 return Err(EncodeError::new(kind));
             }
         }
-        if let Some(tp) = &ctx.traceparent {
-            if !wire::is_valid_traceparent(tp) {
-                return Err(EncodeError::with_detail(
-                    EncodeErrorKind::InvalidTraceparent,
-                    tp,
-                ));
-            }
+        if let Some(tp) = &ctx.traceparent
+            && !wire::is_valid_traceparent(tp)
+        {
+            return Err(EncodeError::with_detail(
+                EncodeErrorKind::InvalidTraceparent,
+                tp,
+            ));
         }
         let time = match ctx.time {
             Some(t) => t.to_offset(time::UtcOffset::UTC),

@@ -102,12 +102,12 @@ fn validate(options: &JetStreamOptions) -> Result<Vec<ServerAddr>, ConnectError>
     if options.max_in_flight == 0 {
         return Err(invalid("max_in_flight must be at least 1".into()));
     }
-    if let Some(tls) = &options.tls {
-        if tls.client_cert_file.is_some() != tls.client_key_file.is_some() {
-            return Err(invalid(
-                "a TLS client certificate needs its key, and a key its certificate".into(),
-            ));
-        }
+    if let Some(tls) = &options.tls
+        && tls.client_cert_file.is_some() != tls.client_key_file.is_some()
+    {
+        return Err(invalid(
+            "a TLS client certificate needs its key, and a key its certificate".into(),
+        ));
     }
     options
         .urls
@@ -234,13 +234,12 @@ fn failed_in_tls(err: &(dyn std::error::Error + 'static)) -> bool {
             return true;
         }
         // `io::Error::source` skips the error it wraps, so look inside.
-        if let Some(io) = current.downcast_ref::<std::io::Error>() {
-            if io
+        if let Some(io) = current.downcast_ref::<std::io::Error>()
+            && io
                 .get_ref()
                 .is_some_and(|inner| inner.is::<rustls::Error>())
-            {
-                return true;
-            }
+        {
+            return true;
         }
         cause = current.source();
     }

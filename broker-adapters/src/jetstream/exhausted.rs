@@ -39,13 +39,12 @@ pub(crate) async fn watch_exhausted(
     Ok(tokio::spawn(async move {
         while let Some(message) = subscription.next().await {
             if let Ok(advisory) = serde_json::from_slice::<MaxDeliveriesAdvisory>(&message.payload)
+                && let Ok(mut list) = into.lock()
             {
-                if let Ok(mut list) = into.lock() {
-                    list.push(Exhausted {
-                        stream_seq: advisory.stream_seq,
-                        deliveries: advisory.deliveries,
-                    });
-                }
+                list.push(Exhausted {
+                    stream_seq: advisory.stream_seq,
+                    deliveries: advisory.deliveries,
+                });
             }
         }
     }))

@@ -426,10 +426,10 @@ fn nats_headers(message: &OutboundMessage) -> HeaderMap {
     for (name, value) in message.headers.iter() {
         headers.append(name, value);
     }
-    if let Some(id) = &message.msg_id {
-        if message.headers.get(MSG_ID_HEADER).is_none() {
-            headers.append(MSG_ID_HEADER, id.as_str());
-        }
+    if let Some(id) = &message.msg_id
+        && message.headers.get(MSG_ID_HEADER).is_none()
+    {
+        headers.append(MSG_ID_HEADER, id.as_str());
     }
     if let Some(seq) = message.expected_last_subject_seq {
         headers.insert(EXPECTED_LAST_SUBJECT_SEQ_HEADER, seq.to_string().as_str());

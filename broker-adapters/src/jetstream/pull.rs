@@ -93,10 +93,10 @@ pub(crate) async fn fetch_available(
         Ok(first) if !first.is_empty() => first,
         other => return Ok(other),
     };
-    if max > 1 {
-        if let Ok(rest) = pull(shared, stream, consumer, max - 1, None).await? {
-            first.extend(rest);
-        }
+    if max > 1
+        && let Ok(rest) = pull(shared, stream, consumer, max - 1, None).await?
+    {
+        first.extend(rest);
     }
     Ok(Ok(first))
 }

@@ -83,15 +83,15 @@ pub(crate) async fn read(
     request: ReadRequest,
 ) -> Result<MessageStream, ReadError> {
     let invalid = |d: String| ReadError::with_detail(ReadErrorKind::InvalidRequest, d);
-    if let Some(filter) = &request.filter {
-        if !valid_pattern(filter) {
-            return Err(invalid(format!("invalid filter {filter:?}")));
-        }
+    if let Some(filter) = &request.filter
+        && !valid_pattern(filter)
+    {
+        return Err(invalid(format!("invalid filter {filter:?}")));
     }
-    if let (ReadStart::Sequence(start), Some(end)) = (request.start, request.end_seq) {
-        if end < start {
-            return Err(invalid(format!("end {end} is before start {start}")));
-        }
+    if let (ReadStart::Sequence(start), Some(end)) = (request.start, request.end_seq)
+        && end < start
+    {
+        return Err(invalid(format!("end {end} is before start {start}")));
     }
     let info = wire_info(shared, stream).await.map_err(read_error)?;
     let last_at_call = info.last_seq();

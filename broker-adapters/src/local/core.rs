@@ -192,10 +192,10 @@ impl<S: Storage> Core<S> {
         let from = self.seek_time(rt, window_start).unwrap_or(rt.first_seq);
         let dedup = &mut rt.dedup;
         for_each_view(&rt.msgs, from, |seq, value| {
-            if let Ok(view) = MessageView::parse(value) {
-                if let Some(id) = view.header(MSG_ID_HEADER) {
-                    dedup.insert(id, seq, view.nanos);
-                }
+            if let Ok(view) = MessageView::parse(value)
+                && let Some(id) = view.header(MSG_ID_HEADER)
+            {
+                dedup.insert(id, seq, view.nanos);
             }
         })?;
         rt.dedup.expire(codec::time_nanos(now), window.as_nanos());

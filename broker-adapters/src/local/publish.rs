@@ -83,10 +83,10 @@ impl<S: Storage> Core<S> {
         let now_nanos = codec::time_nanos(now);
         for name in touched.keys() {
             if let Some(rt) = streams.get_mut(name) {
-                if rt.subject_index.checkpoint_due(rt.counters.last_seq) {
-                    if let Err(e) = self.checkpoint_subjects(rt) {
-                        tracing::error!(stream = %name, error = %e, "saving the subject index failed");
-                    }
+                if rt.subject_index.checkpoint_due(rt.counters.last_seq)
+                    && let Err(e) = self.checkpoint_subjects(rt)
+                {
+                    tracing::error!(stream = %name, error = %e, "saving the subject index failed");
                 }
                 if let Err(e) = self
                     .counter_tree

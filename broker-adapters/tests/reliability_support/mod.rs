@@ -120,18 +120,18 @@ pub async fn drain_consumer(consumer: &dyn Consumer, ledger: &Ledger, within: Du
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
-        if batch.is_empty() {
-            if let Ok(info) = consumer.info().await {
-                if info.num_pending == 0 && info.num_ack_pending == 0 {
-                    return;
-                }
-            }
+        if batch.is_empty()
+            && let Ok(info) = consumer.info().await
+            && info.num_pending == 0
+            && info.num_ack_pending == 0
+        {
+            return;
         }
         for delivery in batch {
-            if delivery.ack().await.is_ok() {
-                if let Some(id) = delivery.message.headers.get(MSG_ID_HEADER) {
-                    ledger.consumed.lock().unwrap().insert(id.to_owned());
-                }
+            if delivery.ack().await.is_ok()
+                && let Some(id) = delivery.message.headers.get(MSG_ID_HEADER)
+            {
+                ledger.consumed.lock().unwrap().insert(id.to_owned());
             }
         }
     }

@@ -101,10 +101,10 @@ impl Gallery {
 
     fn pack(e: PackImagesUpdated, tx: &mut Transaction<'_>) -> Result<(), HandlerError> {
         let k = key(&[b"pack", e.pack_id.as_bytes()]);
-        if let Some(current) = tx.get_json::<PackSummary>(&k)? {
-            if current.revision >= e.revision {
-                return Ok(());
-            }
+        if let Some(current) = tx.get_json::<PackSummary>(&k)?
+            && current.revision >= e.revision
+        {
+            return Ok(());
         }
         tx.put_json(
             &k,

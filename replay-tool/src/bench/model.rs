@@ -55,10 +55,10 @@ impl ReadModel for ConversationCounts {
             .map_err(|e| HandlerError::transient(e.to_string()))?
             .unwrap_or(0);
         tx.put_json(&key, &(count + 1));
-        if let Some(applied) = &self.applied {
-            if let Some(index) = index_of(&message) {
-                applied.push(seq, index);
-            }
+        if let Some(applied) = &self.applied
+            && let Some(index) = index_of(&message)
+        {
+            applied.push(seq, index);
         }
         Ok(())
     }

@@ -68,10 +68,10 @@ impl RawClient {
         let mut in_flight: VecDeque<PublishAckFuture> = VecDeque::with_capacity(window);
         for n in 0..events {
             let (subject, payload) = workload.raw_message(n, RAW_PREFIX);
-            if in_flight.len() >= window {
-                if let Some(ack) = in_flight.pop_front() {
-                    ack.await.map_err(raw_error)?;
-                }
+            if in_flight.len() >= window
+                && let Some(ack) = in_flight.pop_front()
+            {
+                ack.await.map_err(raw_error)?;
             }
             in_flight.push_back(self.js.publish(subject, payload).await.map_err(raw_error)?);
         }

@@ -102,10 +102,10 @@ impl Query {
             .map(parse_time)
             .transpose()
             .map_err(CliError::BadInput)?;
-        if let (Some(s), Some(u)) = (since, until) {
-            if u < s {
-                return Err(CliError::bad_input("--until is before --since"));
-            }
+        if let (Some(s), Some(u)) = (since, until)
+            && u < s
+        {
+            return Err(CliError::bad_input("--until is before --since"));
         }
         Ok(Self {
             filter: type_key_filter(args.event_type.as_deref(), args.key.as_deref())?,
@@ -126,10 +126,10 @@ impl Query {
         if self.source.as_ref().is_some_and(|s| *s != envelope.source) {
             return false;
         }
-        if let Some(c) = &self.correlation_id {
-            if envelope.correlation_id.as_ref() != Some(c) {
-                return false;
-            }
+        if let Some(c) = &self.correlation_id
+            && envelope.correlation_id.as_ref() != Some(c)
+        {
+            return false;
         }
         self.predicates.iter().all(|p| p.matches(&view.data))
     }

@@ -94,10 +94,10 @@ async fn start_seq(broker: &dyn Broker, args: &RebuildArgs) -> CliResult<u64> {
 pub(crate) async fn run(settings: &Settings, args: RebuildArgs) -> CliResult {
     reject_csv(settings.output, "rebuild")?;
     let model = by_name(&args.read_model)?;
-    if let (Some(from), Some(to)) = (args.from_seq, args.to_seq) {
-        if to < from {
-            return Err(CliError::bad_input("--to-seq is before --from-seq"));
-        }
+    if let (Some(from), Some(to)) = (args.from_seq, args.to_seq)
+        && to < from
+    {
+        return Err(CliError::bad_input("--to-seq is before --from-seq"));
     }
     let broker = backend::connect(settings).await?;
     backend::ensure_standard_streams(broker.as_ref()).await?;
