@@ -20,7 +20,7 @@ use super::{
 };
 use crate::{
     error::{ConnectError, ConnectErrorKind, Error},
-    message::{MSG_ID_HEADER, StoredMessage},
+    message::MSG_ID_HEADER,
     stream::StreamConfig,
 };
 
@@ -146,8 +146,9 @@ impl<S: Storage> Core<S> {
         // Messages written after the counters were last saved (a crash
         // between the two writes) are counted again from the log itself.
         let counted = rt.counters.last_seq;
-        for_each_message(&rt.msgs, counted + 1, |seq, msg| {
-            let msg = msg.map_err(|c| corrupt_store(&format!("message {seq}"), c))?;
+        for_each_view(&rt.msgs, counted + 1, |seq, value| {
+            let msg = codec::decode_message("", seq, value)
+                .map_err(|c| corrupt_store(&format!("message {seq}"), c))?;
             rt.counters.last_seq = seq;
             rt.counters.messages += 1;
             rt.counters.bytes += codec::message_size(&msg.subject, &msg.headers, msg.payload.len());
@@ -183,6 +184,7 @@ impl<S: Storage> Core<S> {
             if let Ok(view) = MessageView::parse(value) {
                 index.record(view.subject, seq);
             }
+            Ok(())
         })?;
         let window = rt.config.duplicate_window;
         let now = SystemTime::now();
@@ -197,6 +199,7 @@ impl<S: Storage> Core<S> {
             {
                 dedup.insert(id, seq, view.nanos);
             }
+            Ok(())
         })?;
         rt.dedup.expire(codec::time_nanos(now), window.as_nanos());
         Ok(())
@@ -274,31 +277,12 @@ impl<S: Storage> Core<S> {
     }
 }
 
-/// Calls `f` with every stored message from sequence `from` on, in order.
-fn for_each_message<T: Tree>(
-    msgs: &T,
-    from: u64,
-    mut f: impl FnMut(u64, Result<StoredMessage, Corrupt>) -> Result<(), ConnectError>,
-) -> Result<(), ConnectError> {
-    let mut from = from;
-    loop {
-        let chunk = msgs.scan(&codec::seq_key(from), CHUNK).map_err(io_error)?;
-        let Some((last_key, _)) = chunk.last() else {
-            return Ok(());
-        };
-        from = codec::key_seq(last_key).map_err(|c| corrupt_store("message key", c))? + 1;
-        for (key, value) in &chunk {
-            let seq = codec::key_seq(key).map_err(|c| corrupt_store("message key", c))?;
-            f(seq, codec::decode_message("", seq, value))?;
-        }
-    }
-}
-
-/// Calls `f` with every stored value from sequence `from` on, in order.
+/// Calls `f` with every stored value from sequence `from` on, in order,
+/// reading the tree in chunks; stops at the first error `f` returns.
 fn for_each_view<T: Tree>(
     msgs: &T,
     from: u64,
-    mut f: impl FnMut(u64, &[u8]),
+    mut f: impl FnMut(u64, &[u8]) -> Result<(), ConnectError>,
 ) -> Result<(), ConnectError> {
     let mut from = from;
     loop {
@@ -309,7 +293,7 @@ fn for_each_view<T: Tree>(
         from = codec::key_seq(last_key).map_err(|c| corrupt_store("message key", c))? + 1;
         for (key, value) in &chunk {
             let seq = codec::key_seq(key).map_err(|c| corrupt_store("message key", c))?;
-            f(seq, value);
+            f(seq, value)?;
         }
     }
 }
