@@ -26,7 +26,7 @@ use crate::{
     broker::Broker,
     embedded::{EmbeddedBroker, EmbeddedOptions},
     error::ConnectError,
-    jetstream::{JetStreamBroker, JetStreamOptions},
+    jetstream::{JetStreamBroker, JetStreamOptions, redact_url},
     memory::MemoryBroker,
 };
 
@@ -69,23 +69,12 @@ impl Backend {
         match self {
             Self::Memory => "memory".into(),
             Self::Embedded(options) => format!("embedded log at {}", options.path.display()),
-            Self::Jetstream(options) => format!("JetStream at {}", redacted_urls(options)),
+            Self::Jetstream(options) => {
+                let urls: Vec<String> = options.urls.iter().map(|u| redact_url(u)).collect();
+                format!("JetStream at {}", urls.join(","))
+            }
         }
     }
-}
-
-fn redacted_urls(options: &JetStreamOptions) -> String {
-    options
-        .urls
-        .iter()
-        .map(|url| match (url.find("://"), url.rfind('@')) {
-            (Some(scheme), Some(at)) if at > scheme => {
-                format!("{}{}", &url[..scheme + 3], &url[at + 1..])
-            }
-            _ => url.clone(),
-        })
-        .collect::<Vec<_>>()
-        .join(",")
 }
 
 #[cfg(test)]
@@ -132,7 +121,11 @@ mod tests {
             urls: vec!["nats://svc:hunter2@host:4222".into()],
             ..Default::default()
         }));
-        assert_eq!(backend.describe(), "JetStream at nats://host:4222");
+        assert_eq!(
+            backend.describe(),
+            "JetStream at nats://<redacted>@host:4222"
+        );
+        assert!(!backend.describe().contains("hunter2"));
     }
 
     #[tokio::test]

@@ -51,6 +51,7 @@ use std::{
 use async_trait::async_trait;
 
 pub use consumer::JetStreamConsumer;
+pub(crate) use options::redact_url;
 pub use options::{Auth, JetStreamOptions, ReconnectOptions, TlsOptions};
 pub use version::ServerVersion;
 

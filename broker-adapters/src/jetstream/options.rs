@@ -153,7 +153,8 @@ impl fmt::Debug for JetStreamOptions {
     }
 }
 
-fn redact_url(url: &str) -> String {
+/// `url` with any `user:password@` replaced by `<redacted>@`, for logs.
+pub(crate) fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
             format!("{}<redacted>@{}", &url[..scheme_end + 3], &url[at + 1..])
