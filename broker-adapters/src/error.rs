@@ -121,6 +121,9 @@ pub enum ReadErrorKind {
     PermissionDenied,
     /// The local store failed to read.
     StorageFailure,
+    /// A bounded read ended before its bound although the stream holds
+    /// messages up to it (the server stopped delivering them).
+    Incomplete,
 }
 
 kind_display!(ReadErrorKind {
@@ -128,6 +131,7 @@ kind_display!(ReadErrorKind {
     MessageNotFound => "message not found",
     InvalidRequest => "invalid read request",
     Corrupted => "stored entry is corrupted",
+    Incomplete => "read ended before its end",
     TimedOut => "read timed out",
     BrokerUnavailable => "broker unavailable",
     PermissionDenied => "permission denied",

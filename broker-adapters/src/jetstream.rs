@@ -37,6 +37,7 @@ mod publish;
 mod publish_errors;
 mod pull;
 mod read;
+mod recover;
 mod version;
 mod wire;
 

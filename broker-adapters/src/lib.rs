@@ -29,7 +29,7 @@ pub use error::{
     AckError, AckErrorKind, ConnectError, ConnectErrorKind, ConsumerError, ConsumerErrorKind,
     PublishError, PublishErrorKind, ReadError, ReadErrorKind, StreamError, StreamErrorKind,
 };
-pub use message::{OutboundMessage, PublishReceipt, StoredMessage};
+pub use message::{MalformedHeaders, OutboundMessage, PublishReceipt, StoredMessage};
 pub use publisher::{EventPublishError, EventPublishErrorKind, EventPublisher};
 pub use stream::{
     MessageStream, ProvisionOutcome, ReadRequest, ReadStart, StorageKind, StreamConfig, StreamInfo,

@@ -104,6 +104,21 @@ pub struct StoredMessage {
     pub payload: Bytes,
     /// When the stream stored it.
     pub time: SystemTime,
+    /// Set when the stored header block cannot be read as headers (any
+    /// NATS client can store, say, a header value that is not UTF-8): then
+    /// `headers` is empty and this keeps the block byte for byte with the
+    /// reason. Adapters hand such a message out in its place, never skip it;
+    /// the consumer runtime dead-letters it with the block preserved.
+    pub malformed_headers: Option<MalformedHeaders>,
+}
+
+/// A header block as stored that is not a valid header block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MalformedHeaders {
+    /// The block exactly as stored (`NATS/1.0\r\n...`).
+    pub raw: Bytes,
+    /// What is wrong with it, e.g. "not valid UTF-8 at byte 23".
+    pub reason: String,
 }
 
 /// The broker's acknowledgement of a publish.

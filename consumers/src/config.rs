@@ -25,6 +25,11 @@ pub struct RuntimeConfig {
     pub backoff_base: Duration,
     /// The longest retry delay.
     pub backoff_max: Duration,
+    /// How long after applying an event a read model still recognises a
+    /// copy of it (same `ce-id`) and skips it ([`crate::dedup`]); zero
+    /// turns the index off. A rebuild must use the same horizon to reach
+    /// the same state.
+    pub dedup_horizon: Duration,
 }
 
 impl Default for RuntimeConfig {
@@ -38,6 +43,7 @@ impl Default for RuntimeConfig {
             max_deliver: 5,
             backoff_base: Duration::from_millis(200),
             backoff_max: Duration::from_secs(30),
+            dedup_horizon: crate::dedup::DEFAULT_HORIZON,
         }
     }
 }

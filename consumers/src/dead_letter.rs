@@ -14,6 +14,7 @@
 //! | `Backbone-Dlq-Error`     | why (the handler's reason)                    |
 //! | `Backbone-Dlq-Time`      | when, RFC 3339 UTC                            |
 //! | `Backbone-Dlq-Msg-Id`    | the original `Nats-Msg-Id`, when it had one   |
+//! | `Backbone-Dlq-Raw-Headers` | base64 of the original header block, byte for byte, when it was unreadable ([`backbone_broker::MalformedHeaders`]; the letter then carries no other original header) |
 //!
 //! The one header not kept as is, `Nats-Msg-Id`, is transport metadata: it
 //! becomes `<consumer>:<seq>` so a dead letter re-published after a crash
@@ -27,6 +28,7 @@ use backbone_broker::{
     Broker, OutboundMessage, PublishError, PublishReceipt, StoredMessage, message::MSG_ID_HEADER,
     stream::StreamConfig,
 };
+use base64::{Engine as _, engine::general_purpose::STANDARD};
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
 /// Header: the durable consumer that gave up.
@@ -45,6 +47,9 @@ pub const DLQ_ERROR: &str = "Backbone-Dlq-Error";
 pub const DLQ_TIME: &str = "Backbone-Dlq-Time";
 /// Header: the original message id.
 pub const DLQ_MSG_ID: &str = "Backbone-Dlq-Msg-Id";
+/// Header: base64 (standard alphabet, padded) of an unreadable original
+/// header block, exactly as stored.
+pub const DLQ_RAW_HEADERS: &str = "Backbone-Dlq-Raw-Headers";
 
 /// Why and by whom a message was given up.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,6 +84,9 @@ pub fn dead_letter_message(
     headers.append(DLQ_TIME, time);
     if let Some(original) = original_id {
         headers.append(DLQ_MSG_ID, original);
+    }
+    if let Some(malformed) = &message.malformed_headers {
+        headers.append(DLQ_RAW_HEADERS, STANDARD.encode(&malformed.raw));
     }
     OutboundMessage {
         subject: format!("deadletter.{}.{}", reason.consumer, message.subject),
@@ -141,6 +149,7 @@ mod tests {
             headers,
             payload: bytes::Bytes::from_static(b"\x01\x02"),
             time: SystemTime::UNIX_EPOCH,
+            malformed_headers: None,
         };
         let reason = DeadLetterReason {
             consumer: "billing".into(),

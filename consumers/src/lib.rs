@@ -33,6 +33,7 @@
 mod ack_floor;
 pub mod config;
 pub mod dead_letter;
+pub mod dedup;
 pub mod digest;
 pub mod error;
 pub mod health;
@@ -41,6 +42,7 @@ pub mod layout;
 pub mod metrics;
 pub mod model;
 pub mod models;
+mod owed;
 pub mod projection;
 pub mod reactor;
 pub mod reactors;

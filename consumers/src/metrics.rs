@@ -24,6 +24,9 @@ pub struct ConsumerMetrics {
     pub applied: AtomicU64,
     /// Redeliveries of already applied events, acked without applying.
     pub skipped: AtomicU64,
+    /// Copies of events already applied (same `ce-id` within the dedup
+    /// horizon), skipped.
+    pub duplicates: AtomicU64,
     /// Events sent to the dead-letter stream.
     pub dead_letters: AtomicU64,
     /// Transient failures that were retried.
@@ -97,9 +100,12 @@ impl Metrics {
     pub fn render(&self) -> String {
         let consumers = self.consumers.lock().expect("metrics lock").clone();
         let mut out = String::new();
-        let counters: [(&str, &str, Field); 6] = [
+        let counters: [(&str, &str, Field); 7] = [
             ("backbone_events_applied_total", "counter", |m| &m.applied),
             ("backbone_events_skipped_total", "counter", |m| &m.skipped),
+            ("backbone_events_duplicate_total", "counter", |m| {
+                &m.duplicates
+            }),
             ("backbone_dead_letters_total", "counter", |m| {
                 &m.dead_letters
             }),

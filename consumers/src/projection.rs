@@ -25,7 +25,7 @@ use std::{
 };
 
 use backbone_broker::{
-    AckKind, Broker, Consumer, ConsumerConfig, DeliverPolicy, Delivery, ReadErrorKind,
+    AckKind, Broker, Consumer, ConsumerConfig, ConsumerError, DeliverPolicy, Delivery,
 };
 use futures::StreamExt as _;
 use tracing::Instrument as _;
@@ -37,8 +37,9 @@ use crate::{
     health::Health,
     metrics::{ConsumerMetrics, Metrics},
     model::{Outcome, ReadModel, apply_entry, fence_rejected, filter_subjects},
+    owed::{Owed, Settled, dead_letter_exhausted},
     shutdown::Shutdown,
-    startup::{StrayCheck, StrayWait},
+    startup::{StrayCheck, StrayWait, bind_when_ready},
     store::ProjectionStore,
 };
 
@@ -54,6 +55,8 @@ pub struct RunReport {
     pub skipped: u64,
     /// Events dead-lettered.
     pub dead_lettered: u64,
+    /// Copies of events already applied, skipped ([`crate::dedup`]).
+    pub duplicates: u64,
     /// The checkpoint committed last.
     pub checkpoint: u64,
 }
@@ -103,6 +106,12 @@ impl ProjectionRunner {
     }
 
     async fn bind(&self, checkpoint: u64) -> Result<Box<dyn Consumer>, RunError> {
+        self.bind_consumer(checkpoint)
+            .await
+            .map_err(|e| RunError::with_source(RunErrorKind::Consumer, e))
+    }
+
+    async fn bind_consumer(&self, checkpoint: u64) -> Result<Box<dyn Consumer>, ConsumerError> {
         let mut filters = filter_subjects(self.model.as_ref());
         if filters.len() > 1 && !self.broker.features().multiple_filter_subjects {
             tracing::info!(
@@ -123,10 +132,7 @@ impl ProjectionRunner {
             // settlements are still in flight (see `process_batch`).
             max_ack_pending: self.config.batch_size.max(1).saturating_mul(2),
         };
-        self.broker
-            .consumer(&self.config.stream, config)
-            .await
-            .map_err(|e| RunError::with_source(RunErrorKind::Consumer, e))
+        self.broker.consumer(&self.config.stream, config).await
     }
 
     /// Deletes the durable consumer and creates it again at checkpoint + 1,
@@ -162,12 +168,19 @@ impl ProjectionRunner {
             .store
             .checkpoint()
             .map_err(|e| RunError::with_source(RunErrorKind::Store, e))?;
-        let mut consumer = self.bind(checkpoint).await?;
-        self.health.running(&self.config.durable_name);
         let mut report = RunReport {
             checkpoint,
             ..Default::default()
         };
+        let bound = bind_when_ready(&self.config, &self.health, &shutdown, || {
+            self.bind_consumer(checkpoint)
+        })
+        .await
+        .map_err(|e| RunError::with_source(RunErrorKind::Consumer, e))?;
+        let Some(mut consumer) = bound else {
+            return Ok(report);
+        };
+        self.health.running(&self.config.durable_name);
         let mut held: BTreeMap<u64, Delivery> = BTreeMap::new();
         let mut blocked: Option<u64> = None;
         let mut last_keepalive = Instant::now();
@@ -175,23 +188,45 @@ impl ProjectionRunner {
         let mut strays_resolved = false;
         let mut stray_wait = StrayWait::new(&self.config);
         let mut settling: Option<tokio::task::JoinHandle<()>> = None;
+        let mut owed = Owed::default();
+        let mut owed_failures = 0u32;
         while !shutdown.is_triggered() {
-            for exhausted in consumer.take_exhausted().await.unwrap_or_default() {
-                if exhausted.stream_seq <= checkpoint {
-                    continue;
+            if let Err(e) = owed.collect(consumer.as_ref(), checkpoint).await {
+                // Without the list nothing may be applied: an exhausted
+                // event could be passed.
+                tracing::warn!(error = %e, "cannot read exhausted deliveries; retrying");
+                self.health
+                    .failing(&self.config.durable_name, "exhausted", e.to_string());
+                tokio::time::sleep(self.config.backoff(2)).await;
+                continue;
+            }
+            self.health
+                .recovered(&self.config.durable_name, "exhausted");
+            while let Some((seq, deliveries)) = owed.lowest() {
+                if !self
+                    .dead_letter_exhausted(seq, deliveries, checkpoint, &mut report)
+                    .await?
+                {
+                    break;
                 }
-                self.dead_letter_exhausted(
-                    exhausted.stream_seq,
-                    exhausted.deliveries,
-                    checkpoint,
-                    &mut report,
-                )
-                .await?;
-                held.remove(&exhausted.stream_seq);
-                if blocked == Some(exhausted.stream_seq) {
+                owed.paid(seq);
+                held.remove(&seq);
+                if blocked == Some(seq) {
                     blocked = None;
                 }
             }
+            if !owed.is_empty() {
+                // Still owed: apply nothing (the checkpoint must not pass
+                // it), keep what is held alive, retry with backoff.
+                owed_failures += 1;
+                if last_keepalive.elapsed() > self.config.ack_wait / 3 {
+                    keep_alive(held.values()).await;
+                    last_keepalive = Instant::now();
+                }
+                tokio::time::sleep(self.config.backoff(owed_failures)).await;
+                continue;
+            }
+            owed_failures = 0;
             let want = self.config.batch_size.saturating_sub(held.len()).max(1);
             match consumer.fetch(want, self.config.fetch_wait).await {
                 Ok(deliveries) => {
@@ -217,11 +252,7 @@ impl ProjectionRunner {
                 && !held.contains_key(&seq)
             {
                 if last_keepalive.elapsed() > self.config.ack_wait / 3 {
-                    futures::stream::iter(held.values())
-                        .for_each_concurrent(SETTLE_CONCURRENCY, |d| async move {
-                            let _ = d.in_progress().await;
-                        })
-                        .await;
+                    keep_alive(held.values()).await;
                     last_keepalive = Instant::now();
                 }
                 continue;
@@ -258,43 +289,44 @@ impl ProjectionRunner {
     }
 
     /// Dead-letters an event the broker gave up redelivering, and fences it
-    /// (committed at the unchanged `checkpoint`) so that its redrive applies.
+    /// (committed at the unchanged `checkpoint`) so that its redrive
+    /// applies. False when the letter could not be stored: the event stays
+    /// owed ([`crate::owed`]) and the runner reports itself failing.
     async fn dead_letter_exhausted(
         &self,
         seq: u64,
         deliveries: u32,
         checkpoint: u64,
         report: &mut RunReport,
-    ) -> Result<(), RunError> {
-        match self.broker.get(&self.config.stream, seq).await {
-            Ok(message) => {
-                let reason = DeadLetterReason {
-                    consumer: self.config.durable_name.clone(),
-                    deliveries,
-                    error: format!("max deliveries ({deliveries}) exhausted"),
-                };
-                if let Err(e) = publish_dead_letter(self.broker.as_ref(), &message, &reason).await {
-                    tracing::error!(seq, error = %e, "cannot dead-letter an exhausted event");
-                    self.health
-                        .failing(&self.config.durable_name, "dead-letter", e.to_string());
-                    return Ok(());
-                }
-                let mut tx = self.store.transaction();
-                fence_rejected(&message, &mut tx);
-                self.store
-                    .commit(tx, checkpoint)
-                    .map_err(|e| RunError::with_source(RunErrorKind::Store, e))?;
+    ) -> Result<bool, RunError> {
+        let settled = dead_letter_exhausted(
+            self.broker.as_ref(),
+            &self.config.stream,
+            &self.config.durable_name,
+            seq,
+            deliveries,
+        )
+        .await;
+        let message = match settled {
+            Ok(Settled::Stored(message)) => message,
+            Ok(Settled::Gone) => return Ok(true),
+            Err(why) => {
+                tracing::error!(seq, error = %why, "exhausted event still owed a dead letter");
                 self.health
-                    .recovered(&self.config.durable_name, "dead-letter");
-                report.dead_lettered += 1;
-                ConsumerMetrics::add(&self.metrics.dead_letters, 1);
+                    .failing(&self.config.durable_name, "dead-letter", why);
+                return Ok(false);
             }
-            Err(e) if e.kind() == &ReadErrorKind::MessageNotFound => {
-                tracing::warn!(seq, "exhausted event no longer in the stream");
-            }
-            Err(e) => tracing::error!(seq, error = %e, "cannot fetch an exhausted event"),
-        }
-        Ok(())
+        };
+        let mut tx = self.store.transaction();
+        fence_rejected(&message, &mut tx);
+        self.store
+            .commit(tx, checkpoint)
+            .map_err(|e| RunError::with_source(RunErrorKind::Store, e))?;
+        self.health
+            .recovered(&self.config.durable_name, "dead-letter");
+        report.dead_lettered += 1;
+        ConsumerMetrics::add(&self.metrics.dead_letters, 1);
+        Ok(true)
     }
 
     /// Applies `batch` (in sequence order) and commits; returns the
@@ -334,6 +366,7 @@ impl ProjectionRunner {
                     self.model.as_ref(),
                     &self.config.durable_name,
                     &delivery.message,
+                    self.config.dedup_horizon,
                     &mut tx,
                 )
             });
@@ -347,6 +380,12 @@ impl ProjectionRunner {
                 Outcome::NotForConsumer => {
                     report.skipped += 1;
                     ConsumerMetrics::add(&self.metrics.skipped, 1);
+                    None
+                }
+                Outcome::Duplicate { first_seq } => {
+                    tracing::debug!(parent: &span, seq, first_seq, "copy of an applied event; skipped");
+                    report.duplicates += 1;
+                    ConsumerMetrics::add(&self.metrics.duplicates, 1);
                     None
                 }
                 Outcome::Failed(HandlerError::Permanent(reason)) => Some(reason),
@@ -425,6 +464,17 @@ impl ProjectionRunner {
         };
         Ok((rest, blocked))
     }
+}
+
+/// Restarts the ack wait of deliveries held back, concurrently.
+async fn keep_alive<'a>(held: impl Iterator<Item = &'a Delivery>) {
+    futures::stream::iter(held)
+        .for_each_concurrent(SETTLE_CONCURRENCY, |d| async move {
+            if let Err(e) = d.in_progress().await {
+                tracing::debug!(seq = d.message.seq, error = %e, "progress ack failed");
+            }
+        })
+        .await;
 }
 
 /// Settles a committed batch's deliveries concurrently.

@@ -22,9 +22,9 @@ use std::{collections::BTreeMap, fmt, sync::Arc};
 
 use async_trait::async_trait;
 use backbone_broker::{
-    Broker, Consumer, ConsumerConfig, ConsumerErrorKind, DeliverPolicy, Delivery,
+    Broker, Consumer, ConsumerConfig, ConsumerError, ConsumerErrorKind, DeliverPolicy, Delivery,
 };
-use backbone_schemas::{Envelope, subject::parse_event_subject};
+use backbone_schemas::Envelope;
 use tracing::Instrument as _;
 
 use crate::{
@@ -34,10 +34,12 @@ use crate::{
     error::{HandlerError, RunError, RunErrorKind},
     health::Health,
     metrics::{ConsumerMetrics, Metrics},
+    model::{decode_entry, is_for},
+    owed::{Owed, Settled, dead_letter_exhausted},
     projection::{RunReport, event_span},
     redrive::{Route, route},
     shutdown::Shutdown,
-    startup::{StrayCheck, StrayWait},
+    startup::{StrayCheck, StrayWait, bind_when_ready},
     store::ProjectionStore,
     transaction::key,
 };
@@ -119,6 +121,12 @@ impl ReactorRunner {
     }
 
     async fn bind(&self, checkpoint: u64) -> Result<Box<dyn Consumer>, RunError> {
+        self.bind_consumer(checkpoint)
+            .await
+            .map_err(|e| RunError::with_source(RunErrorKind::Consumer, e))
+    }
+
+    async fn bind_consumer(&self, checkpoint: u64) -> Result<Box<dyn Consumer>, ConsumerError> {
         self.broker
             .consumer(
                 &self.config.stream,
@@ -133,7 +141,6 @@ impl ReactorRunner {
                 },
             )
             .await
-            .map_err(|e| RunError::with_source(RunErrorKind::Consumer, e))
     }
 
     /// Deletes the durable consumer and creates it again at checkpoint + 1
@@ -157,24 +164,46 @@ impl ReactorRunner {
             .map_err(|e| RunError::with_source(RunErrorKind::DeadLetterStream, e))?;
         let store_err = |e| RunError::with_source(RunErrorKind::Store, e);
         let mut floor = AckFloor::new(self.store.checkpoint().map_err(store_err)?);
-        let mut consumer = self.bind(floor.checkpoint()).await?;
+        let mut report = RunReport {
+            checkpoint: floor.committed,
+            ..Default::default()
+        };
+        let bound = bind_when_ready(&self.config, &self.health, &shutdown, || {
+            self.bind_consumer(floor.checkpoint())
+        })
+        .await
+        .map_err(|e| RunError::with_source(RunErrorKind::Consumer, e))?;
+        let Some(mut consumer) = bound else {
+            return Ok(report);
+        };
         self.health.running(&self.config.durable_name);
-        let mut report = RunReport::default();
         let mut held: BTreeMap<u64, Delivery> = BTreeMap::new();
         let mut strays_resolved = false;
         let mut stray_wait = StrayWait::new(&self.config);
         let mut fetch_failures = 0u32;
+        let mut owed = Owed::default();
         while !shutdown.is_triggered() {
-            for exhausted in consumer.take_exhausted().await.unwrap_or_default() {
-                if exhausted.stream_seq > floor.checkpoint() {
-                    self.dead_letter_exhausted(
-                        exhausted.stream_seq,
-                        exhausted.deliveries,
-                        &mut report,
-                    )
-                    .await;
-                    floor.settled(exhausted.stream_seq);
-                    held.remove(&exhausted.stream_seq);
+            if let Err(e) = owed.collect(consumer.as_ref(), floor.checkpoint()).await {
+                tracing::warn!(error = %e, "cannot read exhausted deliveries; retrying");
+                self.health
+                    .failing(&self.config.durable_name, "exhausted", e.to_string());
+                tokio::time::sleep(self.config.backoff(2)).await;
+                continue;
+            }
+            self.health
+                .recovered(&self.config.durable_name, "exhausted");
+            // An owed event holds the ack floor (the checkpoint) below it
+            // until its letter is stored; the others fire meanwhile.
+            for (seq, deliveries) in owed.all() {
+                held.remove(&seq);
+                if self
+                    .dead_letter_exhausted(seq, deliveries, &mut report)
+                    .await
+                {
+                    owed.paid(seq);
+                    floor.settled(seq);
+                } else {
+                    floor.outstanding(seq);
                 }
             }
             let want = self.config.batch_size.saturating_sub(held.len()).max(1);
@@ -287,39 +316,42 @@ impl ReactorRunner {
         Ok(())
     }
 
-    async fn dead_letter_exhausted(&self, seq: u64, deliveries: u32, report: &mut RunReport) {
-        let message = match self.broker.get(&self.config.stream, seq).await {
-            Ok(message) => message,
-            Err(e) => {
-                tracing::warn!(seq, error = %e, "cannot fetch an exhausted event");
-                return;
-            }
-        };
-        let reason = DeadLetterReason {
-            consumer: self.config.durable_name.clone(),
+    /// Dead-letters an exhausted event; false when it stays owed.
+    async fn dead_letter_exhausted(
+        &self,
+        seq: u64,
+        deliveries: u32,
+        report: &mut RunReport,
+    ) -> bool {
+        let settled = dead_letter_exhausted(
+            self.broker.as_ref(),
+            &self.config.stream,
+            &self.config.durable_name,
+            seq,
             deliveries,
-            error: format!("max deliveries ({deliveries}) exhausted"),
-        };
-        match publish_dead_letter(self.broker.as_ref(), &message, &reason).await {
-            Ok(_) => {
+        )
+        .await;
+        match settled {
+            Ok(Settled::Stored(_)) => {
+                self.health
+                    .recovered(&self.config.durable_name, "dead-letter");
                 report.dead_lettered += 1;
                 ConsumerMetrics::add(&self.metrics.dead_letters, 1);
+                true
             }
-            Err(e) => {
-                tracing::error!(seq, error = %e, "cannot dead-letter an exhausted event");
+            Ok(Settled::Gone) => true,
+            Err(why) => {
+                tracing::error!(seq, error = %why, "exhausted event still owed a dead letter");
                 self.health
-                    .failing(&self.config.durable_name, "dead-letter", e.to_string());
+                    .failing(&self.config.durable_name, "dead-letter", why);
+                false
             }
         }
     }
 
     /// Reacts to one delivery; `Ok(true)` when it is to be recorded as fired.
     async fn handle(&self, delivery: &Delivery) -> Result<bool, HandlerError> {
-        let types = self.reactor.event_types();
-        if let Ok((event_type, _)) = parse_event_subject(&delivery.message.subject)
-            && !types.is_empty()
-            && !types.contains(&event_type)
-        {
+        if !is_for(self.reactor.event_types(), &delivery.message.subject) {
             return Ok(false);
         }
         if route(&delivery.message, &self.config.durable_name) == Route::Other {
@@ -340,6 +372,5 @@ impl ReactorRunner {
 }
 
 fn decode(delivery: &Delivery) -> Result<Envelope, HandlerError> {
-    let m = &delivery.message;
-    Ok(Envelope::decode(&m.subject, &m.headers, &m.payload)?)
+    decode_entry(&delivery.message)
 }

@@ -43,6 +43,9 @@ pub struct RebuildOptions {
     /// whose redrives the rebuild applies ([`crate::redrive`]); the model's
     /// name when `None`, as for a service without a durable prefix.
     pub durable_name: Option<String>,
+    /// The live consumer's [`RuntimeConfig::dedup_horizon`](crate::RuntimeConfig::dedup_horizon):
+    /// copies of an applied event within it are skipped, as they were live.
+    pub dedup_horizon: std::time::Duration,
 }
 
 impl RebuildOptions {
@@ -61,6 +64,7 @@ impl Default for RebuildOptions {
             batch_size: 1000,
             swap: true,
             durable_name: None,
+            dedup_horizon: crate::dedup::DEFAULT_HORIZON,
         }
     }
 }
@@ -148,9 +152,9 @@ pub async fn apply_log(
         while let Some(message) = messages.next().await {
             let message =
                 message.map_err(|e| RebuildError::with_source(RebuildErrorKind::Read, e))?;
-            match apply_entry(model, consumer, &message, &mut tx) {
+            match apply_entry(model, consumer, &message, options.dedup_horizon, &mut tx) {
                 Outcome::Applied => report.applied += 1,
-                Outcome::NotForModel | Outcome::NotForConsumer => {}
+                Outcome::NotForModel | Outcome::NotForConsumer | Outcome::Duplicate { .. } => {}
                 Outcome::Failed(HandlerError::Permanent(_)) => {
                     // The live consumer dead-lettered it; fencing it the same
                     // way (without a new letter) lets its redrive apply here.
@@ -177,7 +181,8 @@ pub async fn apply_log(
                 });
             }
         }
-        checkpoint = checkpoint.max(target);
+        // The checkpoint is the last entry applied, never the target: a read
+        // that ended early must leave the rest to be applied, not skipped.
         store.commit(tx, checkpoint).map_err(store_error)?;
     }
     progress(RebuildProgress {

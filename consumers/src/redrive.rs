@@ -158,6 +158,7 @@ mod tests {
             headers: message.headers,
             payload: message.payload,
             time: SystemTime::UNIX_EPOCH,
+            malformed_headers: None,
         }
     }
 
@@ -176,6 +177,7 @@ mod tests {
             headers,
             payload: bytes::Bytes::from_static(b"\x08\x01"),
             time: SystemTime::UNIX_EPOCH,
+            malformed_headers: None,
         }
     }
 

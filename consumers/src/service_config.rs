@@ -84,6 +84,10 @@ pub struct ServiceConfig {
     /// letters unpublishable) before `/healthz` answers 503.
     #[serde(default = "default_unhealthy_after", with = "humantime_serde")]
     pub unhealthy_after: Duration,
+    /// How long after applying an event a read model still skips a copy of
+    /// it (same `ce-id`); `replay-tool rebuild --dedup-horizon` must match.
+    #[serde(default = "default_dedup_horizon", with = "humantime_serde")]
+    pub dedup_horizon: Duration,
 }
 
 fn all_models() -> Vec<String> {
@@ -109,6 +113,9 @@ fn default_ack_wait() -> Duration {
 }
 fn default_fetch_wait() -> Duration {
     Duration::from_millis(500)
+}
+fn default_dedup_horizon() -> Duration {
+    RuntimeConfig::default().dedup_horizon
 }
 fn default_unhealthy_after() -> Duration {
     Duration::from_secs(30)
@@ -202,6 +209,7 @@ impl ServiceConfig {
             ack_wait: self.ack_wait,
             max_deliver: self.max_deliver,
             backoff_base: self.backoff_base,
+            dedup_horizon: self.dedup_horizon,
             ..Default::default()
         }
     }

@@ -16,9 +16,52 @@
 
 use std::time::{Duration, Instant};
 
-use backbone_broker::Consumer;
+use std::future::Future;
 
-use crate::config::RuntimeConfig;
+use backbone_broker::{Consumer, ConsumerError, ConsumerErrorKind};
+
+use crate::{config::RuntimeConfig, health::Health, shutdown::Shutdown};
+
+/// Calls `bind` until the durable consumer is bound. A broker that is down
+/// or slow to answer (`BrokerUnavailable`, `TimedOut`) is waited for with
+/// the runner's backoff while `health` reports the runner failing, instead
+/// of ending the run for good; any other failure is returned. `None` when
+/// shutdown was requested meanwhile.
+pub(crate) async fn bind_when_ready<F, Fut>(
+    config: &RuntimeConfig,
+    health: &Health,
+    shutdown: &Shutdown,
+    mut bind: F,
+) -> Result<Option<Box<dyn Consumer>>, ConsumerError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Box<dyn Consumer>, ConsumerError>>,
+{
+    let mut attempts = 0u32;
+    loop {
+        match bind().await {
+            Ok(consumer) => {
+                health.recovered(&config.durable_name, "bind");
+                return Ok(Some(consumer));
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ConsumerErrorKind::BrokerUnavailable | ConsumerErrorKind::TimedOut
+                ) =>
+            {
+                attempts += 1;
+                tracing::warn!(error = %e, "cannot bind the durable consumer yet; retrying");
+                health.failing(&config.durable_name, "bind", e.to_string());
+                tokio::time::sleep(config.backoff(attempts)).await;
+                if shutdown.is_triggered() {
+                    return Ok(None);
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
 
 /// What the runner does next about deliveries of a previous process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

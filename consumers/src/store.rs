@@ -11,11 +11,15 @@
 //! | `m` `format`           | one byte: the format version, `1`            |
 //! | `m` `checkpoint`       | u64 big-endian: last applied stream sequence |
 //! | `m` `fenced` 0x1F id   | empty: event `id` (its `ce-id`) was dead-lettered by this consumer and its redrive has not applied yet |
+//! | `m` `applied` 0x1F id  | u64 BE stream sequence, u64 BE store time (ns since the epoch): the entry that first applied event `id` ([`crate::dedup`]) |
+//! | `m` `appliedat` 0x1F time:be64 id | empty: the same record ordered by time, for pruning past the horizon |
 //! | `d` + model key        | the read model's value (JSON, by convention) |
 //!
-//! The `fenced` keys (added in this version, readable by any reader of
-//! version 1, which ignores unknown `m` keys) are runtime metadata: the
-//! digest and [`ProjectionStore::len`] cover only `d` keys.
+//! The `fenced` and `applied` keys (added within this version, readable by
+//! any reader of version 1, which ignores unknown `m` keys) are runtime
+//! metadata: the digest and [`ProjectionStore::len`] cover only `d` keys. A
+//! store written before the `applied` keys existed remembers no ids: its
+//! dedup horizon starts with the first batch committed after the upgrade.
 //!
 //! A batch of model writes and the new checkpoint are written with one
 //! `apply_batch` (atomic) and flushed before any delivery of the batch is
@@ -27,6 +31,7 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 
 use crate::{
+    dedup::{self, Applied},
     digest::Digest,
     error::{StoreError, StoreErrorKind},
     transaction::Transaction,
@@ -179,23 +184,73 @@ impl ProjectionStore {
     /// then flushes them to disk.
     pub fn commit(&self, tx: Transaction<'_>, checkpoint: u64) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
-        let (writes, fences) = tx.into_writes();
-        for (key, value) in writes {
+        let writes = tx.into_writes();
+        for (key, value) in writes.data {
             match value {
                 Some(v) => batch.insert(data_key(&key), v),
                 None => batch.remove(data_key(&key)),
             }
         }
-        for (event_id, set) in fences {
+        for (event_id, set) in writes.fences {
             if set {
                 batch.insert(fence_key(&event_id), &[]);
             } else {
                 batch.remove(fence_key(&event_id));
             }
         }
+        self.prune_applied(&mut batch, writes.prune_before, &writes.applied)?;
+        for (event_id, record) in &writes.applied {
+            batch.insert(dedup::applied_key(event_id), &record.encode());
+            batch.insert(dedup::applied_at_key(record.time, event_id), &[]);
+        }
         batch.insert(CHECKPOINT_KEY, &checkpoint.to_be_bytes());
         self.db.apply_batch(batch).map_err(io_error)?;
         self.db.flush().map_err(io_error)?;
+        Ok(())
+    }
+
+    /// Where this model first applied `event_id`, if it still remembers
+    /// ([`crate::dedup`]).
+    pub(crate) fn applied(&self, event_id: &str) -> Result<Option<Applied>, StoreError> {
+        let value = self
+            .db
+            .get(dedup::applied_key(event_id))
+            .map_err(io_error)?;
+        value
+            .map(|v| {
+                Applied::decode(&v).ok_or_else(|| {
+                    StoreError::with_detail(StoreErrorKind::Corrupted, "applied-event record")
+                })
+            })
+            .transpose()
+    }
+
+    /// Adds to `batch` the removal of every applied-event record of an entry
+    /// stored before `cutoff`, except those `fresh` records replace.
+    fn prune_applied(
+        &self,
+        batch: &mut sled::Batch,
+        cutoff: u64,
+        fresh: &std::collections::BTreeMap<String, Applied>,
+    ) -> Result<(), StoreError> {
+        if cutoff == 0 {
+            return Ok(());
+        }
+        let end = dedup::applied_at_key(cutoff, "");
+        for entry in self.db.range(dedup::APPLIED_AT_PREFIX.to_vec()..end) {
+            let (key, _) = entry.map_err(io_error)?;
+            batch.remove(key.as_ref());
+            let Some((time, event_id)) = dedup::parse_applied_at_key(&key) else {
+                continue;
+            };
+            // A record re-applied later (beyond the horizon) has a newer
+            // time; only the record this time-key belongs to goes.
+            if !fresh.contains_key(event_id)
+                && self.applied(event_id)?.is_some_and(|r| r.time == time)
+            {
+                batch.remove(dedup::applied_key(event_id));
+            }
+        }
         Ok(())
     }
 

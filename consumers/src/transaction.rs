@@ -13,9 +13,12 @@
 
 use std::collections::BTreeMap;
 
+use std::time::{Duration, SystemTime};
+
 use serde::{Serialize, de::DeserializeOwned};
 
 use crate::{
+    dedup::{self, Applied},
     error::StoreError,
     store::{ProjectionStore, decode_json},
 };
@@ -33,6 +36,21 @@ pub struct Transaction<'a> {
     event: Overlay,
     batch_fences: BTreeMap<String, bool>,
     event_fences: BTreeMap<String, bool>,
+    applied: BTreeMap<String, Applied>,
+    prune_before: u64,
+}
+
+/// What a commit writes besides the model's keys.
+#[derive(Debug, Default)]
+pub(crate) struct Writes {
+    /// Model writes (`None` deletes).
+    pub(crate) data: Overlay,
+    /// Fences set (`true`) or lifted (`false`).
+    pub(crate) fences: BTreeMap<String, bool>,
+    /// Event ids applied in this batch ([`crate::dedup`]).
+    pub(crate) applied: BTreeMap<String, Applied>,
+    /// Records of entries stored before this time may be pruned.
+    pub(crate) prune_before: u64,
 }
 
 impl<'a> Transaction<'a> {
@@ -43,7 +61,46 @@ impl<'a> Transaction<'a> {
             event: Overlay::new(),
             batch_fences: BTreeMap::new(),
             event_fences: BTreeMap::new(),
+            applied: BTreeMap::new(),
+            prune_before: 0,
         }
+    }
+
+    /// The sequence of the entry that first applied `event_id`, when the
+    /// entry stored at `time` is a copy of it within `horizon`
+    /// ([`crate::dedup`]).
+    pub(crate) fn first_application(
+        &self,
+        event_id: &str,
+        time: SystemTime,
+        horizon: Duration,
+    ) -> Result<Option<u64>, StoreError> {
+        if horizon.is_zero() {
+            return Ok(None);
+        }
+        let record = match self.applied.get(event_id) {
+            Some(record) => Some(*record),
+            None => self.store.applied(event_id)?,
+        };
+        let time = dedup::time_nanos(time);
+        Ok(record.filter(|r| r.covers(time, horizon)).map(|r| r.seq))
+    }
+
+    /// Records that the entry `seq` stored at `time` applied `event_id`.
+    pub(crate) fn record_application(
+        &mut self,
+        event_id: &str,
+        seq: u64,
+        time: SystemTime,
+        horizon: Duration,
+    ) {
+        if horizon.is_zero() {
+            return;
+        }
+        let time = dedup::time_nanos(time);
+        self.applied
+            .insert(event_id.to_owned(), Applied { seq, time });
+        self.prune_before = self.prune_before.max(dedup::prune_cutoff(time, horizon));
     }
 
     /// Records that this consumer dead-lettered event `event_id`, so that
@@ -140,12 +197,18 @@ impl<'a> Transaction<'a> {
             && self.event.is_empty()
             && self.batch_fences.is_empty()
             && self.event_fences.is_empty()
+            && self.applied.is_empty()
     }
 
-    /// The model writes, and the fences set (`true`) or lifted (`false`).
-    pub(crate) fn into_writes(mut self) -> (Overlay, BTreeMap<String, bool>) {
+    /// Everything the commit writes.
+    pub(crate) fn into_writes(mut self) -> Writes {
         self.keep_event();
-        (self.batch, self.batch_fences)
+        Writes {
+            data: self.batch,
+            fences: self.batch_fences,
+            applied: self.applied,
+            prune_before: self.prune_before,
+        }
     }
 }
 

@@ -39,6 +39,7 @@ fn apply_incrementally(
                 Outcome::Applied
                 | Outcome::NotForModel
                 | Outcome::NotForConsumer
+                | Outcome::Duplicate { .. }
                 | Outcome::Failed(HandlerError::Permanent(_)) => {}
                 Outcome::Failed(e) => panic!("seed models never fail transiently: {e}"),
             }

@@ -37,8 +37,11 @@ pub(crate) struct EventView {
 impl EventView {
     /// Decodes `message` through the schemas registry.
     pub(crate) fn decode(message: StoredMessage) -> Self {
-        let envelope = Envelope::decode(&message.subject, &message.headers, &message.payload)
-            .map_err(|e| e.to_string());
+        let envelope = match &message.malformed_headers {
+            Some(malformed) => Err(format!("unreadable message: {}", malformed.reason)),
+            None => Envelope::decode(&message.subject, &message.headers, &message.payload)
+                .map_err(|e| e.to_string()),
+        };
         let data = envelope
             .as_ref()
             .ok()
@@ -142,6 +145,7 @@ mod tests {
             headers: envelope.headers(),
             payload: envelope.payload.clone(),
             time: SystemTime::UNIX_EPOCH,
+            malformed_headers: None,
         };
         let view = EventView::decode(good.clone());
         assert_eq!(view.event_type(), "payment.received");

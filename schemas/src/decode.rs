@@ -110,6 +110,16 @@ impl fmt::Display for DecodeErrorKind {
     }
 }
 
+/// A registry failure to decode a payload as a `PayloadNotDecodable` error.
+/// The registry's own kind says the same words, so only its cause is kept
+/// and the text names the failure once.
+pub(crate) fn payload_error(e: crate::registry::RegistryError) -> DecodeError {
+    match e.into_source() {
+        Some(cause) => DecodeError::with_source(DecodeErrorKind::PayloadNotDecodable, cause),
+        None => DecodeError::new(DecodeErrorKind::PayloadNotDecodable),
+    }
+}
+
 fn invalid(name: &'static str, value: &str, detail: impl Into<String>) -> DecodeError {
     DecodeError::with_detail(
         DecodeErrorKind::InvalidHeader {
@@ -257,9 +267,7 @@ impl Envelope {
             return Err(invalid(wire::TRACEPARENT, tp, "not a W3C traceparent"));
         }
 
-        let message = registered
-            .decode(payload)
-            .map_err(|e| DecodeError::with_source(DecodeErrorKind::PayloadNotDecodable, e))?;
+        let message = registered.decode(payload).map_err(payload_error)?;
         let payload_key = registered.key_of(&message);
         if payload_key != subject_key {
             return Err(DecodeError::with_detail(

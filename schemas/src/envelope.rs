@@ -308,6 +308,6 @@ impl Envelope {
         })?;
         event_type
             .payload_to_json(&self.payload)
-            .map_err(|e| DecodeError::with_source(DecodeErrorKind::PayloadNotDecodable, e))
+            .map_err(crate::decode::payload_error)
     }
 }

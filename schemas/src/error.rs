@@ -60,6 +60,11 @@ impl<Kind> Error<Kind> {
         self.detail.as_deref()
     }
 
+    /// The underlying cause, if any, giving up this error.
+    pub fn into_source(self) -> Option<Source> {
+        self.source
+    }
+
     /// Converts into an error of another kind, keeping detail and source.
     pub fn map_kind<Other>(self, f: impl FnOnce(Kind) -> Other) -> Error<Other> {
         Error {

@@ -7,6 +7,7 @@ use std::{
 };
 
 use async_nats::{ConnectOptions, Event, ServerAddr, ServerError};
+use tokio::sync::watch;
 
 use super::{
     Shared,
@@ -19,24 +20,8 @@ use crate::error::{ConnectError, ConnectErrorKind};
 
 /// Connects and verifies that JetStream answers.
 pub(crate) async fn connect(options: JetStreamOptions) -> Result<Shared, ConnectError> {
-    let addrs = validate(&options)?;
     let violations = Arc::new(PermissionViolations::default());
-    let nats_options = nats_options(&options, violations.clone()).await?;
-
-    // connection_timeout bounds each TCP/TLS attempt; the outer bound also
-    // covers trying several URLs.
-    let overall = options.connect_timeout * u32::try_from(addrs.len()).unwrap_or(1).max(1)
-        + Duration::from_millis(500);
-    let client = match tokio::time::timeout(overall, nats_options.connect(addrs)).await {
-        Ok(Ok(client)) => client,
-        Ok(Err(err)) => return Err(map_connect_error(err)),
-        Err(_) => {
-            return Err(ConnectError::with_detail(
-                ConnectErrorKind::Unreachable,
-                format!("no server answered within {overall:?}"),
-            ));
-        }
-    };
+    let client = open_client(&options, violations.clone(), None).await?;
 
     let info = client.server_info();
     let version = ServerVersion::parse(&info.version).unwrap_or(ServerVersion::FLOOR);
@@ -93,6 +78,60 @@ pub(crate) async fn connect(options: JetStreamOptions) -> Result<Shared, Connect
     })
 }
 
+/// One connection with the adapter's options. With `disconnects`, every
+/// loss of the connection bumps that counter, so a reader of deliveries can
+/// tell that some may have been lost with it.
+async fn open_client(
+    options: &JetStreamOptions,
+    violations: Arc<PermissionViolations>,
+    disconnects: Option<Arc<watch::Sender<u64>>>,
+) -> Result<async_nats::Client, ConnectError> {
+    let addrs = validate(options)?;
+    let nats_options = nats_options(options, violations, disconnects).await?;
+    // connection_timeout bounds each TCP/TLS attempt; the outer bound also
+    // covers trying several URLs.
+    let overall = options.connect_timeout * u32::try_from(addrs.len()).unwrap_or(1).max(1)
+        + Duration::from_millis(500);
+    match tokio::time::timeout(overall, nats_options.connect(addrs)).await {
+        Ok(Ok(client)) => Ok(client),
+        Ok(Err(err)) => Err(map_connect_error(err)),
+        Err(_) => Err(ConnectError::with_detail(
+            ConnectErrorKind::Unreachable,
+            format!("no server answered within {overall:?}"),
+        )),
+    }
+}
+
+/// A connection of its own for one consumer's or one read's deliveries.
+///
+/// async-nats drops the whole connection when a delivery's header block
+/// does not parse (a header value that is not UTF-8, which any NATS client
+/// can store). On a connection of its own such a message costs only that
+/// reader a reconnect, never the publishers, API requests or other
+/// consumers sharing the adapter's main connection; and the reader learns
+/// of the loss from [`DeliveryLink::disconnects`].
+pub(crate) async fn delivery_link(shared: &Shared) -> Result<DeliveryLink, ConnectError> {
+    let (sender, disconnects) = watch::channel(0u64);
+    let client = open_client(
+        &shared.options,
+        shared.violations.clone(),
+        Some(Arc::new(sender)),
+    )
+    .await?;
+    Ok(DeliveryLink {
+        client,
+        disconnects,
+    })
+}
+
+/// A connection used only to receive deliveries.
+#[derive(Debug, Clone)]
+pub(crate) struct DeliveryLink {
+    pub(crate) client: async_nats::Client,
+    /// How often the connection was lost so far.
+    pub(crate) disconnects: watch::Receiver<u64>,
+}
+
 fn validate(options: &JetStreamOptions) -> Result<Vec<ServerAddr>, ConnectError> {
     let invalid =
         |detail: String| ConnectError::with_detail(ConnectErrorKind::InvalidOptions, detail);
@@ -122,6 +161,7 @@ fn validate(options: &JetStreamOptions) -> Result<Vec<ServerAddr>, ConnectError>
 async fn nats_options(
     options: &JetStreamOptions,
     violations: Arc<PermissionViolations>,
+    disconnects: Option<Arc<watch::Sender<u64>>>,
 ) -> Result<ConnectOptions, ConnectError> {
     let mut nats = match &options.auth {
         Auth::None => ConnectOptions::new(),
@@ -177,13 +217,19 @@ async fn nats_options(
         })
         .event_callback(move |event| {
             let violations = violations.clone();
+            let disconnects = disconnects.clone();
             async move {
                 match event {
                     Event::ServerError(ServerError::Other(text)) => {
                         violations.observe(&text);
                         tracing::warn!(%text, "nats server error");
                     }
-                    Event::Disconnected => tracing::info!("nats connection lost"),
+                    Event::Disconnected => {
+                        if let Some(counter) = &disconnects {
+                            counter.send_modify(|n| *n += 1);
+                        }
+                        tracing::info!("nats connection lost");
+                    }
                     Event::Connected => tracing::info!("nats connected"),
                     other => tracing::debug!(event = %other, "nats event"),
                 }

@@ -1,6 +1,7 @@
 //! Durable pull consumers: create-or-bind, fetch, settle, exhausted messages.
 
 use std::{
+    collections::BTreeMap,
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -12,11 +13,13 @@ use serde_json::{Value, json};
 use super::{
     Shared,
     api::{ApiFailure, code},
+    connect::{DeliveryLink, delivery_link},
     delivery_counts::DeliveryCounts,
     errors::consumer_error,
     exhausted::watch_exhausted,
     provision::{valid_name, valid_pattern},
-    pull::{PullEnd, fetch_available},
+    pull::{Pull, fetch_available},
+    recover::{ack_subject, stored_range},
     version::ServerVersion,
     wire::{duration_nanos, format_time},
 };
@@ -25,12 +28,15 @@ use crate::{
         AckKind, Acker, Consumer, ConsumerConfig, ConsumerInfo, DeliverPolicy, Delivery, Exhausted,
     },
     error::{AckError, AckErrorKind, ConsumerError, ConsumerErrorKind},
+    message::StoredMessage,
 };
 
 #[derive(Debug, Clone, Copy, Default, Deserialize)]
 struct WireSeqPair {
     #[serde(default)]
     stream_seq: u64,
+    #[serde(default)]
+    consumer_seq: u64,
 }
 
 /// A consumer info answer.
@@ -203,13 +209,29 @@ pub(crate) async fn bind(
     }
     let exhausted = Arc::new(Mutex::new(Vec::new()));
     let watcher = watch_exhausted(&shared.client, stream, &name, exhausted.clone()).await?;
+    let link = delivery_link(shared).await.map_err(|e| {
+        ConsumerError::with_detail(
+            ConsumerErrorKind::BrokerUnavailable,
+            format!("opening the delivery connection: {e}"),
+        )
+    })?;
+    // Deliveries made before this bind (to a previous process) are not
+    // gaps; everything delivered after it is numbered from here.
+    let delivered = info(shared, stream, &name)
+        .await
+        .map_err(consumer_error)?
+        .delivered
+        .consumer_seq;
     Ok(JetStreamConsumer {
         shared: shared.clone(),
+        link,
         stream: stream.to_owned(),
         name,
+        filters: config.filter_subjects.clone(),
         exhausted,
         watcher,
         counts: Arc::default(),
+        last_delivery: Mutex::new(Some(delivered)),
     })
 }
 
@@ -302,14 +324,87 @@ pub(crate) async fn list(
 }
 
 /// A bound durable consumer on JetStream.
+///
+/// Deliveries arrive on a connection of the consumer's own
+/// ([`super::connect::delivery_link`]). When a pull is interrupted by the
+/// loss of that connection, or the delivery sequence jumps (a delivery went
+/// astray), the next fetch also returns every message the server still
+/// holds unacknowledged for the consumer, read back from the stream
+/// ([`super::recover`]): nothing the server counts as delivered is left to
+/// come back only after its ack wait, and a message whose header block the
+/// client cannot parse is handed out with
+/// [`StoredMessage::malformed_headers`](crate::StoredMessage::malformed_headers)
+/// set instead of dropping the connection on every redelivery.
 #[derive(Debug)]
 pub struct JetStreamConsumer {
     shared: Arc<Shared>,
+    link: DeliveryLink,
     stream: String,
     name: String,
+    filters: Vec<String>,
     exhausted: Arc<Mutex<Vec<Exhausted>>>,
     watcher: tokio::task::JoinHandle<()>,
     counts: Arc<DeliveryCounts>,
+    /// The last delivery sequence seen; `None` while a recovery is owed.
+    last_delivery: Mutex<Option<u64>>,
+}
+
+impl JetStreamConsumer {
+    fn delivery(
+        &self,
+        message: StoredMessage,
+        delivered: u32,
+        pending: u64,
+        reply: String,
+    ) -> Delivery {
+        let acker = Arc::new(JetStreamAcker {
+            shared: self.shared.clone(),
+            reply,
+            counts: self.counts.clone(),
+        });
+        let count = self.counts.observe(message.seq, delivered);
+        Delivery::new(message, count, pending, acker)
+    }
+
+    /// Every message the server holds unacknowledged for this consumer and
+    /// that is not in `received`, read back from the stream, with the
+    /// delivery sequence to continue from.
+    async fn recover(
+        &self,
+        received: &BTreeMap<u64, Delivery>,
+    ) -> Result<(Vec<Delivery>, u64), ConsumerError> {
+        let state = info(&self.shared, &self.stream, &self.name)
+            .await
+            .map_err(consumer_error)?;
+        let (floor, through) = (state.ack_floor.stream_seq, state.delivered.stream_seq);
+        let dseq = state.delivered.consumer_seq;
+        let stored = stored_range(&self.shared, &self.stream, &self.filters, floor, through)
+            .await
+            .map_err(|why| {
+                ConsumerError::with_detail(
+                    ConsumerErrorKind::BrokerUnavailable,
+                    format!("reading back undelivered messages: {why}"),
+                )
+            })?;
+        let mut out = Vec::new();
+        for message in stored {
+            if received.contains_key(&message.seq) {
+                continue;
+            }
+            if let Some(malformed) = &message.malformed_headers {
+                tracing::warn!(
+                    stream = %self.stream,
+                    consumer = %self.name,
+                    seq = message.seq,
+                    reason = %malformed.reason,
+                    "a delivery the client cannot parse; handing it out read from the stream"
+                );
+            }
+            let reply = ack_subject(&self.stream, &self.name, message.seq, dseq);
+            out.push(self.delivery(message, 1, state.num_pending, reply));
+        }
+        Ok((out, dseq))
+    }
 }
 
 impl Drop for JetStreamConsumer {
@@ -332,28 +427,59 @@ impl Consumer for JetStreamConsumer {
         if max == 0 {
             return Ok(Vec::new());
         }
-        let pulled = fetch_available(&self.shared, &self.stream, &self.name, max, expires).await?;
-        let pulled = match pulled {
-            Ok(pulled) => pulled,
-            Err(PullEnd::ConsumerGone) => {
-                return Err(ConsumerError::with_detail(
-                    ConsumerErrorKind::ConsumerNotFound,
-                    format!("consumer {}/{} no longer exists", self.stream, self.name),
-                ));
-            }
+        let owed = self
+            .last_delivery
+            .lock()
+            .map_or(true, |last| last.is_none());
+        let pull = if owed {
+            // A recovery failed last time: retry it before pulling more.
+            Pull::default()
+        } else {
+            fetch_available(
+                &self.shared,
+                &self.link,
+                &self.stream,
+                &self.name,
+                max,
+                expires,
+            )
+            .await?
         };
-        Ok(pulled
-            .into_iter()
-            .map(|p| {
-                let acker = Arc::new(JetStreamAcker {
-                    shared: self.shared.clone(),
-                    reply: p.reply,
-                    counts: self.counts.clone(),
-                });
-                let count = self.counts.observe(p.message.seq, p.meta.delivered);
-                Delivery::new(p.message, count, p.meta.pending, acker)
-            })
-            .collect())
+        let mut lost = owed || pull.interrupted;
+        let mut out = BTreeMap::new();
+        if let Ok(mut last) = self.last_delivery.lock() {
+            for p in pull.pulled {
+                let dseq = p.meta.consumer_seq;
+                if let Some(previous) = *last {
+                    lost |= dseq > previous + 1;
+                    *last = Some(previous.max(dseq));
+                }
+                let delivery = self.delivery(p.message, p.meta.delivered, p.meta.pending, p.reply);
+                out.insert(delivery.message.seq, delivery);
+            }
+            if lost {
+                *last = None;
+            }
+        }
+        if lost {
+            match self.recover(&out).await {
+                Ok((recovered, dseq)) => {
+                    for delivery in recovered {
+                        out.insert(delivery.message.seq, delivery);
+                    }
+                    if let Ok(mut last) = self.last_delivery.lock() {
+                        *last = Some(dseq);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, consumer = %self.name, "cannot recover lost deliveries yet");
+                    if out.is_empty() {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        Ok(out.into_values().collect())
     }
 
     async fn info(&self) -> Result<ConsumerInfo, ConsumerError> {

@@ -5,10 +5,10 @@ use std::time::{Duration, SystemTime};
 
 use async_nats::{Message, StatusCode};
 use backbone_schemas::Headers;
-use futures::StreamExt as _;
+use futures::{FutureExt as _, StreamExt as _};
 use serde_json::json;
 
-use super::{Shared, api::wait_connected};
+use super::{Shared, api::wait_connected, connect::DeliveryLink};
 use crate::{
     error::{ConsumerError, ConsumerErrorKind},
     message::StoredMessage,
@@ -64,11 +64,14 @@ pub(crate) struct Pulled {
     pub(crate) reply: String,
 }
 
-/// Why a pull ended without messages.
-#[derive(Debug)]
-pub(crate) enum PullEnd {
-    /// The consumer no longer exists (deleted, or lost with a restart).
-    ConsumerGone,
+/// What one or more pull requests brought.
+#[derive(Debug, Default)]
+pub(crate) struct Pull {
+    /// The deliveries received, in the order they came.
+    pub(crate) pulled: Vec<Pulled>,
+    /// The delivery connection was lost while waiting: the server may have
+    /// delivered more than arrived (see [`super::connect::delivery_link`]).
+    pub(crate) interrupted: bool,
 }
 
 /// Takes what is available now (up to `max`); if nothing is, waits up to
@@ -76,40 +79,50 @@ pub(crate) enum PullEnd {
 ///
 /// A long poll asks for one message only: a pull request left open for more
 /// would have the server deliver later messages to an inbox nobody reads,
-/// leaving them pending until their ack wait runs out.
+/// leaving them pending until their ack wait runs out. A consumer that no
+/// longer exists is `ConsumerNotFound`.
 pub(crate) async fn fetch_available(
     shared: &Shared,
+    link: &DeliveryLink,
     stream: &str,
     consumer: &str,
     max: usize,
     expires: Duration,
-) -> Result<Result<Vec<Pulled>, PullEnd>, ConsumerError> {
-    let now = pull(shared, stream, consumer, max, None).await?;
-    match now {
-        Ok(batch) if batch.is_empty() && !expires.is_zero() => {}
-        other => return Ok(other),
+) -> Result<Pull, ConsumerError> {
+    let now = pull(shared, link, stream, consumer, max, None).await?;
+    if !now.pulled.is_empty() || now.interrupted || expires.is_zero() {
+        return Ok(now);
     }
-    let mut first = match pull(shared, stream, consumer, 1, Some(expires)).await? {
-        Ok(first) if !first.is_empty() => first,
-        other => return Ok(other),
+    let first = pull(shared, link, stream, consumer, 1, Some(expires)).await?;
+    if first.pulled.is_empty() || first.interrupted || max == 1 {
+        return Ok(first);
+    }
+    let mut pulled = first.pulled;
+    // The first delivery is in hand: a failure to take more returns it
+    // rather than losing it.
+    let interrupted = match pull(shared, link, stream, consumer, max - 1, None).await {
+        Ok(mut rest) => {
+            pulled.append(&mut rest.pulled);
+            rest.interrupted
+        }
+        Err(_) => false,
     };
-    if max > 1
-        && let Ok(rest) = pull(shared, stream, consumer, max - 1, None).await?
-    {
-        first.extend(rest);
-    }
-    Ok(Ok(first))
+    Ok(Pull {
+        pulled,
+        interrupted,
+    })
 }
 
 /// One pull request for up to `batch` messages: `no_wait` when `expires` is
 /// `None`, else waiting at most `expires` (plus the request timeout as slack).
 async fn pull(
     shared: &Shared,
+    link: &DeliveryLink,
     stream: &str,
     consumer: &str,
     batch: usize,
     expires: Option<Duration>,
-) -> Result<Result<Vec<Pulled>, PullEnd>, ConsumerError> {
+) -> Result<Pull, ConsumerError> {
     // nats-server 2.9 may drop an expired pull request without its 408 when
     // a redelivery falls due at that moment, so a long poll is not waited
     // for the whole request timeout past its expiry: the server never
@@ -119,14 +132,16 @@ async fn pull(
         None => shared.options.request_timeout,
     };
     let deadline = tokio::time::Instant::now() + expires.unwrap_or_default() + slack;
-    if !wait_connected(&shared.client, deadline).await {
+    if !wait_connected(&link.client, deadline).await {
         return Err(ConsumerError::with_detail(
             ConsumerErrorKind::BrokerUnavailable,
             "not connected to the server",
         ));
     }
-    let inbox = shared.client.new_inbox();
-    let mut subscription = shared
+    let mut disconnects = link.disconnects.clone();
+    disconnects.mark_unchanged();
+    let inbox = link.client.new_inbox();
+    let mut subscription = link
         .client
         .subscribe(inbox.clone())
         .await
@@ -140,8 +155,7 @@ async fn pull(
         }),
         None => json!({ "batch": batch.max(1), "no_wait": true }),
     };
-    shared
-        .client
+    link.client
         .publish_with_reply(
             format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"),
             inbox,
@@ -150,31 +164,52 @@ async fn pull(
         .await
         .map_err(|e| ConsumerError::with_source(ConsumerErrorKind::BrokerUnavailable, e))?;
 
+    let gone = || {
+        ConsumerError::with_detail(
+            ConsumerErrorKind::ConsumerNotFound,
+            format!("consumer {stream}/{consumer} no longer exists"),
+        )
+    };
     let mut raw = Vec::with_capacity(batch.min(1024));
+    let mut interrupted = false;
     while raw.len() < batch {
-        let next = tokio::time::timeout_at(deadline, subscription.next()).await;
-        let Ok(Some(message)) = next else { break };
+        let message = tokio::select! {
+            next = tokio::time::timeout_at(deadline, subscription.next()) => match next {
+                Ok(Some(message)) => message,
+                _ => break,
+            },
+            _ = disconnects.changed() => {
+                // What was parsed before the loss is still queued.
+                interrupted = true;
+                while let Some(Some(message)) = subscription.next().now_or_never() {
+                    if message.status.is_none() && raw.len() < batch {
+                        raw.push(message);
+                    }
+                }
+                break;
+            }
+        };
         match message.status {
             None | Some(StatusCode::OK) => raw.push(message),
             Some(StatusCode::IDLE_HEARTBEAT) => {}
             Some(status) if status == StatusCode::NOT_FOUND || status == StatusCode::TIMEOUT => {
                 break;
             }
-            Some(StatusCode::NO_RESPONDERS) => return Ok(Err(PullEnd::ConsumerGone)),
+            Some(StatusCode::NO_RESPONDERS) => return Err(gone()),
             Some(_) => {
                 let text = message.description.clone().unwrap_or_default();
                 if text.to_ascii_lowercase().contains("deleted") {
-                    return Ok(Err(PullEnd::ConsumerGone));
+                    return Err(gone());
                 }
                 break;
             }
         }
     }
     let _ = subscription.unsubscribe().await;
-    if raw.is_empty() {
-        return Ok(Ok(Vec::new()));
-    }
-    Ok(Ok(convert(stream, raw)))
+    Ok(Pull {
+        pulled: convert(stream, raw),
+        interrupted,
+    })
 }
 
 /// Builds stored messages from deliveries with valid JetStream metadata.
@@ -208,6 +243,7 @@ fn from_delivery(stream: &str, meta: &AckMeta, message: Message) -> StoredMessag
         headers,
         payload: message.payload,
         time: meta.time,
+        malformed_headers: None,
     }
 }
 

@@ -8,10 +8,12 @@ use serde_json::{Value, json};
 use super::{
     Shared,
     api::code,
+    connect::{DeliveryLink, delivery_link},
     consumer::WireConsumerInfo,
     errors::read_error,
     provision::{valid_pattern, wire_info},
-    pull::{PullEnd, Pulled, fetch_available},
+    pull::fetch_available,
+    recover::next_matching,
     wire::{WireMsgGet, duration_nanos, format_time},
 };
 use crate::{
@@ -109,6 +111,7 @@ pub(crate) async fn read(
         end_time: request.end_time,
         follow: request.follow,
         consumer: None,
+        link: None,
         last_consumer_seq: 0,
         buffer: VecDeque::new(),
         failures: 0,
@@ -132,8 +135,12 @@ struct Reader {
     end_time: Option<std::time::SystemTime>,
     follow: bool,
     consumer: Option<String>,
+    /// The read's own delivery connection, opened with its consumer.
+    link: Option<DeliveryLink>,
     last_consumer_seq: u64,
-    buffer: VecDeque<Pulled>,
+    /// Messages to hand out, each with how many matching messages the
+    /// server had left after it.
+    buffer: VecDeque<(StoredMessage, u64)>,
     failures: u32,
     /// Until when an unfiltered read short of its bound waits for its
     /// consumer to catch up (see [`Reader::short_of_bound`]).
@@ -144,8 +151,8 @@ struct Reader {
 impl Reader {
     async fn next(&mut self) -> Option<Result<StoredMessage, ReadError>> {
         loop {
-            if let Some(pulled) = self.buffer.pop_front() {
-                if let Some(item) = self.accept(pulled) {
+            if let Some((message, pending)) = self.buffer.pop_front() {
+                if let Some(item) = self.accept(message, pending) {
                     return Some(Ok(item));
                 }
                 continue;
@@ -164,24 +171,20 @@ impl Reader {
 
     /// Returns the message if it belongs to the read; ends the read past
     /// its bounds.
-    fn accept(&mut self, pulled: Pulled) -> Option<StoredMessage> {
+    fn accept(&mut self, message: StoredMessage, pending: u64) -> Option<StoredMessage> {
         if self.done {
             return None;
         }
-        let seq = pulled.message.seq;
-        if self.bound.is_some_and(|b| seq > b)
-            || self.end_time.is_some_and(|t| pulled.message.time > t)
-        {
+        let seq = message.seq;
+        if self.bound.is_some_and(|b| seq > b) || self.end_time.is_some_and(|t| message.time > t) {
             self.finish();
             return None;
         }
         self.start = ReadStart::Sequence(seq + 1);
-        if self.bound == Some(seq)
-            || (!self.follow && pulled.meta.pending == 0 && !self.short_of_bound())
-        {
+        if self.bound == Some(seq) || (!self.follow && pending == 0 && !self.short_of_bound()) {
             self.finish();
         }
-        Some(pulled.message)
+        Some(message)
     }
 
     /// Whether an unfiltered bounded read has not reached its bound yet.
@@ -230,32 +233,44 @@ impl Reader {
         } else {
             Duration::ZERO
         };
-        let pulled = fetch_available(&self.shared, &self.stream, &name, READ_BATCH, wait).await;
+        let Some(link) = self.link.clone() else {
+            return Ok(());
+        };
+        let pulled =
+            fetch_available(&self.shared, &link, &self.stream, &name, READ_BATCH, wait).await;
         let lost = match pulled {
-            Ok(Ok(batch)) => {
+            Ok(pull) => {
                 self.failures = 0;
-                if batch.is_empty() && !self.follow {
-                    if self.short_of_bound() && self.still_catching_up() {
-                        tokio::time::sleep(CATCH_UP_PAUSE).await;
-                        return Ok(());
+                if pull.pulled.is_empty() && !pull.interrupted && !self.follow {
+                    if self.short_of_bound() {
+                        if self.still_catching_up() {
+                            tokio::time::sleep(CATCH_UP_PAUSE).await;
+                            return Ok(());
+                        }
+                        return self.end_short_of_bound().await;
                     }
                     // Nothing more is available: the read is complete.
                     self.finish();
                     return Ok(());
                 }
                 self.catch_up_until = None;
-                let mut gap = false;
-                for p in batch {
+                let mut gap = pull.interrupted;
+                let mut next = self.next_seq();
+                for p in pull.pulled {
                     if p.meta.consumer_seq != self.last_consumer_seq + 1 {
                         gap = true;
                         break;
                     }
                     self.last_consumer_seq = p.meta.consumer_seq;
-                    self.buffer.push_back(p);
+                    next = p.message.seq + 1;
+                    self.buffer.push_back((p.message, p.meta.pending));
+                }
+                if pull.interrupted {
+                    self.take_unparseable(next).await?;
                 }
                 gap
             }
-            Ok(Err(PullEnd::ConsumerGone)) => true,
+            Err(err) if err.kind() == &crate::ConsumerErrorKind::ConsumerNotFound => true,
             Err(err) => {
                 self.failures += 1;
                 if self.failures >= MAX_READ_FAILURES {
@@ -276,6 +291,60 @@ impl Reader {
             self.close();
         }
         Ok(())
+    }
+
+    /// The first sequence not yet handed out or buffered.
+    fn next_seq(&self) -> u64 {
+        match self.start {
+            ReadStart::First | ReadStart::Time(_) => 1,
+            ReadStart::Sequence(seq) => seq,
+        }
+        .max(self.buffer.back().map_or(0, |(m, _)| m.seq + 1))
+    }
+
+    /// After the delivery connection dropped: if the next message of the
+    /// read, from `next` on, has a header block the client cannot parse
+    /// (which is what drops it), buffers it as read from the stream, so
+    /// the read hands it out in its place and goes on after it instead of
+    /// receiving it, and dropping, again.
+    async fn take_unparseable(&mut self, next: u64) -> Result<(), ReadError> {
+        let filters: Vec<String> = self.filter.iter().cloned().collect();
+        let found = next_matching(&self.shared, &self.stream, &filters, next)
+            .await
+            .map_err(|why| ReadError::with_detail(ReadErrorKind::BrokerUnavailable, why))?;
+        if let Some(message) = found
+            && message.malformed_headers.is_some()
+            && self.bound.is_none_or(|b| message.seq <= b)
+        {
+            self.buffer.push_back((message, 1));
+        }
+        Ok(())
+    }
+
+    /// An unfiltered bounded read whose consumer has nothing more although
+    /// the bound is not reached: complete if the stream holds nothing up to
+    /// the bound (the last messages were deleted), else an error, never a
+    /// silent short end.
+    async fn end_short_of_bound(&mut self) -> Result<(), ReadError> {
+        let next = self.next_seq();
+        let found = next_matching(&self.shared, &self.stream, &[], next)
+            .await
+            .map_err(|why| ReadError::with_detail(ReadErrorKind::BrokerUnavailable, why))?;
+        match found {
+            Some(message) if self.bound.is_some_and(|b| message.seq <= b) => {
+                Err(ReadError::with_detail(
+                    ReadErrorKind::Incomplete,
+                    format!(
+                        "the server stopped delivering at sequence {next} before the read's end {}",
+                        self.bound.unwrap_or_default()
+                    ),
+                ))
+            }
+            _ => {
+                self.finish();
+                Ok(())
+            }
+        }
     }
 
     /// Creates the ephemeral consumer from the current start.
@@ -324,6 +393,15 @@ impl Reader {
                     err.map_kind(|_| kind)
                 }
             })?;
+        if self.link.is_none() {
+            let link = delivery_link(&self.shared).await.map_err(|e| {
+                ReadError::with_detail(
+                    ReadErrorKind::BrokerUnavailable,
+                    format!("opening the delivery connection: {e}"),
+                )
+            })?;
+            self.link = Some(link);
+        }
         self.consumer = Some(created.name().to_owned());
         self.last_consumer_seq = 0;
         if created.num_pending == 0 && !self.follow && !self.short_of_bound() {

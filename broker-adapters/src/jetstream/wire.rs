@@ -1,7 +1,10 @@
 //! The JSON shapes of JetStream's API (as served by 2.9 and later) and their
 //! conversion to and from the contract's types.
 
-use std::time::{Duration, SystemTime};
+use std::{
+    str::FromStr as _,
+    time::{Duration, SystemTime},
+};
 
 use backbone_schemas::Headers;
 use base64::{Engine as _, engine::general_purpose::STANDARD};
@@ -11,7 +14,7 @@ use serde_json::{Value, json};
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
 use crate::{
-    message::StoredMessage,
+    message::{MalformedHeaders, StoredMessage},
     stream::{StorageKind, StreamConfig, StreamInfo},
 };
 
@@ -180,16 +183,27 @@ pub(crate) struct WireMsgGet {
 
 impl WireStoredMessage {
     /// The message, with headers parsed from their wire form so their order
-    /// is exactly as published.
+    /// is exactly as published. A header block that is not one (see
+    /// [`parse_header_block`]) is kept in
+    /// [`StoredMessage::malformed_headers`] instead.
     pub(crate) fn into_stored(self, stream: &str) -> Result<StoredMessage, String> {
-        let headers = match self.hdrs.as_deref().filter(|h| !h.is_empty()) {
+        let (headers, malformed_headers) = match self.hdrs.as_deref().filter(|h| !h.is_empty()) {
             Some(encoded) => {
                 let raw = STANDARD
                     .decode(encoded)
                     .map_err(|e| format!("headers: {e}"))?;
-                parse_header_block(&raw)?
+                match parse_header_block(&raw) {
+                    Ok(headers) => (headers, None),
+                    Err(reason) => (
+                        Headers::new(),
+                        Some(MalformedHeaders {
+                            raw: Bytes::from(raw),
+                            reason,
+                        }),
+                    ),
+                }
             }
-            None => Headers::new(),
+            None => (Headers::new(), None),
         };
         let payload = match self.data.as_deref().filter(|d| !d.is_empty()) {
             Some(encoded) => {
@@ -204,24 +218,45 @@ impl WireStoredMessage {
             headers,
             payload,
             time: parse_time(&self.time).ok_or_else(|| format!("bad time {}", self.time))?,
+            malformed_headers,
         })
     }
 }
 
-/// Parses `NATS/1.0\r\nName: value\r\n...\r\n\r\n` keeping order.
+/// Parses `NATS/1.0\r\nName: value\r\n...\r\n\r\n` keeping order, by the
+/// rules of the async-nats client that delivers messages: UTF-8 throughout,
+/// the `NATS/1.0` version line, `name: value` lines with names async-nats
+/// accepts, and lines starting with whitespace continuing the value above.
+/// A block it refuses makes async-nats drop the connection that receives it,
+/// so the adapter must recognise exactly those blocks.
 pub(crate) fn parse_header_block(raw: &[u8]) -> Result<Headers, String> {
-    let text = std::str::from_utf8(raw).map_err(|e| format!("headers not UTF-8: {e}"))?;
-    let mut lines = text.split("\r\n");
-    let status = lines.next().unwrap_or_default();
-    if !status.starts_with("NATS/1.0") {
-        return Err(format!("bad header status line {status:?}"));
+    let text = std::str::from_utf8(raw).map_err(|e| {
+        let at = e.valid_up_to();
+        format!(
+            "header block is not valid UTF-8 (byte {:#04x} at offset {at})",
+            raw.get(at).copied().unwrap_or_default()
+        )
+    })?;
+    let mut lines = text.lines().peekable();
+    let version = lines.next().unwrap_or_default();
+    if !version.starts_with("NATS/1.0") {
+        return Err(format!("bad header version line {version:?}"));
     }
     let mut headers = Headers::new();
-    for line in lines.filter(|l| !l.is_empty()) {
+    while let Some(line) = lines.next() {
+        if line.is_empty() {
+            continue;
+        }
         let (name, value) = line
             .split_once(':')
-            .ok_or_else(|| format!("bad header line {line:?}"))?;
-        headers.append(name.trim(), value.trim());
+            .ok_or_else(|| format!("header line without a colon: {line:?}"))?;
+        async_nats::HeaderName::from_str(name)
+            .map_err(|e| format!("invalid header name {name:?}: {e}"))?;
+        let mut value = value.trim_start().to_owned();
+        while let Some(more) = lines.next_if(|l| l.starts_with(char::is_whitespace)) {
+            value.push_str(more);
+        }
+        headers.append(name.trim(), value.trim_end());
     }
     Ok(headers)
 }
@@ -257,6 +292,20 @@ mod tests {
             headers.iter().collect::<Vec<_>>(),
             vec![("b", "1"), ("a", "2"), ("b", "3")]
         );
+    }
+
+    #[test]
+    fn blocks_the_client_cannot_parse_are_refused_with_the_reason() {
+        let not_utf8 = parse_header_block(b"NATS/1.0\r\nce-id: caf\xff\r\n\r\n").unwrap_err();
+        assert!(
+            not_utf8.contains("UTF-8") && not_utf8.contains("0xff"),
+            "{not_utf8}"
+        );
+        assert!(parse_header_block(b"NATS/1.0\r\nno colon here\r\n\r\n").is_err());
+        assert!(parse_header_block(b"NATS/1.0\r\nbad name: v\r\n\r\n").is_err());
+        assert!(parse_header_block(b"HTTP/1.1\r\n\r\n").is_err());
+        let folded = parse_header_block(b"NATS/1.0\r\na: one\r\n two\r\n\r\n").unwrap();
+        assert_eq!(folded.get("a"), Some("one two"));
     }
 
     #[test]

@@ -192,6 +192,7 @@ pub(crate) fn decode_message(
         headers,
         payload: Bytes::copy_from_slice(r.0),
         time,
+        malformed_headers: None,
     })
 }
 

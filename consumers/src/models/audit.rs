@@ -7,6 +7,11 @@
 //! `correlation/<id>/<seq>`, `time/<unix ms:be64>/<seq>`, and
 //! `id/<event id>` → seq. A lookup is one prefix scan plus one point read
 //! per hit, so it costs the same on a million events as on a hundred.
+//!
+//! A copy of an indexed event (same event id, republished within the dedup
+//! horizon, see [`crate::dedup`]) is not indexed again: `duplicate/<seq>` →
+//! the first entry's seq records it, and `id/<event id>` keeps pointing at
+//! the first entry.
 
 use backbone_schemas::Envelope;
 use serde::{Deserialize, Serialize};
@@ -73,6 +78,12 @@ fn time_bytes(ms: i64) -> [u8; 8] {
 impl Audit {
     fn entry(store: &ProjectionStore, seq: u64) -> Result<Option<AuditEntry>, StoreError> {
         store.get_json(&key(&[b"event", &seq_bytes(seq)]))
+    }
+
+    /// The sequence of the entry that entry `seq` is a copy of, when the
+    /// index recorded it as a duplicate.
+    pub fn duplicate_of(store: &ProjectionStore, seq: u64) -> Result<Option<u64>, StoreError> {
+        store.get_json(&key(&[b"duplicate", &seq_bytes(seq)]))
     }
 
     /// The entry of the event with id `id`.
@@ -175,6 +186,17 @@ impl ReadModel for Audit {
             tx.put(&key(&[b"correlation", c.as_bytes(), &s]), Vec::new());
         }
         tx.put(&key(&[b"time", &time_bytes(entry.time_ms), &s]), Vec::new());
+        Ok(())
+    }
+
+    fn duplicate(
+        &self,
+        seq: u64,
+        first_seq: u64,
+        _event: &Envelope,
+        tx: &mut Transaction<'_>,
+    ) -> Result<(), HandlerError> {
+        tx.put_json(&key(&[b"duplicate", &seq_bytes(seq)]), &first_seq);
         Ok(())
     }
 }

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     error::{HandlerError, StoreError},
-    model::{ReadModel, typed},
+    model::{ReadModel, overflow, typed},
     store::{ProjectionStore, decode_json},
     transaction::{Transaction, key, prefix},
 };
@@ -68,10 +68,17 @@ impl Billing {
         seq: u64,
         user: &str,
         entry: &LedgerEntry,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), HandlerError> {
         let k = balance_key(user, &entry.currency);
         let balance: i64 = tx.get_json(&k)?.unwrap_or(0);
-        tx.put_json(&k, &(balance + entry.amount_minor));
+        let next = balance.checked_add(entry.amount_minor).ok_or_else(|| {
+            overflow(
+                &format!("balance of {user} in {}", entry.currency),
+                balance,
+                entry.amount_minor,
+            )
+        })?;
+        tx.put_json(&k, &next);
         tx.put_json(
             &key(&[b"ledger", user.as_bytes(), &seq.to_be_bytes()]),
             entry,
@@ -113,7 +120,7 @@ impl Billing {
             amount_minor: e.amount_minor,
             currency: e.currency,
         };
-        Ok(Self::post(tx, seq, &e.user_id, &entry)?)
+        Self::post(tx, seq, &e.user_id, &entry)
     }
 
     fn refunded(
@@ -133,14 +140,34 @@ impl Billing {
                 e.refund_id, e.payment_id
             )));
         }
-        let remaining = payment.amount_minor - payment.refunded_minor;
+        // Both are validated non-negative with refunded <= amount, so this
+        // cannot overflow; checked anyway, as every ledger sum is.
+        let remaining = payment
+            .amount_minor
+            .checked_sub(payment.refunded_minor)
+            .ok_or_else(|| {
+                overflow(
+                    &format!("remainder of payment {}", e.payment_id),
+                    payment.amount_minor,
+                    payment.refunded_minor,
+                )
+            })?;
         if e.amount_minor <= 0 || e.amount_minor > remaining {
             return Err(HandlerError::permanent(format!(
                 "refund {} of {} {} exceeds the {} {} remaining of payment {}",
                 e.refund_id, e.amount_minor, e.currency, remaining, payment.currency, e.payment_id
             )));
         }
-        payment.refunded_minor += e.amount_minor;
+        payment.refunded_minor = payment
+            .refunded_minor
+            .checked_add(e.amount_minor)
+            .ok_or_else(|| {
+                overflow(
+                    &format!("refunded total of payment {}", e.payment_id),
+                    payment.refunded_minor,
+                    e.amount_minor,
+                )
+            })?;
         tx.put_json(&payment_key(&e.payment_id), &payment);
         let entry = LedgerEntry {
             seq,
@@ -149,7 +176,7 @@ impl Billing {
             amount_minor: -e.amount_minor,
             currency: e.currency,
         };
-        Ok(Self::post(tx, seq, &e.user_id, &entry)?)
+        Self::post(tx, seq, &e.user_id, &entry)
     }
 
     /// `user`'s balance in `currency`, minor units.

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     error::{HandlerError, StoreError},
-    model::{ReadModel, typed},
+    model::{ReadModel, overflow, typed},
     store::ProjectionStore,
     transaction::{Transaction, key, prefix},
 };
@@ -82,8 +82,20 @@ impl Inbox {
         conversation.last_text = e.text;
         conversation.last_provider_message_id = e.provider_message_id;
         conversation.last_seq = seq;
-        conversation.messages += 1;
-        conversation.unread += 1;
+        conversation.messages = conversation.messages.checked_add(1).ok_or_else(|| {
+            overflow(
+                &format!("message count of {}", e.conversation_id),
+                conversation.messages,
+                1,
+            )
+        })?;
+        conversation.unread = conversation.unread.checked_add(1).ok_or_else(|| {
+            overflow(
+                &format!("unread count of {}", e.conversation_id),
+                conversation.unread,
+                1,
+            )
+        })?;
         tx.put_json(
             &key(&[
                 b"user",

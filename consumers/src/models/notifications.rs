@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     error::{HandlerError, StoreError},
-    model::{ReadModel, typed},
+    model::{ReadModel, overflow, typed},
     store::ProjectionStore,
     transaction::{Transaction, key, prefix},
 };
@@ -36,10 +36,12 @@ fn count_key(which: &str, user: &str) -> Vec<u8> {
     key(&[b"count", which.as_bytes(), user.as_bytes()])
 }
 
-fn bump(tx: &mut Transaction<'_>, which: &str, user: &str, delta: i64) -> Result<(), StoreError> {
+fn bump(tx: &mut Transaction<'_>, which: &str, user: &str, delta: i64) -> Result<(), HandlerError> {
     let k = count_key(which, user);
     let current: u64 = tx.get_json(&k)?.unwrap_or(0);
-    let next = current.saturating_add_signed(delta);
+    let next = current
+        .checked_add_signed(delta)
+        .ok_or_else(|| overflow(&format!("{which} count of {user}"), current, delta))?;
     if next == 0 {
         tx.delete(&k);
     } else {

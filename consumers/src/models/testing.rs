@@ -28,6 +28,7 @@ pub(crate) fn stored(seq: u64, e: &Envelope) -> StoredMessage {
         headers: e.headers(),
         payload: e.payload.clone(),
         time: std::time::SystemTime::now(),
+        malformed_headers: None,
     }
 }
 

@@ -58,6 +58,12 @@ pub(crate) struct RebuildArgs {
     /// letters the rebuild applies [default: the read model's name].
     #[arg(long, value_name = "NAME")]
     pub(crate) durable: Option<String>,
+    /// The service's `dedup_horizon`: copies of an applied event (same
+    /// `ce-id`) stored within it are skipped, as the service skipped them
+    /// ("36h", "7d"; "0s" turns the index off) [default: 24h, the
+    /// service's default].
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub(crate) dedup_horizon: Option<std::time::Duration>,
 }
 
 fn rebuild_error(e: RebuildError) -> CliError {
@@ -198,6 +204,9 @@ async fn rebuild(
                 .clone()
                 .unwrap_or_else(|| model.name().to_owned()),
         ),
+        dedup_horizon: args
+            .dedup_horizon
+            .unwrap_or(backbone_consumers::dedup::DEFAULT_HORIZON),
         ..Default::default()
     };
     let report = backbone_consumers::rebuild(broker, model, &dir, &options, &mut report_progress)

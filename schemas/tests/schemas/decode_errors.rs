@@ -324,3 +324,19 @@ fn undecodable_payloads() {
         }
     );
 }
+
+#[test]
+fn an_undecodable_payload_is_named_once() {
+    let msg = Msg {
+        payload: b"\xff\xff\xff".to_vec(),
+        ..Msg::valid()
+    };
+    let err = Envelope::decode(&msg.subject, &msg.headers, &msg.payload).unwrap_err();
+    assert_eq!(err.kind(), &DecodeErrorKind::PayloadNotDecodable);
+    let text = err.to_string();
+    assert_eq!(
+        text.matches("does not decode").count(),
+        1,
+        "each layer adds its context once: {text}"
+    );
+}

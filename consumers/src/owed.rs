@@ -1,0 +1,97 @@
+//! Exhausted events still owed a dead letter.
+//!
+//! When the broker reports that an event ran out of deliveries
+//! ([`Consumer::take_exhausted`]), it will not deliver it again: the
+//! consumer's only copy of the duty is in hand. So an exhausted event stays
+//! *owed* until its dead letter is stored. Both runners keep the list across
+//! loop turns and retry it before anything else; a projection applies
+//! nothing past the lowest owed event meanwhile, and a reactor's ack floor
+//! stays below it, so neither checkpoint passes an event that is neither
+//! applied nor dead-lettered.
+
+use std::collections::BTreeMap;
+
+use backbone_broker::{Broker, Consumer, ConsumerError, ReadErrorKind, StoredMessage};
+
+use crate::dead_letter::{DeadLetterReason, publish_dead_letter};
+
+/// Exhausted events (sequence → deliveries made) not dead-lettered yet.
+#[derive(Debug, Default)]
+pub(crate) struct Owed {
+    events: BTreeMap<u64, u32>,
+}
+
+/// What became of one attempt to dead-letter an owed event.
+pub(crate) enum Settled {
+    /// The letter is stored; the message it was made of.
+    Stored(StoredMessage),
+    /// The event is no longer in the stream: nothing left to dead-letter.
+    Gone,
+}
+
+impl Owed {
+    /// Adds what `consumer` reports exhausted since the last call, above
+    /// `checkpoint`.
+    pub(crate) async fn collect(
+        &mut self,
+        consumer: &dyn Consumer,
+        checkpoint: u64,
+    ) -> Result<(), ConsumerError> {
+        for exhausted in consumer.take_exhausted().await? {
+            if exhausted.stream_seq > checkpoint {
+                self.events
+                    .insert(exhausted.stream_seq, exhausted.deliveries);
+            }
+        }
+        Ok(())
+    }
+
+    /// The lowest owed sequence.
+    pub(crate) fn lowest(&self) -> Option<(u64, u32)> {
+        self.events.first_key_value().map(|(s, d)| (*s, *d))
+    }
+
+    /// Every owed sequence, lowest first.
+    pub(crate) fn all(&self) -> Vec<(u64, u32)> {
+        self.events.iter().map(|(s, d)| (*s, *d)).collect()
+    }
+
+    /// `seq` is dead-lettered (or gone).
+    pub(crate) fn paid(&mut self, seq: u64) {
+        self.events.remove(&seq);
+    }
+
+    /// True when nothing is owed.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+}
+
+/// Reads exhausted event `seq` from `stream` and publishes its dead letter
+/// as `consumer`. An error (the log unreadable, the letter unpublishable)
+/// leaves the event owed.
+pub(crate) async fn dead_letter_exhausted(
+    broker: &dyn Broker,
+    stream: &str,
+    consumer: &str,
+    seq: u64,
+    deliveries: u32,
+) -> Result<Settled, String> {
+    let message = match broker.get(stream, seq).await {
+        Ok(message) => message,
+        Err(e) if e.kind() == &ReadErrorKind::MessageNotFound => {
+            tracing::warn!(seq, "exhausted event no longer in the stream");
+            return Ok(Settled::Gone);
+        }
+        Err(e) => return Err(format!("reading exhausted event {seq}: {e}")),
+    };
+    let reason = DeadLetterReason {
+        consumer: consumer.to_owned(),
+        deliveries,
+        error: format!("max deliveries ({deliveries}) exhausted"),
+    };
+    match publish_dead_letter(broker, &message, &reason).await {
+        Ok(_) => Ok(Settled::Stored(message)),
+        Err(e) => Err(format!("dead-lettering exhausted event {seq}: {e}")),
+    }
+}
