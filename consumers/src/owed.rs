@@ -11,9 +11,13 @@
 
 use std::collections::BTreeMap;
 
-use backbone_broker::{Broker, Consumer, ConsumerError, ReadErrorKind, StoredMessage};
+use backbone_broker::{Broker, Consumer, ReadErrorKind, StoredMessage};
 
-use crate::dead_letter::{DeadLetterReason, publish_dead_letter};
+use crate::{
+    config::RuntimeConfig,
+    dead_letter::{DeadLetterReason, publish_dead_letter},
+    health::Health,
+};
 
 /// Exhausted events (sequence → deliveries made) not dead-lettered yet.
 #[derive(Debug, Default)]
@@ -31,19 +35,33 @@ pub(crate) enum Settled {
 
 impl Owed {
     /// Adds what `consumer` reports exhausted since the last call, above
-    /// `checkpoint`.
-    pub(crate) async fn collect(
+    /// `checkpoint`, recording the outcome in `health`. False, after a
+    /// backoff pause, when the report could not be read: the runner must
+    /// then apply nothing, since an exhausted event could be passed.
+    pub(crate) async fn refresh(
         &mut self,
         consumer: &dyn Consumer,
         checkpoint: u64,
-    ) -> Result<(), ConsumerError> {
-        for exhausted in consumer.take_exhausted().await? {
-            if exhausted.stream_seq > checkpoint {
-                self.events
-                    .insert(exhausted.stream_seq, exhausted.deliveries);
+        config: &RuntimeConfig,
+        health: &Health,
+    ) -> bool {
+        match consumer.take_exhausted().await {
+            Ok(exhausted) => {
+                for e in exhausted {
+                    if e.stream_seq > checkpoint {
+                        self.events.insert(e.stream_seq, e.deliveries);
+                    }
+                }
+                health.recovered(&config.durable_name, "exhausted");
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read exhausted deliveries; retrying");
+                health.failing(&config.durable_name, "exhausted", e.to_string());
+                tokio::time::sleep(config.backoff(2)).await;
+                false
             }
         }
-        Ok(())
     }
 
     /// The lowest owed sequence.

@@ -191,17 +191,12 @@ impl ProjectionRunner {
         let mut owed = Owed::default();
         let mut owed_failures = 0u32;
         while !shutdown.is_triggered() {
-            if let Err(e) = owed.collect(consumer.as_ref(), checkpoint).await {
-                // Without the list nothing may be applied: an exhausted
-                // event could be passed.
-                tracing::warn!(error = %e, "cannot read exhausted deliveries; retrying");
-                self.health
-                    .failing(&self.config.durable_name, "exhausted", e.to_string());
-                tokio::time::sleep(self.config.backoff(2)).await;
+            if !owed
+                .refresh(consumer.as_ref(), checkpoint, &self.config, &self.health)
+                .await
+            {
                 continue;
             }
-            self.health
-                .recovered(&self.config.durable_name, "exhausted");
             while let Some((seq, deliveries)) = owed.lowest() {
                 if !self
                     .dead_letter_exhausted(seq, deliveries, checkpoint, &mut report)

@@ -183,15 +183,17 @@ impl ReactorRunner {
         let mut fetch_failures = 0u32;
         let mut owed = Owed::default();
         while !shutdown.is_triggered() {
-            if let Err(e) = owed.collect(consumer.as_ref(), floor.checkpoint()).await {
-                tracing::warn!(error = %e, "cannot read exhausted deliveries; retrying");
-                self.health
-                    .failing(&self.config.durable_name, "exhausted", e.to_string());
-                tokio::time::sleep(self.config.backoff(2)).await;
+            if !owed
+                .refresh(
+                    consumer.as_ref(),
+                    floor.checkpoint(),
+                    &self.config,
+                    &self.health,
+                )
+                .await
+            {
                 continue;
             }
-            self.health
-                .recovered(&self.config.durable_name, "exhausted");
             // An owed event holds the ack floor (the checkpoint) below it
             // until its letter is stored; the others fire meanwhile.
             for (seq, deliveries) in owed.all() {
