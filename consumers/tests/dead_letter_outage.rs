@@ -2,7 +2,8 @@
 //! stored (the dead-letter stream is missing) stays owed: nothing after it
 //! passes the checkpoint, the runner reports itself unhealthy, and once the
 //! stream is back the event is dead-lettered, exactly once, and the events
-//! after it apply. Against a real nats-server.
+//! after it apply. Against a real nats-server (the stream missing) and the
+//! embedded log (the stream refusing every letter).
 
 mod common;
 
@@ -10,6 +11,7 @@ use std::{sync::Arc, time::Duration};
 
 use backbone_broker::{
     Broker, StreamConfig,
+    embedded::{EmbeddedBroker, EmbeddedOptions},
     jetstream::{JetStreamBroker, JetStreamOptions},
     stream::DEAD_LETTER_STREAM,
 };
@@ -49,17 +51,49 @@ async fn wait_for(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_exhausted_event_waits_for_its_dead_letter() {
-    let server = NatsServer::new();
-    let jetstream = JetStreamBroker::connect(JetStreamOptions {
-        urls: vec![server.url()],
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    let client = jetstream.client().clone();
-    let broker: Arc<dyn Broker> = Arc::new(jetstream);
+/// How the dead-letter stream is made unavailable.
+enum Outage {
+    /// Deleted through JetStream's API (missing), then created again.
+    Missing(JetStreamBroker),
+    /// Limited to tiny messages, so every letter is refused, then restored.
+    Refusing,
+}
+
+impl Outage {
+    async fn begin(&self, broker: &dyn Broker) {
+        match self {
+            Self::Missing(jetstream) => {
+                let deleted = jetstream
+                    .client()
+                    .request(
+                        format!("$JS.API.STREAM.DELETE.{DEAD_LETTER_STREAM}"),
+                        "".into(),
+                    )
+                    .await
+                    .unwrap();
+                assert!(String::from_utf8_lossy(&deleted.payload).contains("\"success\":true"));
+            }
+            Self::Refusing => {
+                broker
+                    .ensure_stream(&StreamConfig {
+                        max_message_size: Some(16),
+                        ..StreamConfig::dead_letters()
+                    })
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+
+    async fn end(&self, broker: &dyn Broker) {
+        broker
+            .ensure_stream(&StreamConfig::dead_letters())
+            .await
+            .unwrap();
+    }
+}
+
+async fn an_exhausted_event_waits_for_its_dead_letter(broker: Arc<dyn Broker>, outage: Outage) {
     publish_all(broker.as_ref(), &[follow("u-1", "u-2")]).await;
 
     let dir = tempfile::tempdir().unwrap();
@@ -82,15 +116,9 @@ async fn an_exhausted_event_waits_for_its_dead_letter() {
     let handle = tokio::spawn(runner.run(shutdown));
     wait_for("first event", 20, || store.checkpoint().unwrap() == 1).await;
 
-    // The dead-letter stream goes away; then the doomed event and one more.
-    let deleted = client
-        .request(
-            format!("$JS.API.STREAM.DELETE.{DEAD_LETTER_STREAM}"),
-            "".into(),
-        )
-        .await
-        .unwrap();
-    assert!(String::from_utf8_lossy(&deleted.payload).contains("\"success\":true"));
+    // The dead-letter stream becomes unavailable; then the doomed event
+    // and one more arrive.
+    outage.begin(broker.as_ref()).await;
     publish_all(
         broker.as_ref(),
         &[follow("u-3", "u-4"), follow("u-5", "u-6")],
@@ -108,20 +136,49 @@ async fn an_exhausted_event_waits_for_its_dead_letter() {
     assert!(!metrics.health().report().healthy);
 
     // The stream is back: the letter is stored once, the rest applies.
-    broker
-        .ensure_stream(&StreamConfig::dead_letters())
-        .await
-        .unwrap();
+    outage.end(broker.as_ref()).await;
     wait_for("checkpoint past the owed event", 30, || {
         store.checkpoint().unwrap() == 3
     })
     .await;
     let info = broker.stream_info(DEAD_LETTER_STREAM).await.unwrap();
-    assert_eq!(info.messages, 1);
-    let letter = broker.get(DEAD_LETTER_STREAM, info.last_seq).await.unwrap();
-    assert_eq!(letter.headers.get(DLQ_SEQUENCE), Some("2"));
+    let letters: Vec<_> = {
+        let mut out = Vec::new();
+        for seq in info.first_seq..=info.last_seq {
+            if let Ok(letter) = broker.get(DEAD_LETTER_STREAM, seq).await {
+                out.push(letter);
+            }
+        }
+        out
+    };
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0].headers.get(DLQ_SEQUENCE), Some("2"));
     wait_for("healthy again", 10, || metrics.health().report().healthy).await;
     trigger.trigger();
     handle.await.unwrap().unwrap();
     assert_eq!(store.get(&3u64.to_be_bytes()).unwrap(), Some(b"3".to_vec()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jetstream_holds_an_event_while_the_dead_letter_stream_is_missing() {
+    let server = NatsServer::new();
+    let jetstream = JetStreamBroker::connect(JetStreamOptions {
+        urls: vec![server.url()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let outage = Outage::Missing(jetstream.clone());
+    an_exhausted_event_waits_for_its_dead_letter(Arc::new(jetstream), outage).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_holds_an_event_while_the_dead_letter_stream_refuses_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = EmbeddedBroker::open(EmbeddedOptions {
+        path: dir.path().join("log"),
+        ..Default::default()
+    })
+    .unwrap();
+    an_exhausted_event_waits_for_its_dead_letter(Arc::new(broker), Outage::Refusing).await;
 }
