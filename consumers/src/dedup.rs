@@ -15,7 +15,8 @@
 //! The rule compares store times of log entries, never the clock, so a
 //! rebuild from the log reaches exactly the state the live consumer reached.
 //! Records older than the horizon (relative to the newest entry committed)
-//! are pruned at commit. Beyond the horizon a copy is applied as a new event.
+//! are pruned by commits, each sweeping a slice of the index: one key per
+//! applied event, no second index to keep in order. Beyond the horizon a copy is applied as a new event.
 //! A horizon of zero turns the index off.
 
 use std::time::{Duration, SystemTime};
@@ -25,7 +26,6 @@ use std::time::{Duration, SystemTime};
 pub const DEFAULT_HORIZON: Duration = Duration::from_secs(24 * 60 * 60);
 
 const APPLIED_PREFIX: &[u8] = b"mapplied\x1f";
-pub(crate) const APPLIED_AT_PREFIX: &[u8] = b"mappliedat\x1f";
 
 /// Where and when a model first applied an event id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,20 +79,14 @@ pub(crate) fn applied_key(event_id: &str) -> Vec<u8> {
     k
 }
 
-/// The time-ordered key that lets commits prune old records.
-pub(crate) fn applied_at_key(time: u64, event_id: &str) -> Vec<u8> {
-    let mut k = APPLIED_AT_PREFIX.to_vec();
-    k.extend_from_slice(&time.to_be_bytes());
-    k.extend_from_slice(event_id.as_bytes());
-    k
-}
+/// Records a commit looks at for pruning: commits sweep the index a slice at
+/// a time, so a record is removed within about `index size / PRUNE_STEP`
+/// commits of leaving the horizon, at a bounded cost per commit.
+pub(crate) const PRUNE_STEP: usize = 1024;
 
-/// The time and event id of a time-ordered key.
-pub(crate) fn parse_applied_at_key(key: &[u8]) -> Option<(u64, &str)> {
-    let rest = key.strip_prefix(APPLIED_AT_PREFIX)?;
-    let time = u64::from_be_bytes(rest.get(..8)?.try_into().ok()?);
-    let id = std::str::from_utf8(rest.get(8..)?).ok()?;
-    Some((time, id))
+/// The prefix of every record key.
+pub(crate) fn applied_prefix() -> &'static [u8] {
+    APPLIED_PREFIX
 }
 
 #[cfg(test)]
@@ -110,7 +104,5 @@ mod tests {
         assert!(!a.covers(1_000 + 6, Duration::from_nanos(5)));
         assert!(a.covers(10, Duration::from_nanos(5)), "earlier copies too");
         assert!(!a.covers(1_000, Duration::ZERO), "zero turns it off");
-        let k = applied_at_key(42, "id-1");
-        assert_eq!(parse_applied_at_key(&k), Some((42, "id-1")));
     }
 }

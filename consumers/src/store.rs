@@ -12,7 +12,6 @@
 //! | `m` `checkpoint`       | u64 big-endian: last applied stream sequence |
 //! | `m` `fenced` 0x1F id   | empty: event `id` (its `ce-id`) was dead-lettered by this consumer and its redrive has not applied yet |
 //! | `m` `applied` 0x1F id  | u64 BE stream sequence, u64 BE store time (ns since the epoch): the entry that first applied event `id` ([`crate::dedup`]) |
-//! | `m` `appliedat` 0x1F time:be64 id | empty: the same record ordered by time, for pruning past the horizon |
 //! | `d` + model key        | the read model's value (JSON, by convention) |
 //!
 //! The `fenced` and `applied` keys (added within this version, readable by
@@ -26,7 +25,10 @@
 //! acknowledged, so after a crash the store holds either the whole batch or
 //! none of it, and redeliveries at or below the checkpoint are skipped.
 
-use std::path::{Path, PathBuf};
+use std::{
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+};
 
 use serde::de::DeserializeOwned;
 
@@ -79,6 +81,9 @@ impl Default for StoreOptions {
 pub struct ProjectionStore {
     db: sled::Db,
     path: PathBuf,
+    /// Where the next commit's sweep of the applied-event records starts
+    /// (in memory: after a restart the sweep starts over).
+    prune_cursor: Arc<Mutex<Vec<u8>>>,
 }
 
 pub(crate) fn io_error(e: sled::Error) -> StoreError {
@@ -130,7 +135,11 @@ impl ProjectionStore {
                 return Err(StoreError::new(StoreErrorKind::UnsupportedFormat { found }));
             }
         }
-        Ok(Self { db, path })
+        Ok(Self {
+            db,
+            path,
+            prune_cursor: Arc::default(),
+        })
     }
 
     /// The directory holding the store.
@@ -201,7 +210,6 @@ impl ProjectionStore {
         self.prune_applied(&mut batch, writes.prune_before, &writes.applied)?;
         for (event_id, record) in &writes.applied {
             batch.insert(dedup::applied_key(event_id), &record.encode());
-            batch.insert(dedup::applied_at_key(record.time, event_id), &[]);
         }
         batch.insert(CHECKPOINT_KEY, &checkpoint.to_be_bytes());
         self.db.apply_batch(batch).map_err(io_error)?;
@@ -225,8 +233,9 @@ impl ProjectionStore {
             .transpose()
     }
 
-    /// Adds to `batch` the removal of every applied-event record of an entry
-    /// stored before `cutoff`, except those `fresh` records replace.
+    /// Adds to `batch` the removal of the applied-event records, among the
+    /// next [`dedup::PRUNE_STEP`] of the sweep, of entries stored before
+    /// `cutoff`, except those `fresh` records replace.
     fn prune_applied(
         &self,
         batch: &mut sled::Batch,
@@ -236,21 +245,37 @@ impl ProjectionStore {
         if cutoff == 0 {
             return Ok(());
         }
-        let end = dedup::applied_at_key(cutoff, "");
-        for entry in self.db.range(dedup::APPLIED_AT_PREFIX.to_vec()..end) {
-            let (key, _) = entry.map_err(io_error)?;
-            batch.remove(key.as_ref());
-            let Some((time, event_id)) = dedup::parse_applied_at_key(&key) else {
-                continue;
-            };
-            // A record re-applied later (beyond the horizon) has a newer
-            // time; only the record this time-key belongs to goes.
-            if !fresh.contains_key(event_id)
-                && self.applied(event_id)?.is_some_and(|r| r.time == time)
-            {
-                batch.remove(dedup::applied_key(event_id));
+        let prefix = dedup::applied_prefix();
+        let mut cursor = self.prune_cursor.lock().expect("prune cursor lock");
+        let from = if cursor.starts_with(prefix) {
+            cursor.clone()
+        } else {
+            prefix.to_vec()
+        };
+        let mut seen = 0;
+        let mut last = None;
+        for entry in self.db.range(from..) {
+            let (key, value) = entry.map_err(io_error)?;
+            if !key.starts_with(prefix) || seen == dedup::PRUNE_STEP {
+                break;
             }
+            seen += 1;
+            let stale = Applied::decode(&value).is_none_or(|r| r.time < cutoff);
+            let id = std::str::from_utf8(&key[prefix.len()..]).unwrap_or_default();
+            if stale && !fresh.contains_key(id) {
+                batch.remove(key.as_ref());
+            }
+            last = Some(key);
         }
+        // Continue after the last key next time; start over at the end.
+        *cursor = match (last, seen == dedup::PRUNE_STEP) {
+            (Some(key), true) => {
+                let mut next = key.to_vec();
+                next.push(0);
+                next
+            }
+            _ => Vec::new(),
+        };
         Ok(())
     }
 
@@ -350,6 +375,29 @@ mod tests {
         for key in [0u32, 1000, 2047] {
             assert_eq!(store.get(&key.to_be_bytes()).unwrap(), Some(value.clone()));
         }
+    }
+
+    #[test]
+    fn applied_records_leave_the_index_past_the_horizon() {
+        use std::time::{Duration, SystemTime};
+        let dir = tempfile::tempdir().unwrap();
+        let store = ProjectionStore::open(dir.path()).unwrap();
+        let horizon = Duration::from_secs(60);
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let mut tx = store.transaction();
+        tx.record_application("old", 1, t0, horizon);
+        store.commit(tx, 1).unwrap();
+        let mut tx = store.transaction();
+        tx.record_application("new", 2, t0 + horizon * 2, horizon);
+        store.commit(tx, 2).unwrap();
+        assert_eq!(store.applied("old").unwrap(), None);
+        assert_eq!(store.applied("new").unwrap().map(|r| r.seq), Some(2));
+        let tx = store.transaction();
+        assert_eq!(
+            tx.first_application("new", t0 + horizon * 2, horizon)
+                .unwrap(),
+            Some(2)
+        );
     }
 
     #[test]
