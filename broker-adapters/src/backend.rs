@@ -22,13 +22,11 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{
-    broker::Broker,
-    embedded::{EmbeddedBroker, EmbeddedOptions},
-    error::ConnectError,
-    jetstream::{JetStreamBroker, JetStreamOptions, redact_url},
-    memory::MemoryBroker,
-};
+#[cfg(feature = "embedded")]
+use crate::embedded::{EmbeddedBroker, EmbeddedOptions};
+#[cfg(feature = "jetstream")]
+use crate::jetstream::{JetStreamBroker, JetStreamOptions, redact_url};
+use crate::{broker::Broker, error::ConnectError, memory::MemoryBroker};
 
 /// Which adapter to use, with its options.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,15 +34,25 @@ use crate::{
 pub enum Backend {
     /// In process, not persistent: for tests.
     Memory,
-    /// The sled-backed log on local disk (the default).
+    /// The sled-backed log on local disk (the default; feature `embedded`).
+    #[cfg(feature = "embedded")]
     Embedded(EmbeddedOptions),
-    /// NATS JetStream (boxed: its options dwarf the other variants).
+    /// NATS JetStream (feature `jetstream`; boxed: its options dwarf the
+    /// other variants).
+    #[cfg(feature = "jetstream")]
     Jetstream(Box<JetStreamOptions>),
 }
 
 impl Default for Backend {
+    /// The embedded log; without that feature JetStream on localhost, and
+    /// without either the in-memory adapter.
     fn default() -> Self {
-        Self::Embedded(EmbeddedOptions::default())
+        #[cfg(feature = "embedded")]
+        return Self::Embedded(EmbeddedOptions::default());
+        #[cfg(all(not(feature = "embedded"), feature = "jetstream"))]
+        return Self::Jetstream(Box::default());
+        #[cfg(not(any(feature = "embedded", feature = "jetstream")))]
+        Self::Memory
     }
 }
 
@@ -57,7 +65,9 @@ impl Backend {
     pub async fn connect(&self) -> Result<Arc<dyn Broker>, ConnectError> {
         Ok(match self {
             Self::Memory => Arc::new(MemoryBroker::new()),
+            #[cfg(feature = "embedded")]
             Self::Embedded(options) => Arc::new(EmbeddedBroker::open(options.clone())?),
+            #[cfg(feature = "jetstream")]
             Self::Jetstream(options) => {
                 Arc::new(JetStreamBroker::connect(options.as_ref().clone()).await?)
             }
@@ -68,7 +78,9 @@ impl Backend {
     pub fn describe(&self) -> String {
         match self {
             Self::Memory => "memory".into(),
+            #[cfg(feature = "embedded")]
             Self::Embedded(options) => format!("embedded log at {}", options.path.display()),
+            #[cfg(feature = "jetstream")]
             Self::Jetstream(options) => {
                 let urls: Vec<String> = options.urls.iter().map(|u| redact_url(u)).collect();
                 format!("JetStream at {}", urls.join(","))
@@ -77,7 +89,7 @@ impl Backend {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "embedded", feature = "jetstream"))]
 mod tests {
     use std::time::Duration;
 

@@ -1,12 +1,12 @@
 //! Error kinds, one enum per operation.
 //!
-//! Every operation returns `Error<ItsKind>` (see [`backbone_schemas::Error`]).
+//! Every operation returns `Error<ItsKind>` (see [`backbone_core::Error`]).
 //! Kinds are `PartialEq` so tests assert them and callers branch on them; the
 //! same failure has the same kind on every adapter.
 
 use std::fmt;
 
-pub use backbone_schemas::Error;
+pub use backbone_core::Error;
 
 macro_rules! kind_display {
     ($kind:ty { $($pat:pat => $text:expr),+ $(,)? }) => {

@@ -11,12 +11,15 @@
 pub mod backend;
 pub mod broker;
 pub mod consumer;
+#[cfg(feature = "embedded")]
 pub mod embedded;
 pub mod error;
+#[cfg(feature = "jetstream")]
 pub mod jetstream;
 mod local;
 pub mod memory;
 pub mod message;
+#[cfg(feature = "typed")]
 pub mod publisher;
 pub mod stream;
 
@@ -30,6 +33,7 @@ pub use error::{
     PublishError, PublishErrorKind, ReadError, ReadErrorKind, StreamError, StreamErrorKind,
 };
 pub use message::{MalformedHeaders, OutboundMessage, PublishReceipt, StoredMessage};
+#[cfg(feature = "typed")]
 pub use publisher::{EventPublishError, EventPublishErrorKind, EventPublisher};
 pub use stream::{
     MessageStream, ProvisionOutcome, ReadRequest, ReadStart, StorageKind, StreamConfig, StreamInfo,

@@ -2,7 +2,7 @@
 
 use std::time::SystemTime;
 
-use backbone_schemas::Headers;
+use backbone_core::Headers;
 use bytes::Bytes;
 
 /// The header JetStream deduplicates on. Adapters store it with the message

@@ -5,7 +5,10 @@ use std::time::{Duration, SystemTime};
 use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 
-use crate::{error::ReadError, message::StoredMessage};
+use crate::{
+    error::{ReadError, StreamError, StreamErrorKind},
+    message::StoredMessage,
+};
 
 /// The stream holding every event: it captures `events.>`.
 pub const EVENT_STREAM: &str = "EVENTS";
@@ -73,6 +76,52 @@ impl Default for StreamConfig {
 }
 
 impl StreamConfig {
+    /// The settings by which `wanted` differs from this, the current
+    /// configuration, in a fixed order. `ImmutableSetting` for a change no
+    /// adapter makes: the storage kind, or turning `deny_delete` or
+    /// `deny_purge` off (an immutable log stays immutable).
+    pub fn changes_to(&self, wanted: &StreamConfig) -> Result<Vec<String>, StreamError> {
+        let current = self;
+        let immutable = |setting: &str, why: &str| {
+            StreamError::with_detail(
+                StreamErrorKind::ImmutableSetting {
+                    setting: setting.into(),
+                },
+                format!("stream {}: {why}", wanted.name),
+            )
+        };
+        if current.storage != wanted.storage {
+            return Err(immutable("storage", "a stream's storage cannot change"));
+        }
+        if current.deny_delete && !wanted.deny_delete {
+            return Err(immutable("deny_delete", "deny_delete cannot be turned off"));
+        }
+        if current.deny_purge && !wanted.deny_purge {
+            return Err(immutable("deny_purge", "deny_purge cannot be turned off"));
+        }
+        let mut changed = Vec::new();
+        let mut check = |name: &str, differs: bool| {
+            if differs {
+                changed.push(name.to_owned());
+            }
+        };
+        check("subjects", current.subjects != wanted.subjects);
+        check("description", current.description != wanted.description);
+        check("replicas", current.replicas != wanted.replicas.max(1));
+        check(
+            "duplicate_window",
+            current.duplicate_window != wanted.duplicate_window,
+        );
+        check(
+            "max_message_size",
+            current.max_message_size != wanted.max_message_size,
+        );
+        check("deny_delete", current.deny_delete != wanted.deny_delete);
+        check("deny_purge", current.deny_purge != wanted.deny_purge);
+        check("allow_direct", current.allow_direct != wanted.allow_direct);
+        Ok(changed)
+    }
+
     /// The event log: [`EVENT_STREAM`] on [`EVENT_SUBJECTS`], immutable
     /// (`deny_delete` and `deny_purge` on), file storage.
     pub fn event_log() -> Self {
@@ -163,20 +212,7 @@ pub struct ReadRequest {
 /// entry; the stream may continue after it.
 pub type MessageStream = BoxStream<'static, Result<StoredMessage, ReadError>>;
 
-/// True when `subject` matches `pattern` (`*` one token, `>` the rest).
-pub fn subject_matches(pattern: &str, subject: &str) -> bool {
-    let mut subject_tokens = subject.split('.');
-    let mut pattern_tokens = pattern.split('.').peekable();
-    while let Some(p) = pattern_tokens.next() {
-        match (p, subject_tokens.next()) {
-            (">", Some(_)) => return pattern_tokens.peek().is_none(),
-            ("*", Some(_)) => {}
-            (literal, Some(s)) if literal == s => {}
-            _ => return false,
-        }
-    }
-    subject_tokens.next().is_none()
-}
+pub use backbone_core::subject::subject_matches;
 
 #[cfg(test)]
 mod tests {

@@ -85,11 +85,11 @@
 pub mod context;
 pub mod decode;
 pub mod envelope;
-pub mod error;
+pub use backbone_core::error;
 pub mod event;
 pub mod evolution;
 pub mod header_value;
-pub mod headers;
+pub use backbone_core::headers;
 mod options;
 pub mod registry;
 pub mod sample;

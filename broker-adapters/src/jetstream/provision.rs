@@ -36,7 +36,7 @@ pub(crate) async fn ensure_stream(
         Err(failure) => return Err(stream_error(failure)),
     };
     let current = existing.config.to_config();
-    let changed = diff(&current, config)?;
+    let changed = current.changes_to(config)?;
     if changed.is_empty() {
         return Ok(ProvisionOutcome::Unchanged);
     }
@@ -49,51 +49,6 @@ pub(crate) async fn ensure_stream(
         .await
         .map_err(stream_error)?;
     Ok(ProvisionOutcome::Updated(changed))
-}
-
-/// The settings that differ; an error for those JetStream cannot change.
-fn diff(current: &StreamConfig, wanted: &StreamConfig) -> Result<Vec<String>, StreamError> {
-    let immutable = |setting: &str, why: &str| {
-        StreamError::with_detail(
-            StreamErrorKind::ImmutableSetting {
-                setting: setting.into(),
-            },
-            format!("stream {}: {why}", wanted.name),
-        )
-    };
-    if current.storage != wanted.storage {
-        return Err(immutable(
-            "storage",
-            "JetStream cannot change a stream's storage",
-        ));
-    }
-    if current.deny_delete && !wanted.deny_delete {
-        return Err(immutable("deny_delete", "deny_delete cannot be turned off"));
-    }
-    if current.deny_purge && !wanted.deny_purge {
-        return Err(immutable("deny_purge", "deny_purge cannot be turned off"));
-    }
-    let mut changed = Vec::new();
-    let mut check = |name: &str, differs: bool| {
-        if differs {
-            changed.push(name.to_owned());
-        }
-    };
-    check("subjects", current.subjects != wanted.subjects);
-    check("description", current.description != wanted.description);
-    check("replicas", current.replicas != wanted.replicas.max(1));
-    check(
-        "duplicate_window",
-        current.duplicate_window != wanted.duplicate_window,
-    );
-    check(
-        "max_message_size",
-        current.max_message_size != wanted.max_message_size,
-    );
-    check("deny_delete", current.deny_delete != wanted.deny_delete);
-    check("deny_purge", current.deny_purge != wanted.deny_purge);
-    check("allow_direct", current.allow_direct != wanted.allow_direct);
-    Ok(changed)
 }
 
 fn validate(config: &StreamConfig) -> Result<(), StreamError> {
@@ -116,24 +71,7 @@ fn validate(config: &StreamConfig) -> Result<(), StreamError> {
     Ok(())
 }
 
-/// Letters, digits, `-` and `_`: safe as a subject token.
-pub(crate) fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-}
-
-/// A subject pattern: non-empty tokens, `>` only last.
-pub(crate) fn valid_pattern(pattern: &str) -> bool {
-    let tokens: Vec<&str> = pattern.split('.').collect();
-    tokens.iter().enumerate().all(|(i, t)| {
-        !t.is_empty()
-            && !t.chars().any(char::is_whitespace)
-            && (*t != ">" || i == tokens.len() - 1)
-            && (t.len() == 1 || !t.contains(['*', '>']))
-    })
-}
+pub(crate) use backbone_core::subject::{valid_name, valid_pattern};
 
 pub(crate) async fn wire_info(
     shared: &Shared,
@@ -228,7 +166,7 @@ mod tests {
             storage: crate::stream::StorageKind::Memory,
             ..StreamConfig::event_log()
         };
-        let err = diff(&current, &wanted).unwrap_err();
+        let err = current.changes_to(&wanted).unwrap_err();
         assert_eq!(
             err.kind(),
             &StreamErrorKind::ImmutableSetting {
@@ -246,7 +184,7 @@ mod tests {
             ..StreamConfig::dead_letters()
         };
         assert_eq!(
-            diff(&current, &wanted).unwrap(),
+            current.changes_to(&wanted).unwrap(),
             vec!["max_message_size".to_owned(), "deny_delete".to_owned()]
         );
     }

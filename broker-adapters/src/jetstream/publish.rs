@@ -42,6 +42,8 @@ use tokio::time::Instant;
 
 use std::future::IntoFuture;
 
+use backbone_core::subject::valid_publish_subject;
+
 use super::{
     Shared,
     api::wait_connected,
@@ -452,29 +454,4 @@ fn wire_size(headers: &HeaderMap, payload: usize) -> usize {
         })
         .sum();
     "NATS/1.0\r\n".len() + lines + 2 + payload
-}
-
-/// A concrete subject: tokens non-empty, no wildcards or whitespace.
-fn valid_publish_subject(subject: &str) -> bool {
-    !subject.is_empty()
-        && subject.split('.').all(|token| {
-            !token.is_empty()
-                && token != "*"
-                && token != ">"
-                && !token.chars().any(char::is_whitespace)
-        })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn publish_subjects_have_no_wildcards() {
-        assert!(valid_publish_subject("events.user.registered.u-1"));
-        assert!(!valid_publish_subject("events.*"));
-        assert!(!valid_publish_subject("events.>"));
-        assert!(!valid_publish_subject("events..x"));
-        assert!(!valid_publish_subject(""));
-    }
 }

@@ -4,7 +4,7 @@
 use std::time::{Duration, SystemTime};
 
 use async_nats::{Message, StatusCode};
-use backbone_schemas::Headers;
+use backbone_core::Headers;
 use futures::{FutureExt as _, StreamExt as _};
 use serde_json::json;
 

@@ -6,7 +6,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use backbone_schemas::Headers;
+use backbone_core::Headers;
 use base64::{Engine as _, engine::general_purpose::STANDARD};
 use bytes::Bytes;
 use serde::Deserialize;

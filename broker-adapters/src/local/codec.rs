@@ -6,7 +6,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use backbone_schemas::Headers;
+use backbone_core::Headers;
 use bytes::Bytes;
 
 use crate::message::StoredMessage;

@@ -12,15 +12,17 @@ mod core;
 mod indexes;
 mod publish;
 mod read;
+#[cfg(feature = "embedded")]
 pub(crate) mod sled_storage;
 pub(crate) mod storage;
 mod streams;
-mod subject;
+use backbone_core::subject;
 
 use std::{fmt, sync::Arc, sync::atomic::Ordering};
 
 use async_trait::async_trait;
 
+#[cfg(feature = "embedded")]
 pub(crate) use self::core::FORMAT_VERSION;
 use self::{
     consumers::{LocalAcker, LocalConsumer},

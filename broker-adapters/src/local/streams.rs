@@ -22,29 +22,6 @@ fn invalid(detail: String) -> StreamError {
 }
 
 /// Names of the settings that differ between `old` and `new`.
-fn changed_settings(old: &StreamConfig, new: &StreamConfig) -> Vec<String> {
-    let mut changed = Vec::new();
-    let mut check = |name: &str, differs: bool| {
-        if differs {
-            changed.push(name.to_owned());
-        }
-    };
-    check("subjects", old.subjects != new.subjects);
-    check("description", old.description != new.description);
-    check(
-        "duplicate_window",
-        old.duplicate_window != new.duplicate_window,
-    );
-    check(
-        "max_message_size",
-        old.max_message_size != new.max_message_size,
-    );
-    check("deny_delete", old.deny_delete != new.deny_delete);
-    check("deny_purge", old.deny_purge != new.deny_purge);
-    check("allow_direct", old.allow_direct != new.allow_direct);
-    changed
-}
-
 impl<S: Storage> Core<S> {
     /// [`crate::Broker::ensure_stream`].
     pub(crate) fn ensure_stream(
@@ -93,12 +70,7 @@ impl<S: Storage> Core<S> {
         }
         let outcome = match streams.get(&config.name) {
             None => ProvisionOutcome::Created,
-            Some(rt) if rt.config.storage != config.storage => {
-                return Err(Error::new(StreamErrorKind::ImmutableSetting {
-                    setting: "storage".into(),
-                }));
-            }
-            Some(rt) => match changed_settings(&rt.config, config) {
+            Some(rt) => match rt.config.changes_to(config)? {
                 changed if changed.is_empty() => return Ok(ProvisionOutcome::Unchanged),
                 changed => ProvisionOutcome::Updated(changed),
             },

@@ -51,6 +51,7 @@ macro_rules! conformance_tests {
             filters,
             multiple_filter_subjects,
             consumer_errors,
+            subject_rules_are_shared,
             durable_survives_restart,
             restart_during_publishes_loses_nothing,
             publisher_close_loses_nothing,

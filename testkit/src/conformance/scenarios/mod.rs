@@ -110,6 +110,7 @@ pub static SCENARIOS: &[Scenario] = &[
     scenario!(positions::filters),
     scenario!(positions::multiple_filter_subjects),
     scenario!(positions::consumer_errors),
+    scenario!(positions::subject_rules_are_shared),
     scenario!(
         restart::durable_survives_restart,
         requires = [Restartable, Persistent]

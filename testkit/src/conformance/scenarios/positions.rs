@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use backbone_broker::{
-    ConsumerConfig, ConsumerErrorKind, DeliverPolicy, ReadRequest, ReadStart, StoredMessage,
+    ConsumerConfig, ConsumerErrorKind, DeliverPolicy, ReadErrorKind, ReadRequest, ReadStart,
+    StoredMessage, StreamConfig, StreamErrorKind,
 };
 
 use crate::conformance::support::{
@@ -256,5 +257,84 @@ pub(crate) async fn consumer_errors(ctx: Ctx) -> Verdict {
             .map(|c| c.name().to_owned()),
         ConsumerErrorKind::InvalidConfig,
         "consumer with an invalid durable name",
+    )
+}
+
+/// One subject grammar for every adapter: a pattern with a wildcard inside
+/// a token (`a*`), a `>` before the end, or whitespace is refused with the
+/// same kind everywhere: `InvalidConfig` for a stream's subjects and a
+/// consumer's filter, `InvalidRequest` for a read's filter. Turning an
+/// immutable log's `deny_delete` off is `ImmutableSetting` everywhere.
+pub(crate) async fn subject_rules_are_shared(ctx: Ctx) -> Verdict {
+    let stream = ctx.stream("rules").await?;
+    let broker = ctx.broker().await;
+    for bad in [
+        stream.subject("a*"),
+        stream.subject("a>"),
+        format!("{}.>.x", stream.prefix),
+        stream.subject("a b"),
+    ] {
+        expect_kind(
+            broker
+                .ensure_stream(&StreamConfig {
+                    name: format!("{}_BAD", stream.name),
+                    subjects: vec![bad.clone()],
+                    ..StreamConfig::default()
+                })
+                .await,
+            StreamErrorKind::InvalidConfig,
+            &format!("stream on {bad:?}"),
+        )?;
+        expect_kind(
+            broker
+                .consumer(
+                    &stream.name,
+                    ConsumerConfig {
+                        filter_subjects: vec![bad.clone()],
+                        ..ConsumerConfig::durable(ctx.durable("rules"))
+                    },
+                )
+                .await
+                .map(|c| c.name().to_owned()),
+            ConsumerErrorKind::InvalidConfig,
+            &format!("consumer filtering {bad:?}"),
+        )?;
+        expect_kind(
+            broker
+                .read(
+                    &stream.name,
+                    ReadRequest {
+                        filter: Some(bad.clone()),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .map(|_| ()),
+            ReadErrorKind::InvalidRequest,
+            &format!("read filtering {bad:?}"),
+        )?;
+    }
+    let (immutable, _) = ctx.stream_config(
+        "immutable",
+        StreamConfig {
+            deny_delete: true,
+            ..StreamConfig::default()
+        },
+    );
+    broker
+        .ensure_stream(&immutable)
+        .await
+        .or_fail("ensure the immutable stream")?;
+    expect_kind(
+        broker
+            .ensure_stream(&StreamConfig {
+                deny_delete: false,
+                ..immutable
+            })
+            .await,
+        StreamErrorKind::ImmutableSetting {
+            setting: "deny_delete".into(),
+        },
+        "turning deny_delete off",
     )
 }

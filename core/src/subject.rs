@@ -1,8 +1,10 @@
-//! Validation of names, publish subjects and subject patterns, and the
-//! overlap test that keeps each subject in at most one stream.
+//! The subject grammar: stream and durable names, publish subjects,
+//! subscription patterns, matching, and the overlap test that keeps each
+//! subject in at most one stream. Every adapter validates with these, so a
+//! subject one adapter refuses, every adapter refuses, with the same kind.
 
 /// True for a valid stream or durable name: letters, digits, `-` and `_`.
-pub(crate) fn valid_name(name: &str) -> bool {
+pub fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name
             .chars()
@@ -15,24 +17,41 @@ fn valid_token(token: &str) -> bool {
 
 /// True for a concrete subject one may publish to: non-empty tokens, no
 /// whitespace, no wildcard tokens.
-pub(crate) fn valid_publish_subject(subject: &str) -> bool {
+pub fn valid_publish_subject(subject: &str) -> bool {
     subject
         .split('.')
         .all(|t| valid_token(t) && t != "*" && t != ">")
 }
 
-/// True for a subscription pattern: non-empty tokens, `>` only last.
-pub(crate) fn valid_pattern(pattern: &str) -> bool {
+/// True for a subscription pattern: non-empty tokens without whitespace,
+/// wildcards only as whole tokens (`a*` is refused, as JetStream refuses
+/// it), `>` only last.
+pub fn valid_pattern(pattern: &str) -> bool {
     let tokens: Vec<&str> = pattern.split('.').collect();
-    tokens.iter().all(|t| valid_token(t))
-        && tokens
-            .iter()
-            .position(|t| *t == ">")
-            .is_none_or(|i| i + 1 == tokens.len())
+    tokens.iter().enumerate().all(|(i, t)| {
+        valid_token(t)
+            && (t.len() == 1 || !t.contains(['*', '>']))
+            && (*t != ">" || i + 1 == tokens.len())
+    })
+}
+
+/// True when `subject` matches `pattern` (`*` one token, `>` the rest).
+pub fn subject_matches(pattern: &str, subject: &str) -> bool {
+    let mut subject_tokens = subject.split('.');
+    let mut pattern_tokens = pattern.split('.').peekable();
+    while let Some(p) = pattern_tokens.next() {
+        match (p, subject_tokens.next()) {
+            (">", Some(_)) => return pattern_tokens.peek().is_none(),
+            ("*", Some(_)) => {}
+            (literal, Some(s)) if literal == s => {}
+            _ => return false,
+        }
+    }
+    subject_tokens.next().is_none()
 }
 
 /// True when some subject matches both patterns.
-pub(crate) fn patterns_overlap(a: &str, b: &str) -> bool {
+pub fn patterns_overlap(a: &str, b: &str) -> bool {
     let mut a = a.split('.');
     let mut b = b.split('.');
     loop {
@@ -72,6 +91,8 @@ mod tests {
         assert!(valid_pattern("events.*.x"));
         assert!(!valid_pattern("events.>.x"));
         assert!(!valid_pattern(""));
+        assert!(!valid_pattern("events.a*"), "wildcards are whole tokens");
+        assert!(!valid_pattern("events.a>"));
     }
 
     #[test]
