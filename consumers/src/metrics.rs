@@ -31,6 +31,10 @@ pub struct ConsumerMetrics {
     pub dead_letters: AtomicU64,
     /// Transient failures that were retried.
     pub retries: AtomicU64,
+    /// Acknowledgements (acks, naks, terms, progress) the broker did not
+    /// confirm: each only delays or repeats a redelivery the checkpoint or
+    /// the recorded event ids absorb, but many mean a sick connection.
+    pub settle_failures: AtomicU64,
     /// Matching events not yet delivered, as of the last fetch.
     pub lag: AtomicU64,
     /// The committed checkpoint.
@@ -41,6 +45,19 @@ pub struct ConsumerMetrics {
 }
 
 impl ConsumerMetrics {
+    /// Settles `delivery` as `kind`; a failure is logged and counted in
+    /// [`Self::settle_failures`], never dropped silently.
+    pub async fn settle(
+        &self,
+        delivery: &backbone_broker::Delivery,
+        kind: backbone_broker::AckKind,
+    ) {
+        if let Err(e) = delivery.settle(kind).await {
+            tracing::debug!(seq = delivery.message.seq, error = %e, "settlement not confirmed; the redelivery will be absorbed");
+            Self::add(&self.settle_failures, 1);
+        }
+    }
+
     /// Records how long applying one event took.
     pub fn observe_apply(&self, elapsed: Duration) {
         let secs = elapsed.as_secs_f64();
@@ -100,7 +117,7 @@ impl Metrics {
     pub fn render(&self) -> String {
         let consumers = self.consumers.lock().expect("metrics lock").clone();
         let mut out = String::new();
-        let counters: [(&str, &str, Field); 7] = [
+        let counters: [(&str, &str, Field); 8] = [
             ("backbone_events_applied_total", "counter", |m| &m.applied),
             ("backbone_events_skipped_total", "counter", |m| &m.skipped),
             ("backbone_events_duplicate_total", "counter", |m| {
@@ -110,6 +127,9 @@ impl Metrics {
                 &m.dead_letters
             }),
             ("backbone_retries_total", "counter", |m| &m.retries),
+            ("backbone_settle_failures_total", "counter", |m| {
+                &m.settle_failures
+            }),
             ("backbone_consumer_lag", "gauge", |m| &m.lag),
             ("backbone_checkpoint", "gauge", |m| &m.checkpoint),
         ];
@@ -159,5 +179,46 @@ mod tests {
         assert!(text.contains("le=\"0.0005\"} 1"));
         assert!(text.contains("backbone_apply_latency_seconds_count{consumer=\"billing\"} 1"));
         assert!(Arc::ptr_eq(&m, &metrics.consumer("billing")));
+    }
+}
+
+#[cfg(test)]
+mod settle_tests {
+    use std::{sync::Arc, time::SystemTime};
+
+    use async_trait::async_trait;
+    use backbone_broker::{AckError, AckErrorKind, AckKind, Acker, Delivery, StoredMessage};
+
+    use super::*;
+
+    /// An acker whose broker never confirms.
+    #[derive(Debug)]
+    struct Unconfirmed;
+
+    #[async_trait]
+    impl Acker for Unconfirmed {
+        async fn settle(&self, _: u64, _: AckKind) -> Result<(), AckError> {
+            Err(AckError::new(AckErrorKind::TimedOut))
+        }
+    }
+
+    #[tokio::test]
+    async fn unconfirmed_settlements_are_counted() {
+        let message = StoredMessage {
+            stream: "EVENTS".into(),
+            seq: 1,
+            subject: "events.user.followed.u-1".into(),
+            headers: Default::default(),
+            payload: Default::default(),
+            time: SystemTime::now(),
+            malformed_headers: None,
+        };
+        let delivery = Delivery::new(message, 1, 0, Arc::new(Unconfirmed));
+        let metrics = ConsumerMetrics::default();
+        metrics.settle(&delivery, AckKind::Ack).await;
+        metrics
+            .settle(&delivery, AckKind::Term { reason: None })
+            .await;
+        assert_eq!(ConsumerMetrics::get(&metrics.settle_failures), 2);
     }
 }

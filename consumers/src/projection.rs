@@ -215,7 +215,7 @@ impl ProjectionRunner {
                 // it), keep what is held alive, retry with backoff.
                 owed_failures += 1;
                 if last_keepalive.elapsed() > self.config.ack_wait / 3 {
-                    keep_alive(held.values()).await;
+                    keep_alive(&self.metrics, held.values()).await;
                     last_keepalive = Instant::now();
                 }
                 tokio::time::sleep(self.config.backoff(owed_failures)).await;
@@ -247,7 +247,7 @@ impl ProjectionRunner {
                 && !held.contains_key(&seq)
             {
                 if last_keepalive.elapsed() > self.config.ack_wait / 3 {
-                    keep_alive(held.values()).await;
+                    keep_alive(&self.metrics, held.values()).await;
                     last_keepalive = Instant::now();
                 }
                 continue;
@@ -445,14 +445,14 @@ impl ProjectionRunner {
             let _ = previous.await;
         }
         if !settles.is_empty() {
-            *settling = Some(tokio::spawn(settle_all(settles)));
+            *settling = Some(tokio::spawn(settle_all(self.metrics.clone(), settles)));
         }
         let blocked = match retry {
             Some((delivery, delay)) => {
                 let seq = delivery.message.seq;
-                if let Err(e) = delivery.nak(Some(delay)).await {
-                    tracing::debug!(seq, error = %e, "nak failed; redelivered after ack wait");
-                }
+                self.metrics
+                    .settle(&delivery, AckKind::Nak { delay: Some(delay) })
+                    .await;
                 Some(seq)
             }
             None => None,
@@ -462,13 +462,9 @@ impl ProjectionRunner {
 }
 
 /// Restarts the ack wait of deliveries held back, concurrently.
-async fn keep_alive<'a>(held: impl Iterator<Item = &'a Delivery>) {
+async fn keep_alive<'a>(metrics: &ConsumerMetrics, held: impl Iterator<Item = &'a Delivery>) {
     futures::stream::iter(held)
-        .for_each_concurrent(SETTLE_CONCURRENCY, |d| async move {
-            if let Err(e) = d.in_progress().await {
-                tracing::debug!(seq = d.message.seq, error = %e, "progress ack failed");
-            }
-        })
+        .for_each_concurrent(SETTLE_CONCURRENCY, |d| metrics.settle(d, AckKind::Progress))
         .await;
 }
 
@@ -479,7 +475,8 @@ async fn keep_alive<'a>(held: impl Iterator<Item = &'a Delivery>) {
 /// delivery on the critical path. Order does not matter here: the batch's
 /// checkpoint is already committed, so a lost or late acknowledgement only
 /// causes a redelivery that the checkpoint skips.
-async fn settle_all(settles: Vec<(Delivery, Settle)>) {
+async fn settle_all(metrics: Arc<ConsumerMetrics>, settles: Vec<(Delivery, Settle)>) {
+    let metrics = &metrics;
     futures::stream::iter(settles)
         .for_each_concurrent(None, |(delivery, settle)| async move {
             let kind = match settle {
@@ -488,9 +485,7 @@ async fn settle_all(settles: Vec<(Delivery, Settle)>) {
                     reason: Some(reason),
                 },
             };
-            if let Err(e) = delivery.settle(kind).await {
-                tracing::debug!(seq = delivery.message.seq, error = %e, "settle failed; the redelivery will be skipped");
-            }
+            metrics.settle(&delivery, kind).await;
         })
         .await;
 }

@@ -22,7 +22,8 @@ use std::{collections::BTreeMap, fmt, sync::Arc};
 
 use async_trait::async_trait;
 use backbone_broker::{
-    Broker, Consumer, ConsumerConfig, ConsumerError, ConsumerErrorKind, DeliverPolicy, Delivery,
+    AckKind, Broker, Consumer, ConsumerConfig, ConsumerError, ConsumerErrorKind, DeliverPolicy,
+    Delivery,
 };
 use backbone_schemas::Envelope;
 use tracing::Instrument as _;
@@ -275,13 +276,13 @@ impl ReactorRunner {
                     .commit(tx, floor.checkpoint())
                     .map_err(|e| RunError::with_source(RunErrorKind::Store, e))?;
                 floor.committed = floor.checkpoint();
-                let _ = delivery.ack().await;
+                self.metrics.settle(&delivery, AckKind::Ack).await;
             }
             Ok(false) => {
                 report.skipped += 1;
                 ConsumerMetrics::add(&self.metrics.skipped, 1);
                 floor.settled(seq);
-                let _ = delivery.ack().await;
+                self.metrics.settle(&delivery, AckKind::Ack).await;
             }
             Err(HandlerError::Transient(reason))
                 if delivery.delivery_count < self.config.max_deliver =>
@@ -290,7 +291,9 @@ impl ReactorRunner {
                 ConsumerMetrics::add(&self.metrics.retries, 1);
                 floor.outstanding(seq);
                 let delay = self.config.backoff(delivery.delivery_count);
-                let _ = delivery.nak(Some(delay)).await;
+                self.metrics
+                    .settle(&delivery, AckKind::Nak { delay: Some(delay) })
+                    .await;
             }
             Err(e) => {
                 let reason = DeadLetterReason {
@@ -304,14 +307,18 @@ impl ReactorRunner {
                     self.health
                         .failing(&self.config.durable_name, "dead-letter", e.to_string());
                     floor.outstanding(seq);
-                    let _ = delivery.nak(Some(self.config.backoff(1))).await;
+                    let delay = Some(self.config.backoff(1));
+                    self.metrics.settle(&delivery, AckKind::Nak { delay }).await;
                 } else {
                     self.health
                         .recovered(&self.config.durable_name, "dead-letter");
                     report.dead_lettered += 1;
                     ConsumerMetrics::add(&self.metrics.dead_letters, 1);
                     floor.settled(seq);
-                    let _ = delivery.term(e.reason()).await;
+                    let reason = Some(e.reason().to_owned());
+                    self.metrics
+                        .settle(&delivery, AckKind::Term { reason })
+                        .await;
                 }
             }
         }

@@ -31,7 +31,7 @@ use std::{
     time::Duration,
 };
 
-use backbone_broker::{Backend, Broker, embedded::EmbeddedOptions, stream::EVENT_STREAM};
+use backbone_broker::{Backend, Broker, embedded::EmbeddedOptions};
 use serde::Deserialize;
 
 use crate::{config::RuntimeConfig, error::Error, layout, models::resolve, reactors};
@@ -93,32 +93,34 @@ pub struct ServiceConfig {
 fn all_models() -> Vec<String> {
     vec!["all".into()]
 }
+// Every runtime default comes from `RuntimeConfig::default()` and the
+// health threshold from `health`: one source for each.
 fn default_stream() -> String {
-    EVENT_STREAM.into()
+    RuntimeConfig::default().stream
 }
 fn default_batch() -> usize {
-    256
+    RuntimeConfig::default().batch_size
 }
 fn default_grace() -> Duration {
     Duration::from_secs(10)
 }
 fn default_max_deliver() -> u32 {
-    5
+    RuntimeConfig::default().max_deliver
 }
 fn default_backoff() -> Duration {
-    Duration::from_millis(200)
+    RuntimeConfig::default().backoff_base
 }
 fn default_ack_wait() -> Duration {
-    Duration::from_secs(30)
+    RuntimeConfig::default().ack_wait
 }
 fn default_fetch_wait() -> Duration {
-    Duration::from_millis(500)
+    RuntimeConfig::default().fetch_wait
 }
 fn default_dedup_horizon() -> Duration {
     RuntimeConfig::default().dedup_horizon
 }
 fn default_unhealthy_after() -> Duration {
-    Duration::from_secs(30)
+    crate::health::DEFAULT_UNHEALTHY_AFTER
 }
 
 /// Why the service could not start or run.

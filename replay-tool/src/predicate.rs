@@ -69,10 +69,19 @@ impl FromStr for Predicate {
         {
             return Err(format!("predicate {text:?} has an invalid field name"));
         }
+        let value = text[at + token.len()..].trim();
+        if value.starts_with(['=', '!', '<', '>', '~']) {
+            return Err(format!(
+                "predicate {text:?} has two operators; write one of = != > >= < <= ~"
+            ));
+        }
+        if value.is_empty() && !matches!(op, Op::Eq | Op::Ne) {
+            return Err(format!("predicate {text:?} has no value to compare with"));
+        }
         Ok(Self {
             path: field.split('.').map(to_camel_case).collect(),
             op,
-            value: text[at + token.len()..].trim().to_owned(),
+            value: value.to_owned(),
         })
     }
 }
@@ -158,6 +167,14 @@ mod tests {
         assert_eq!(p("amount_minor > 10").path, vec!["amountMinor".to_owned()]);
         assert!("amount".parse::<Predicate>().is_err());
         assert!("=3".parse::<Predicate>().is_err());
+    }
+
+    #[test]
+    fn malformed_operators_are_refused() {
+        for bad in ["amount_minor>>5", "a=>1", "a<>1", "a>=", "a~", "a!==b"] {
+            assert!(bad.parse::<Predicate>().is_err(), "{bad:?} accepted");
+        }
+        assert_eq!(p("a=").value, "", "an empty value still means empty text");
     }
 
     #[test]

@@ -265,6 +265,10 @@ fn audit_filters_by_predicates_and_prints_csv() {
     );
     assert_eq!(out.stdout.lines().count(), 1);
     assert_code(&run_in(dir.path(), &["audit", "--where", "amount"]), 3);
+    assert_code(
+        &run_in(dir.path(), &["audit", "--where", "amount_minor>>5"]),
+        3,
+    );
     assert_code(&run_in(dir.path(), &["audit", "--since", "yesterday"]), 3);
     assert_code(&run_in(dir.path(), &["audit", "--key", "a b"]), 3);
     assert_code(

@@ -498,6 +498,22 @@ impl Consumer for JetStreamConsumer {
     }
 }
 
+/// The body that settles a delivery as `kind` on a server of `version`.
+fn settle_body(kind: &AckKind, version: ServerVersion) -> String {
+    match kind {
+        AckKind::Ack => "+ACK".to_owned(),
+        AckKind::Nak { delay: None } => "-NAK".to_owned(),
+        AckKind::Nak { delay: Some(d) } => {
+            format!("-NAK {}", json!({ "delay": duration_nanos(*d) }))
+        }
+        AckKind::Progress => "+WPI".to_owned(),
+        AckKind::Term { reason: Some(r) } if version.supports_term_reason() => {
+            format!("+TERM {r}")
+        }
+        AckKind::Term { .. } => "+TERM".to_owned(),
+    }
+}
+
 /// Settles one delivery through its reply subject.
 #[derive(Debug)]
 struct JetStreamAcker {
@@ -509,18 +525,7 @@ struct JetStreamAcker {
 #[async_trait]
 impl Acker for JetStreamAcker {
     async fn settle(&self, stream_seq: u64, kind: AckKind) -> Result<(), AckError> {
-        let terms_with_reason = self.shared.version.supports_multiple_filters();
-        let body = match &kind {
-            AckKind::Ack => "+ACK".to_owned(),
-            AckKind::Nak { delay: None } => "-NAK".to_owned(),
-            AckKind::Nak { delay: Some(d) } => {
-                format!("-NAK {}", json!({ "delay": duration_nanos(*d) }))
-            }
-            AckKind::Progress => "+WPI".to_owned(),
-            // Servers before 2.10 only recognise a bare +TERM.
-            AckKind::Term { reason: Some(r) } if terms_with_reason => format!("+TERM {r}"),
-            AckKind::Term { .. } => "+TERM".to_owned(),
-        };
+        let body = settle_body(&kind, self.shared.version);
         // Every kind is sent as a request: the server confirms it, so the
         // caller knows the settlement was recorded (double ack).
         match self.shared.api.raw(self.reply.clone(), body.into()).await {
@@ -576,6 +581,16 @@ mod tests {
             ..config
         };
         assert!(validate(&ok, ServerVersion::FLOOR).is_ok());
+    }
+
+    #[test]
+    fn term_reasons_follow_their_own_server_version() {
+        let term = AckKind::Term {
+            reason: Some("bad".into()),
+        };
+        assert_eq!(settle_body(&term, ServerVersion::FLOOR), "+TERM");
+        assert_eq!(settle_body(&term, ServerVersion::TERM_REASON), "+TERM bad");
+        assert_eq!(settle_body(&AckKind::Ack, ServerVersion::FLOOR), "+ACK");
     }
 
     #[test]

@@ -8,16 +8,17 @@
 //! delivery count one higher, so the consumer remembers the highest count it
 //! handed out per unsettled message and corrects a count that did not grow.
 
-use std::{collections::HashMap, sync::Mutex};
+use std::{collections::BTreeMap, sync::Mutex};
 
-/// Beyond this many unsettled messages the oldest knowledge is dropped
-/// rather than growing without bound (only ever-nakked messages stay).
+/// Beyond this many unsettled messages the oldest knowledge (the lowest
+/// stream sequences) is dropped, one entry at a time, rather than growing
+/// without bound.
 const MAX_TRACKED: usize = 100_000;
 
 /// Highest delivery count handed out per stream sequence not yet settled.
 #[derive(Debug, Default)]
 pub(crate) struct DeliveryCounts {
-    seen: Mutex<HashMap<u64, u32>>,
+    seen: Mutex<BTreeMap<u64, u32>>,
 }
 
 impl DeliveryCounts {
@@ -32,7 +33,7 @@ impl DeliveryCounts {
             _ => delivered,
         };
         if seen.len() >= MAX_TRACKED && !seen.contains_key(&stream_seq) {
-            seen.clear();
+            seen.pop_first();
         }
         seen.insert(stream_seq, count);
         count
@@ -60,5 +61,18 @@ mod tests {
         assert_eq!(counts.observe(8, 1), 1);
         counts.settled(7);
         assert_eq!(counts.observe(7, 1), 1, "a settled message starts over");
+    }
+
+    #[test]
+    fn past_the_bound_only_the_oldest_knowledge_goes() {
+        let counts = DeliveryCounts::default();
+        for seq in 1..=MAX_TRACKED as u64 {
+            counts.observe(seq, 1);
+        }
+        counts.observe(MAX_TRACKED as u64 + 1, 1);
+        // The newest still correct a rolled-back count; the oldest is gone.
+        assert_eq!(counts.observe(MAX_TRACKED as u64, 1), 2);
+        assert_eq!(counts.observe(2, 1), 2);
+        assert_eq!(counts.observe(1, 1), 1, "the oldest was dropped");
     }
 }

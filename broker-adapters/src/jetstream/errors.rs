@@ -17,12 +17,15 @@ pub(crate) fn stream_error(failure: ApiFailure) -> StreamError {
         ApiFailure::Unavailable | ApiFailure::NoResponders => StreamErrorKind::BrokerUnavailable,
         ApiFailure::PermissionDenied { .. } => StreamErrorKind::PermissionDenied,
         f if is_permission(f) => StreamErrorKind::PermissionDenied,
-        ApiFailure::Api { code, .. } => match *code {
+        ApiFailure::Api { code, status, .. } => match *code {
             code::STREAM_NOT_FOUND => StreamErrorKind::StreamNotFound,
             code::REPLICAS_NOT_SUPPORTED => StreamErrorKind::Unsupported,
             code::STREAM_INVALID_CONFIG | code::SUBJECTS_OVERLAP | code::STREAM_NAME_IN_USE => {
                 StreamErrorKind::InvalidConfig
             }
+            // Other refusals of the request are about the config; a server
+            // that fails (out of resources, no quorum) is not.
+            _ if *status >= 500 => StreamErrorKind::StorageFailure,
             _ => StreamErrorKind::InvalidConfig,
         },
         ApiFailure::Malformed(_) => StreamErrorKind::StorageFailure,
@@ -67,6 +70,28 @@ pub(crate) fn consumer_error(failure: ApiFailure) -> ConsumerError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failing_server_is_not_an_invalid_config() {
+        let failure = |status, code| ApiFailure::Api {
+            status,
+            code,
+            description: "x".into(),
+        };
+        // JetStream's "insufficient resources" comes with status 503.
+        assert_eq!(
+            stream_error(failure(503, 10023)).kind(),
+            &StreamErrorKind::StorageFailure
+        );
+        assert_eq!(
+            stream_error(failure(400, code::SUBJECTS_OVERLAP)).kind(),
+            &StreamErrorKind::InvalidConfig
+        );
+        assert_eq!(
+            stream_error(failure(400, 10999)).kind(),
+            &StreamErrorKind::InvalidConfig
+        );
+    }
 
     fn api(code: u64, status: u16) -> ApiFailure {
         ApiFailure::Api {

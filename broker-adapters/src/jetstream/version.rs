@@ -18,6 +18,9 @@ impl ServerVersion {
     pub const FLOOR: Self = Self::new(2, 9, 10);
     /// The first server with consumers on several filter subjects.
     pub const MULTIPLE_FILTERS: Self = Self::new(2, 10, 0);
+    /// The first server that reads a reason after `+TERM` (earlier ones
+    /// only recognise a bare `+TERM`).
+    pub const TERM_REASON: Self = Self::new(2, 10, 0);
 
     /// A version from its parts.
     pub const fn new(major: u32, minor: u32, patch: u32) -> Self {
@@ -43,6 +46,11 @@ impl ServerVersion {
     /// True when the server accepts consumers with several filter subjects.
     pub fn supports_multiple_filters(self) -> bool {
         self >= Self::MULTIPLE_FILTERS
+    }
+
+    /// True when the server takes a reason with `+TERM`.
+    pub fn supports_term_reason(self) -> bool {
+        self >= Self::TERM_REASON
     }
 }
 
