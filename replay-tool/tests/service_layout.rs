@@ -1,34 +1,28 @@
-//! The service and `replay-tool` share one data-dir layout: the service
-//! binary run on `<dir>` (no `[backend]` table: the embedded log in
+//! The consumer service and `replay-tool` share one data-dir layout: the
+//! service run on `<dir>` (no `[backend]` table: the embedded log in
 //! `<dir>/log`, stores in `<dir>/read-models/<name>`), then
 //! `replay-tool --data-dir <dir>` reports everything as locked while it
-//! runs (exit 5), and after SIGTERM finds the service's read models in
+//! runs (exit 5), and after the service stops finds its read models in
 //! `status` and rebuilds one in place.
 //!
-//! `replay-tool` is the binary of the sibling package, found next to this
-//! test's target directory: `cargo test -p backbone-consumers -p replay-tool`
-//! builds both.
+//! The service runs in this test's process (`backbone_consumers::service`,
+//! what the `backbone-consumer` binary runs); `replay-tool` is this
+//! package's binary, a process of its own.
 
 use std::{
-    path::{Path, PathBuf},
-    process::{Child, Command, Output, Stdio},
+    path::Path,
+    process::{Command, Output},
     time::{Duration, Instant},
 };
 
-fn replay_tool() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(Path::parent).unwrap();
-    let path = dir.join("replay-tool");
-    assert!(
-        path.exists(),
-        "{} is missing: run `cargo test -p backbone-consumers -p replay-tool` (or build replay-tool first)",
-        path.display()
-    );
-    path
-}
+use backbone_consumers::{
+    Metrics,
+    service::{ServiceConfig, run_service},
+    shutdown_channel,
+};
 
 fn replay(data: &Path, args: &[&str]) -> Output {
-    Command::new(replay_tool())
+    Command::new(env!("CARGO_BIN_EXE_replay-tool"))
         .arg("--data-dir")
         .arg(data)
         .args(args)
@@ -49,24 +43,12 @@ fn assert_exit(output: &Output, code: i32) {
     );
 }
 
-fn spawn_service(dir: &Path, data: &Path) -> Child {
-    let config = dir.join("consumer.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "data_dir = {data:?}\nmodels = [\"billing\", \"audit\"]\nfetch_wait = \"100ms\"\n\
-             ack_wait = \"1s\"\ngrace_time = \"10s\"\n"
-        ),
-    )
-    .unwrap();
-    Command::new(env!("CARGO_BIN_EXE_backbone-consumer"))
-        .arg("--config")
-        .arg(&config)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
+fn service_config(data: &Path) -> ServiceConfig {
+    ServiceConfig::from_toml(&format!(
+        "data_dir = {data:?}\nmodels = [\"billing\", \"audit\"]\nfetch_wait = \"100ms\"\n\
+         ack_wait = \"1s\"\ngrace_time = \"10s\"\n"
+    ))
+    .unwrap()
 }
 
 /// Waits until the service has opened the read-model stores (they exist
@@ -86,8 +68,21 @@ fn wait_until_running(data: &Path) {
     }
 }
 
-#[test]
-fn replay_tool_finds_the_service_stores_and_reports_them_locked_while_it_runs() {
+/// Runs `replay-tool` off the runtime's threads, so the service keeps
+/// running while the child waits on its stores.
+async fn replay_async(data: &Path, args: &[&str]) -> Output {
+    let data = data.to_path_buf();
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        replay(&data, &args)
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_tool_finds_the_service_stores_and_reports_them_locked_while_it_runs() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     for (i, amount) in [100, 250].iter().enumerate() {
@@ -103,13 +98,20 @@ fn replay_tool_finds_the_service_stores_and_reports_them_locked_while_it_runs() 
         );
     }
 
-    let mut service = spawn_service(dir.path(), &data);
-    wait_until_running(&data);
+    let config = service_config(&data);
+    let broker = config.connect().await.unwrap();
+    let (trigger, shutdown) = shutdown_channel();
+    let service =
+        tokio::spawn(async move { run_service(&config, broker, Metrics::new(), shutdown).await });
+    let wait_data = data.clone();
+    tokio::task::spawn_blocking(move || wait_until_running(&wait_data))
+        .await
+        .unwrap();
     // Let the service apply both events before it is stopped.
-    std::thread::sleep(Duration::from_millis(1500));
-    let status = replay(&data, &["status"]);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let status = replay_async(&data, &["status"]).await;
     assert_exit(&status, 5);
-    let rebuild = replay(&data, &["rebuild", "billing"]);
+    let rebuild = replay_async(&data, &["rebuild", "billing"]).await;
     assert_exit(&rebuild, 5);
     assert!(
         String::from_utf8_lossy(&rebuild.stderr).contains("store locked"),
@@ -117,14 +119,9 @@ fn replay_tool_finds_the_service_stores_and_reports_them_locked_while_it_runs() 
         String::from_utf8_lossy(&rebuild.stderr)
     );
 
-    let term = Command::new("kill")
-        .arg("-TERM")
-        .arg(service.id().to_string())
-        .status()
-        .unwrap();
-    assert!(term.success());
-    let exit = service.wait().unwrap();
-    assert_eq!(exit.code(), Some(0), "the service stops cleanly on SIGTERM");
+    trigger.trigger();
+    let reports = service.await.unwrap().unwrap();
+    assert_eq!(reports.len(), 2, "billing and audit stop cleanly");
     assert!(
         data.join("log").is_dir(),
         "the embedded log is <data-dir>/log"
