@@ -7,6 +7,7 @@ use backbone_broker::{
     Backend, Broker, StreamConfig, StreamErrorKind,
     embedded::EmbeddedOptions,
     jetstream::{Auth, JetStreamOptions, TlsOptions},
+    stream::EVENT_STREAM,
 };
 use backbone_consumers::layout;
 
@@ -93,6 +94,21 @@ pub(crate) async fn ensure_exists(broker: &dyn Broker, config: &StreamConfig) ->
             broker.ensure_stream(config).await?;
             Ok(())
         }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Checks that the event log exists, for the read-only commands, which
+/// never create a stream: a missing one is `NotFound` (exit 6).
+pub(crate) async fn require_event_log(broker: &dyn Broker) -> CliResult {
+    match broker
+        .stream_info(backbone_broker::stream::EVENT_STREAM)
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == &StreamErrorKind::StreamNotFound => Err(CliError::NotFound(format!(
+            "there is no event log (stream {EVENT_STREAM}) here yet: publish an event or run `provision` first"
+        ))),
         Err(e) => Err(e.into()),
     }
 }

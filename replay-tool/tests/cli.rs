@@ -87,6 +87,14 @@ fn config_file_fills_options_and_flags_override_it() {
     assert!(data.join("log").exists(), "the file's data dir was used");
     // The environment overrides the file, the flag overrides the environment.
     let env_dir = dir.path().join("from-env");
+    // Two events there, one in the file's data dir: status tells them apart.
+    for _ in 0..2 {
+        let seeded = run_with_stdin(
+            &["--data-dir", env_dir.to_str().unwrap(), "publish"],
+            FOLLOW,
+        );
+        assert_code(&seeded, 0);
+    }
     let out: Run = command(&[
         "--config",
         config.to_str().unwrap(),
@@ -101,6 +109,7 @@ fn config_file_fills_options_and_flags_override_it() {
     assert_code(&out, 0);
     assert!(env_dir.join("log").exists());
     assert!(out.stdout.starts_with('{'));
+    assert!(out.stdout.contains("\"messages\":2"), "{}", out.stdout);
 }
 
 #[test]
@@ -194,8 +203,9 @@ fn bad_publish_input_names_every_bad_line_and_publishes_nothing() {
     }
     assert!(!out.stderr.contains("line 1:"));
     assert!(out.stderr.contains("nothing was published"));
+    // Not even the event log was created.
     let tail = run_in(dir.path(), &["tail", "--no-follow"]);
-    assert_code(&tail, 0);
+    assert_code(&tail, 6);
     assert_eq!(tail.stdout, "");
     assert_code(
         &run_in(
@@ -400,4 +410,18 @@ fn unreachable_nats_is_broker_unavailable() {
     let out = run(&["--nats-url", &url, "status"]);
     assert_code(&out, 4);
     assert_code(&run(&["--nats-url", &url, "--nats-user", "u", "status"]), 2);
+}
+
+#[test]
+fn read_only_commands_create_no_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &["status"][..],
+        &["tail", "--no-follow"],
+        &["audit", "--key", "u-1"],
+    ] {
+        assert_code(&run_in(dir.path(), args), 6);
+    }
+    // Still nothing: a later read-only command finds no stream either.
+    assert_code(&run_in(dir.path(), &["status"]), 6);
 }

@@ -265,7 +265,7 @@ pub(crate) fn print(found: &[EventView], format: OutputFormat) -> CliResult {
 pub(crate) async fn run(settings: &Settings, args: AuditArgs) -> CliResult {
     let query = Query::from_args(&args)?;
     let broker = backend::connect(settings).await?;
-    backend::ensure_standard_streams(broker.as_ref()).await?;
+    backend::require_event_log(broker.as_ref()).await?;
     let lookup = query.index_lookup(args.key.as_deref(), args.event_type.as_deref());
     let index = match &lookup {
         Some(_) => open_index(settings),

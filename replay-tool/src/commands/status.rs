@@ -21,7 +21,7 @@ pub(crate) struct StatusArgs {}
 pub(crate) async fn run(settings: &Settings, _args: StatusArgs) -> CliResult {
     reject_csv(settings.output, "status")?;
     let broker = backend::connect(settings).await?;
-    backend::ensure_standard_streams(broker.as_ref()).await?;
+    backend::require_event_log(broker.as_ref()).await?;
     let result = collect(broker.as_ref(), settings).await;
     broker.close().await?;
     let (streams, consumers, models, dead_letters) = result?;

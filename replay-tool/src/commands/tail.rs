@@ -105,7 +105,7 @@ pub(crate) async fn run(settings: &Settings, args: TailArgs) -> CliResult {
         (None, None) => ReadStart::First,
     };
     let broker = backend::connect(settings).await?;
-    backend::ensure_standard_streams(broker.as_ref()).await?;
+    backend::require_event_log(broker.as_ref()).await?;
     let result = tail(broker.as_ref(), &args, type_filter, start, settings.output).await;
     broker.close().await?;
     result
