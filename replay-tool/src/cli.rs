@@ -122,8 +122,4 @@ pub(crate) enum Command {
     Status(StatusArgs),
     /// List event types, or check schemas against the committed lock.
     Schemas(SchemasArgs),
-    /// Measure Backbone against the raw async-nats client on the same
-    /// nats-server (spawned, or the global `--nats-url`), plus the embedded
-    /// log; writes results.json, results.md and plot.svg.
-    Bench(crate::bench::BenchArgs),
 }

@@ -1,6 +1,5 @@
 //! The one error type of the CLI and its documented exit codes.
 
-use crate::bench::error::{BenchError, BenchErrorKind};
 use backbone_broker::{
     ConnectError, ConnectErrorKind, ConsumerError, ConsumerErrorKind, PublishError,
     PublishErrorKind, ReadError, ReadErrorKind, StreamError, StreamErrorKind,
@@ -152,19 +151,6 @@ impl From<ConsumerError> for CliError {
     }
 }
 
-impl From<BenchError> for CliError {
-    fn from(e: BenchError) -> Self {
-        match e.kind() {
-            BenchErrorKind::ServerUnavailable => Self::Unavailable(e.to_string()),
-            BenchErrorKind::InvalidArguments => Self::Usage(e.to_string()),
-            BenchErrorKind::RawClient
-            | BenchErrorKind::Backbone
-            | BenchErrorKind::Incomplete { .. }
-            | BenchErrorKind::Io => Self::Failed(e.to_string()),
-        }
-    }
-}
-
 impl From<std::io::Error> for CliError {
     fn from(e: std::io::Error) -> Self {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
@@ -189,27 +175,5 @@ mod tests {
         assert_eq!(down.exit_code(), 4);
         let missing: CliError = ReadError::new(ReadErrorKind::MessageNotFound).into();
         assert_eq!(missing.exit_code(), 6);
-    }
-
-    #[test]
-    fn bench_kinds_map_to_documented_exit_codes() {
-        let cases = [
-            (BenchErrorKind::ServerUnavailable, 4),
-            (BenchErrorKind::InvalidArguments, 2),
-            (BenchErrorKind::RawClient, 1),
-            (BenchErrorKind::Backbone, 1),
-            (
-                BenchErrorKind::Incomplete {
-                    expected: 2,
-                    seen: 1,
-                },
-                1,
-            ),
-            (BenchErrorKind::Io, 1),
-        ];
-        for (kind, code) in cases {
-            let error: CliError = BenchError::new(kind.clone()).into();
-            assert_eq!(error.exit_code(), code, "{kind:?}");
-        }
     }
 }

@@ -1,7 +1,6 @@
 //! `replay-tool`: Backbone's operator CLI. See `docs/replay-tool.md`.
 
 mod backend;
-mod bench;
 mod cli;
 mod commands;
 mod config;

@@ -27,18 +27,5 @@ pub(crate) async fn run(cli: Cli) -> CliResult {
         Command::Provision(args) => provision::run(&settings, args).await,
         Command::Status(args) => status::run(&settings, args).await,
         Command::Schemas(args) => schemas::run(&settings, args).await,
-        Command::Bench(args) => bench(&settings, args).await,
     }
-}
-
-/// `replay-tool bench`: the global `--nats-url` (first URL), when given,
-/// replaces the servers the harness would spawn.
-async fn bench(settings: &config::Settings, mut args: crate::bench::BenchArgs) -> CliResult {
-    if let config::BackendChoice::JetStream(nats) = &settings.backend {
-        args.nats_url = nats.urls.first().cloned();
-    }
-    let report = crate::bench::run(&args).await?;
-    let mut stdout = std::io::stdout().lock();
-    std::io::Write::write_all(&mut stdout, report.markdown().as_bytes())?;
-    Ok(())
 }

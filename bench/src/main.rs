@@ -1,5 +1,7 @@
-//! `replay-tool bench`: Backbone measured against the raw async-nats client
-//! in one run, on the same nats-server, with JSON results and a plot.
+//! `backbone-bench`: Backbone measured against the raw async-nats client in
+//! one run, on the same nats-server, with JSON results and a plot. Its own
+//! crate, so the operator CLI does not carry the harness, hdrhistogram or
+//! plotters; `scripts/bench` runs it.
 //!
 //! Ratios, not absolute numbers, are the figures to read: on a shared machine
 //! only a comparison made in the same run is honest. See
@@ -18,6 +20,8 @@ mod plot;
 mod raw;
 pub(crate) mod report;
 mod server;
+#[cfg(test)]
+mod smoke;
 mod workload;
 
 use std::{path::PathBuf, time::Instant};
@@ -27,7 +31,7 @@ use plan::Plan;
 use report::{BenchReport, ServerUsed, Skipped};
 use server::{FsyncPolicy, SpawnOutcome, SpawnedServer};
 
-/// Arguments of `replay-tool bench`.
+/// Arguments of `backbone-bench`.
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct BenchArgs {
     /// Small counts that finish in seconds: a smoke run for CI; its figures
@@ -36,7 +40,7 @@ pub(crate) struct BenchArgs {
     pub(crate) quick: bool,
     /// Measure against this running server instead of spawning one per fsync
     /// policy: the global `--nats-url`, filled in by the command.
-    #[arg(skip)]
+    #[arg(long, value_name = "URL")]
     pub(crate) nats_url: Option<String>,
     /// The nats-server binary to spawn [default: nats-server on PATH, else
     /// /usr/sbin/nats-server].
@@ -122,4 +126,86 @@ fn write_outputs(report: &BenchReport, dir: &std::path::Path) -> Result<(), Benc
     std::fs::write(dir.join("results.json"), json + "\n").map_err(io)?;
     std::fs::write(dir.join("results.md"), report.markdown()).map_err(io)?;
     plot::write_svg(report, &dir.join("plot.svg"))
+}
+
+/// The command line: the benchmark's arguments.
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "backbone-bench",
+    version,
+    about = "Backbone against raw async-nats, in one run"
+)]
+struct Cli {
+    #[command(flatten)]
+    bench: BenchArgs,
+}
+
+fn main() -> std::process::ExitCode {
+    use clap::Parser as _;
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(&cli.bench)) {
+        Ok(report) => {
+            print!("{}", report.markdown());
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::from(exit_code(e.kind()))
+        }
+    }
+}
+
+/// Exit code: no server to measure.
+const EXIT_UNAVAILABLE: u8 = 4;
+/// Exit code: the arguments do not make a run.
+const EXIT_USAGE: u8 = 2;
+/// Exit code: a scenario failed.
+const EXIT_FAILED: u8 = 1;
+
+/// The exit code of a failed run, as `replay-tool` numbers them.
+fn exit_code(kind: &BenchErrorKind) -> u8 {
+    match kind {
+        BenchErrorKind::ServerUnavailable => EXIT_UNAVAILABLE,
+        BenchErrorKind::InvalidArguments => EXIT_USAGE,
+        BenchErrorKind::RawClient
+        | BenchErrorKind::Backbone
+        | BenchErrorKind::Incomplete { .. }
+        | BenchErrorKind::Io => EXIT_FAILED,
+    }
+}
+
+#[cfg(test)]
+mod exit_codes {
+    use super::*;
+
+    #[test]
+    fn kinds_map_to_documented_exit_codes() {
+        let cases = [
+            (BenchErrorKind::ServerUnavailable, 4),
+            (BenchErrorKind::InvalidArguments, 2),
+            (BenchErrorKind::RawClient, 1),
+            (BenchErrorKind::Backbone, 1),
+            (
+                BenchErrorKind::Incomplete {
+                    expected: 2,
+                    seen: 1,
+                },
+                1,
+            ),
+            (BenchErrorKind::Io, 1),
+        ];
+        for (kind, code) in cases {
+            assert_eq!(exit_code(&kind), code, "{kind:?}");
+        }
+    }
 }

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 /// Cargo.lock of the workspace, read at build time for the async-nats
 /// version actually linked.
-const CARGO_LOCK: &str = include_str!("../../../Cargo.lock");
+const CARGO_LOCK: &str = include_str!("../../Cargo.lock");
 
 /// Where and with what a run measured.
 #[derive(Debug, Clone, Serialize)]

@@ -2,16 +2,14 @@
 //! scenario runs end to end and writes its results, so the harness never
 //! rots. Speed is not asserted.
 
-#[path = "../src/bench/mod.rs"]
-mod bench;
-
-use bench::report::Scenario;
 use clap::Parser;
+
+use super::report::Scenario;
 
 #[derive(Debug, Parser)]
 struct Cli {
     #[command(flatten)]
-    bench: bench::BenchArgs,
+    bench: super::BenchArgs,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -23,7 +21,7 @@ async fn quick_run_measures_every_scenario_and_writes_results() {
         "--out-dir".as_ref(),
         out.path().as_os_str(),
     ]);
-    let report = bench::run(&cli.bench).await.unwrap();
+    let report = super::run(&cli.bench).await.unwrap();
 
     assert!(report.settings.quick);
     let scenarios: Vec<_> = report.comparisons.iter().map(|c| c.scenario).collect();
@@ -68,23 +66,4 @@ async fn quick_run_measures_every_scenario_and_writes_results() {
             .unwrap()
             .contains("| scenario |")
     );
-}
-
-/// The full run behind `docs/benchmarks.md` (minutes; run it in release):
-/// `cargo test --release -p replay-tool --test bench_smoke -- --ignored --nocapture`.
-/// Extra `replay-tool bench` arguments come from `BACKBONE_BENCH_ARGS`
-/// (space-separated); results go to `docs/benchmarks/` unless it sets `--out-dir`.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "full benchmark: minutes of load; run by scripts/bench"]
-async fn full_run() {
-    let docs = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/benchmarks");
-    let extra = std::env::var("BACKBONE_BENCH_ARGS").unwrap_or_default();
-    let mut args = vec!["bench".to_owned()];
-    if !extra.contains("--out-dir") {
-        args.extend(["--out-dir".to_owned(), docs.to_owned()]);
-    }
-    args.extend(extra.split_whitespace().map(str::to_owned));
-    let cli = Cli::parse_from(args);
-    let report = bench::run(&cli.bench).await.unwrap();
-    println!("{}", report.markdown());
 }

@@ -140,7 +140,7 @@ fn record(plan: &Plan, report: &mut BenchReport, comparison: Comparison) {
 async fn connect_backbone(url: &str, window: usize) -> Result<Arc<dyn Broker>, BenchError> {
     let options = JetStreamOptions {
         urls: vec![url.to_owned()],
-        name: Some("replay-tool bench".into()),
+        name: Some("backbone-bench".into()),
         max_in_flight: window,
         ..Default::default()
     };
