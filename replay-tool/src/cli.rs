@@ -9,13 +9,13 @@ use crate::commands::{
     audit::AuditArgs, demo::DemoArgs, dlq::DlqArgs, provision::ProvisionArgs, publish::PublishArgs,
     rebuild::RebuildArgs, schemas::SchemasArgs, status::StatusArgs, tail::TailArgs,
 };
-use crate::error::EXIT_CODES_HELP;
+use crate::error::exit_codes_help;
 
 /// Backbone's operator CLI: run the demo, rebuild read models, tail, publish
 /// and audit events, handle dead letters, provision streams.
 #[derive(Debug, Parser)]
-#[command(name = "replay-tool", version, after_long_help = EXIT_CODES_HELP)]
-pub(crate) struct Cli {
+#[command(name = "replay-tool", version, after_long_help = exit_codes_help())]
+pub struct Cli {
     /// Options every subcommand understands.
     #[command(flatten)]
     pub(crate) global: GlobalOptions,

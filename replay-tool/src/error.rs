@@ -5,26 +5,70 @@ use backbone_broker::{
     PublishErrorKind, ReadError, ReadErrorKind, StreamError, StreamErrorKind,
 };
 
-/// The exit codes, as listed in `--help` and `docs/replay-tool.md`.
-pub(crate) const EXIT_CODES_HELP: &str = "\
-Exit codes:
-  0  success
-  1  failure, or a verification mismatch (rebuild/demo digests differ);
-     bench: a scenario failed or did not complete
-  2  usage error: bad arguments or options (reported by the parser);
-     bench: inconsistent counts (e.g. --events 0)
-  3  bad input: malformed JSON/TOML, unknown event type, invalid key or field
-  4  broker unavailable: cannot connect, or the broker stopped answering;
-     bench: no nats-server could be started or reached
-  5  store locked: another process holds the embedded log or a read model
-  6  not found: stream, consumer, message or read model does not exist
+/// The process exit codes: one name per code, used by `--help`,
+/// [`CliError::exit_code`] and the tests alike.
+pub mod exit {
+    /// Success (also when standard output was closed by its reader).
+    pub const SUCCESS: u8 = 0;
+    /// A failure, or a verification mismatch.
+    pub const FAILURE: u8 = 1;
+    /// Bad arguments or options.
+    pub const USAGE: u8 = 2;
+    /// Input that cannot be used.
+    pub const BAD_INPUT: u8 = 3;
+    /// The broker cannot be reached or stopped answering.
+    pub const UNAVAILABLE: u8 = 4;
+    /// Another process holds the embedded log or a read model.
+    pub const LOCKED: u8 = 5;
+    /// What was asked for does not exist.
+    pub const NOT_FOUND: u8 = 6;
 
-Precedence of settings: command-line flags > BACKBONE_* environment
-variables > the --config TOML file > built-in defaults.";
+    /// Each code with what it means, in order, as `--help` prints them.
+    pub const MEANINGS: [(u8, &str); 7] = [
+        (SUCCESS, "success"),
+        (
+            FAILURE,
+            "failure, or a verification mismatch (rebuild/demo digests differ)",
+        ),
+        (
+            USAGE,
+            "usage error: bad arguments or options (reported by the parser)",
+        ),
+        (
+            BAD_INPUT,
+            "bad input: malformed JSON/TOML, unknown event type, invalid key or field",
+        ),
+        (
+            UNAVAILABLE,
+            "broker unavailable: cannot connect, or the broker stopped answering",
+        ),
+        (
+            LOCKED,
+            "store locked: another process holds the embedded log or a read model",
+        ),
+        (
+            NOT_FOUND,
+            "not found: stream, consumer, message or read model does not exist",
+        ),
+    ];
+}
+
+/// The exit codes and the settings' precedence, for `--help`.
+pub(crate) fn exit_codes_help() -> String {
+    let mut text = String::from("Exit codes:\n");
+    for (code, meaning) in exit::MEANINGS {
+        text.push_str(&format!("  {code}  {meaning}\n"));
+    }
+    text.push_str(
+        "\nPrecedence of settings: command-line flags > BACKBONE_* environment\n\
+         variables > the --config TOML file > built-in defaults.",
+    );
+    text
+}
 
 /// Everything that makes a command fail, each with its exit code.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum CliError {
+pub enum CliError {
     /// Arguments that parse but make no sense together.
     #[error("usage: {0}")]
     Usage(String),
@@ -53,15 +97,15 @@ pub(crate) enum CliError {
 
 impl CliError {
     /// The process exit code for this error.
-    pub(crate) fn exit_code(&self) -> u8 {
+    pub fn exit_code(&self) -> u8 {
         match self {
-            Self::OutputClosed => 0,
-            Self::Failed(_) | Self::Verification(_) => 1,
-            Self::Usage(_) => 2,
-            Self::BadInput(_) => 3,
-            Self::Unavailable(_) => 4,
-            Self::Locked(_) => 5,
-            Self::NotFound(_) => 6,
+            Self::OutputClosed => exit::SUCCESS,
+            Self::Failed(_) | Self::Verification(_) => exit::FAILURE,
+            Self::Usage(_) => exit::USAGE,
+            Self::BadInput(_) => exit::BAD_INPUT,
+            Self::Unavailable(_) => exit::UNAVAILABLE,
+            Self::Locked(_) => exit::LOCKED,
+            Self::NotFound(_) => exit::NOT_FOUND,
         }
     }
 
@@ -170,10 +214,10 @@ mod tests {
     #[test]
     fn connect_kinds_map_to_documented_exit_codes() {
         let locked: CliError = ConnectError::new(ConnectErrorKind::Locked).into();
-        assert_eq!(locked.exit_code(), 5);
+        assert_eq!(locked.exit_code(), exit::LOCKED);
         let down: CliError = ConnectError::new(ConnectErrorKind::Unreachable).into();
-        assert_eq!(down.exit_code(), 4);
+        assert_eq!(down.exit_code(), exit::UNAVAILABLE);
         let missing: CliError = ReadError::new(ReadErrorKind::MessageNotFound).into();
-        assert_eq!(missing.exit_code(), 6);
+        assert_eq!(missing.exit_code(), exit::NOT_FOUND);
     }
 }

@@ -14,7 +14,7 @@ const PAYMENT: &str = r#"{"type":"payment.received","data":{"paymentId":"p-1","u
 #[test]
 fn long_help_lists_the_exit_codes_and_precedence() {
     let out = run(&["--help"]);
-    assert_code(&out, 0);
+    assert_code(&out, exit::SUCCESS);
     for needle in [
         "Exit codes:",
         "3  bad input",
@@ -30,37 +30,18 @@ fn long_help_lists_the_exit_codes_and_precedence() {
 }
 
 #[test]
-fn bench_is_wired_in_and_refuses_zero_events_as_a_usage_error() {
-    let help = run(&["bench", "--help"]);
-    assert_code(&help, 0);
-    assert!(
-        help.stdout.contains("--nats-server-always"),
-        "{}",
-        help.stdout
-    );
-    let out = run(&[
-        "bench",
-        "--events",
-        "0",
-        "--out-dir",
-        "/nonexistent/never-written",
-    ]);
-    assert_code(&out, 2);
-}
-
-#[test]
 fn bad_arguments_exit_2() {
-    assert_code(&run(&["tail", "--from-seq", "abc"]), 2);
-    assert_code(&run(&["no-such-command"]), 2);
-    assert_code(&run(&["--output", "xml", "status"]), 2);
-    assert_code(&run(&["dlq", "redrive"]), 2);
+    assert_code(&run(&["tail", "--from-seq", "abc"]), exit::USAGE);
+    assert_code(&run(&["no-such-command"]), exit::USAGE);
+    assert_code(&run(&["--output", "xml", "status"]), exit::USAGE);
+    assert_code(&run(&["dlq", "redrive"]), exit::USAGE);
 }
 
 #[test]
 fn csv_output_is_refused_outside_audit() {
     let dir = tempfile::tempdir().unwrap();
     let out = run_in(dir.path(), &["--output", "csv", "status"]);
-    assert_code(&out, 2);
+    assert_code(&out, exit::USAGE);
     assert!(out.stderr.contains("`audit` only"), "{}", out.stderr);
 }
 
@@ -78,7 +59,7 @@ fn config_file_fills_options_and_flags_override_it() {
     )
     .unwrap();
     let out = run_with_stdin(&["--config", config.to_str().unwrap(), "publish"], FOLLOW);
-    assert_code(&out, 0);
+    assert_code(&out, exit::SUCCESS);
     assert!(
         out.stdout.trim_start().starts_with('['),
         "json output: {}",
@@ -93,7 +74,7 @@ fn config_file_fills_options_and_flags_override_it() {
             &["--data-dir", env_dir.to_str().unwrap(), "publish"],
             FOLLOW,
         );
-        assert_code(&seeded, 0);
+        assert_code(&seeded, exit::SUCCESS);
     }
     let out: Run = command(&[
         "--config",
@@ -106,7 +87,7 @@ fn config_file_fills_options_and_flags_override_it() {
     .output()
     .unwrap()
     .into();
-    assert_code(&out, 0);
+    assert_code(&out, exit::SUCCESS);
     assert!(env_dir.join("log").exists());
     assert!(out.stdout.starts_with('{'));
     assert!(out.stdout.contains("\"messages\":2"), "{}", out.stdout);
@@ -117,8 +98,14 @@ fn bad_config_file_is_bad_input() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("c.toml");
     std::fs::write(&config, "data_dri = 1\n").unwrap();
-    assert_code(&run(&["--config", config.to_str().unwrap(), "status"]), 3);
-    assert_code(&run(&["--config", "/no/such/file.toml", "status"]), 3);
+    assert_code(
+        &run(&["--config", config.to_str().unwrap(), "status"]),
+        exit::BAD_INPUT,
+    );
+    assert_code(
+        &run(&["--config", "/no/such/file.toml", "status"]),
+        exit::BAD_INPUT,
+    );
 }
 
 #[test]
@@ -134,7 +121,7 @@ fn publish_then_tail_round_trips_with_filters() {
             r#"{"paymentId":"p-0","userId":"u-9","amountMinor":"100","currency":"EUR"}"#,
         ],
     );
-    assert_code(&out, 0);
+    assert_code(&out, exit::SUCCESS);
     assert!(out.stdout.contains("events.payment.received.u-9"));
     let input = format!("{FOLLOW}\n\n{PAYMENT}\n");
     let mut args = vec![
@@ -145,7 +132,7 @@ fn publish_then_tail_round_trips_with_filters() {
         "publish",
     ];
     let out = run_with_stdin(&args, &input);
-    assert_code(&out, 0);
+    assert_code(&out, exit::SUCCESS);
     let seqs: Vec<u64> = out
         .stdout
         .lines()
@@ -160,14 +147,14 @@ fn publish_then_tail_round_trips_with_filters() {
     args.truncate(4);
     args.extend(["tail", "--no-follow", "--type", "user.followed"]);
     let out = run(&args);
-    assert_code(&out, 0);
+    assert_code(&out, exit::SUCCESS);
     let event: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
     assert_eq!(event["data"]["followeeId"], "u-2");
     assert_eq!(event["correlation_id"], "c-1");
     assert_eq!(event["source"], "test");
 
     let out = run_in(dir.path(), &["tail", "--no-follow", "--last", "1"]);
-    assert_code(&out, 0);
+    assert_code(&out, exit::SUCCESS);
     assert_eq!(out.stdout.lines().count(), 1);
     assert!(out.stdout.contains("payment.received"));
     let out = run_in(
@@ -197,7 +184,7 @@ fn bad_publish_input_names_every_bad_line_and_publishes_nothing() {
         &["--data-dir", dir.path().to_str().unwrap(), "publish"],
         &input,
     );
-    assert_code(&out, 3);
+    assert_code(&out, exit::BAD_INPUT);
     for line in ["line 2", "line 3", "line 4", "line 5"] {
         assert!(out.stderr.contains(line), "{line} missing:\n{}", out.stderr);
     }
@@ -205,21 +192,21 @@ fn bad_publish_input_names_every_bad_line_and_publishes_nothing() {
     assert!(out.stderr.contains("nothing was published"));
     // Not even the event log was created.
     let tail = run_in(dir.path(), &["tail", "--no-follow"]);
-    assert_code(&tail, 6);
+    assert_code(&tail, exit::NOT_FOUND);
     assert_eq!(tail.stdout, "");
     assert_code(
         &run_in(
             dir.path(),
             &["publish", "--type", "user.followed", "--json", "{"],
         ),
-        3,
+        exit::BAD_INPUT,
     );
     assert_code(
         &run_in(
             dir.path(),
             &["publish", "--type", "nope.nope", "--json", "{}"],
         ),
-        3,
+        exit::BAD_INPUT,
     );
 }
 
@@ -235,7 +222,7 @@ fn audit_filters_by_predicates_and_prints_csv() {
             &["--data-dir", dir.path().to_str().unwrap(), "publish"],
             &input,
         ),
-        0,
+        exit::SUCCESS,
     );
     let out = run_in(
         dir.path(),
@@ -249,7 +236,7 @@ fn audit_filters_by_predicates_and_prints_csv() {
             "amount_minor>10000",
         ],
     );
-    assert_code(&out, 0);
+    assert_code(&out, exit::SUCCESS);
     let lines: Vec<&str> = out.stdout.lines().collect();
     assert_eq!(lines[0], "seq,time,type,key,source,correlation_id,id,data");
     assert_eq!(lines.len(), 2, "{}", out.stdout);
@@ -274,16 +261,25 @@ fn audit_filters_by_predicates_and_prints_csv() {
         ],
     );
     assert_eq!(out.stdout.lines().count(), 1);
-    assert_code(&run_in(dir.path(), &["audit", "--where", "amount"]), 3);
+    assert_code(
+        &run_in(dir.path(), &["audit", "--where", "amount"]),
+        exit::BAD_INPUT,
+    );
     assert_code(
         &run_in(dir.path(), &["audit", "--where", "amount_minor>>5"]),
-        3,
+        exit::BAD_INPUT,
     );
-    assert_code(&run_in(dir.path(), &["audit", "--since", "yesterday"]), 3);
-    assert_code(&run_in(dir.path(), &["audit", "--key", "a b"]), 3);
+    assert_code(
+        &run_in(dir.path(), &["audit", "--since", "yesterday"]),
+        exit::BAD_INPUT,
+    );
+    assert_code(
+        &run_in(dir.path(), &["audit", "--key", "a b"]),
+        exit::BAD_INPUT,
+    );
     assert_code(
         &run_in(dir.path(), &["audit", "--type", "user.exploded"]),
-        3,
+        exit::BAD_INPUT,
     );
 }
 
@@ -292,13 +288,13 @@ fn provision_shows_the_diff_and_is_idempotent() {
     let dir = tempfile::tempdir().unwrap();
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/provision.toml");
     let dry = run_in(dir.path(), &["provision", "--dry-run", example]);
-    assert_code(&dry, 0);
+    assert_code(&dry, exit::SUCCESS);
     assert!(dry.stdout.contains("create"), "{}", dry.stdout);
     let first = run_in(dir.path(), &["provision", example]);
-    assert_code(&first, 0);
+    assert_code(&first, exit::SUCCESS);
     assert!(first.stdout.contains("created"));
     let second = run_in(dir.path(), &["provision", example]);
-    assert_code(&second, 0);
+    assert_code(&second, exit::SUCCESS);
     assert!(
         second.stdout.contains("unchanged") && second.stdout.contains("bound"),
         "{}",
@@ -317,7 +313,7 @@ fn provision_shows_the_diff_and_is_idempotent() {
         dir.path(),
         &["provision", "--dry-run", changed.to_str().unwrap()],
     );
-    assert_code(&diff, 0);
+    assert_code(&diff, exit::SUCCESS);
     assert!(
         diff.stdout.contains("duplicate_window: 2m -> 1m"),
         "{}",
@@ -328,22 +324,22 @@ fn provision_shows_the_diff_and_is_idempotent() {
     std::fs::write(&bad, "[[streams]]\nname = \"X\"\nsubjectz = []\n").unwrap();
     assert_code(
         &run_in(dir.path(), &["provision", bad.to_str().unwrap()]),
-        3,
+        exit::BAD_INPUT,
     );
 }
 
 #[test]
 fn schemas_list_matches_its_snapshot_and_the_lock_checks() {
     let out = run(&["schemas", "list"]);
-    assert_code(&out, 0);
+    assert_code(&out, exit::SUCCESS);
     assert_snapshot("schemas_list.txt", &out.stdout);
     let dir = tempfile::tempdir().unwrap();
     let snapshot = run(&["schemas", "snapshot"]);
-    assert_code(&snapshot, 0);
+    assert_code(&snapshot, exit::SUCCESS);
     let lock = dir.path().join("schema.lock.json");
     std::fs::write(&lock, &snapshot.stdout).unwrap();
     let ok = run(&["schemas", "check", "--lock", lock.to_str().unwrap()]);
-    assert_code(&ok, 0);
+    assert_code(&ok, exit::SUCCESS);
     assert!(ok.stdout.contains("match the lock"), "{}", ok.stdout);
     let renumbered = snapshot.stdout.replacen(
         r#"{"number":7,"name":"pipeline""#,
@@ -360,18 +356,18 @@ fn schemas_list_matches_its_snapshot_and_the_lock_checks() {
         "--lock",
         lock.to_str().unwrap(),
     ]);
-    assert_code(&breaking, 1);
+    assert_code(&breaking, exit::FAILURE);
     let verdict: serde_json::Value = serde_json::from_str(&breaking.stdout).unwrap();
     assert_eq!(verdict["status"], "breaking");
     assert_code(
         &run(&["schemas", "check", "--lock", "/no/such/lock.json"]),
-        6,
+        exit::NOT_FOUND,
     );
     let bad = dir.path().join("lock.json");
     std::fs::write(&bad, "{oops").unwrap();
     assert_code(
         &run(&["schemas", "check", "--lock", bad.to_str().unwrap()]),
-        3,
+        exit::BAD_INPUT,
     );
 }
 
@@ -383,7 +379,7 @@ fn a_log_held_by_another_process_is_reported_as_locked() {
             &["--data-dir", dir.path().to_str().unwrap(), "publish"],
             FOLLOW,
         ),
-        0,
+        exit::SUCCESS,
     );
     let mut holder = command(&["--data-dir", dir.path().to_str().unwrap(), "tail"])
         .stdout(Stdio::piped())
@@ -398,7 +394,7 @@ fn a_log_held_by_another_process_is_reported_as_locked() {
     let out = run_in(dir.path(), &["status"]);
     holder.kill().unwrap();
     holder.wait().unwrap();
-    assert_code(&out, 5);
+    assert_code(&out, exit::LOCKED);
     assert!(out.stderr.contains("locked"), "{}", out.stderr);
     assert!(started.elapsed() < Duration::from_secs(30), "no hang");
 }
@@ -408,8 +404,11 @@ fn unreachable_nats_is_broker_unavailable() {
     let port = backbone_testkit::free_port();
     let url = format!("nats://127.0.0.1:{port}");
     let out = run(&["--nats-url", &url, "status"]);
-    assert_code(&out, 4);
-    assert_code(&run(&["--nats-url", &url, "--nats-user", "u", "status"]), 2);
+    assert_code(&out, exit::UNAVAILABLE);
+    assert_code(
+        &run(&["--nats-url", &url, "--nats-user", "u", "status"]),
+        exit::USAGE,
+    );
 }
 
 #[test]
@@ -420,8 +419,21 @@ fn read_only_commands_create_no_stream() {
         &["tail", "--no-follow"],
         &["audit", "--key", "u-1"],
     ] {
-        assert_code(&run_in(dir.path(), args), 6);
+        assert_code(&run_in(dir.path(), args), exit::NOT_FOUND);
     }
     // Still nothing: a later read-only command finds no stream either.
-    assert_code(&run_in(dir.path(), &["status"]), 6);
+    assert_code(&run_in(dir.path(), &["status"]), exit::NOT_FOUND);
+}
+
+#[test]
+fn help_lists_every_exit_code_by_its_number() {
+    let help = run(&["--help"]);
+    assert_code(&help, exit::SUCCESS);
+    for (code, meaning) in exit::MEANINGS {
+        assert!(
+            help.stdout.contains(&format!("  {code}  {meaning}")),
+            "{code} missing:\n{}",
+            help.stdout
+        );
+    }
 }

@@ -20,7 +20,7 @@ fn demo_passes_against_nats_server() {
         "--events",
         "2000",
     ]);
-    assert_code(&out, 0);
+    assert_code(&out, exit::SUCCESS);
     assert!(out.stdout.contains("verification: OK"), "{}", out.stdout);
 
     let status = run(&[
@@ -32,7 +32,7 @@ fn demo_passes_against_nats_server() {
         "json",
         "status",
     ]);
-    assert_code(&status, 0);
+    assert_code(&status, exit::SUCCESS);
     let status: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
     assert_eq!(status["dead_letters"], 5);
 
@@ -47,7 +47,7 @@ fn demo_passes_against_nats_server() {
         "--where",
         "amount_minor>10000",
     ]);
-    assert_code(&audit, 0);
+    assert_code(&audit, exit::SUCCESS);
     assert_eq!(audit.stdout.lines().count(), 5);
 
     let tail = run(&[
@@ -60,7 +60,7 @@ fn demo_passes_against_nats_server() {
         "--last",
         "3",
     ]);
-    assert_code(&tail, 0);
+    assert_code(&tail, exit::SUCCESS);
     assert_eq!(tail.stdout.lines().count(), 3);
 
     let dlq = run(&["--nats-url", &url, "--output", "ndjson", "dlq", "list"]);

@@ -11,7 +11,7 @@ fn demo_verifies_and_leaves_a_log_for_the_other_commands() {
     let d = dir.path();
 
     let status = run_in(d, &["--output", "json", "status"]);
-    assert_code(&status, 0);
+    assert_code(&status, exit::SUCCESS);
     let status: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
     assert_eq!(status["dead_letters"], 5);
     assert_eq!(status["read_models"].as_array().unwrap().len(), 5);
@@ -25,7 +25,7 @@ fn demo_verifies_and_leaves_a_log_for_the_other_commands() {
 
     // Deterministic: seed 42 publishes the same ids, times and payloads.
     let audit = run_in(d, &["audit", "--key", "u-3", "--type", "payment.received"]);
-    assert_code(&audit, 0);
+    assert_code(&audit, exit::SUCCESS);
     assert!(audit.stderr.contains("audit index"), "{}", audit.stderr);
     assert_snapshot("audit_u3_payments.txt", &audit.stdout);
 
@@ -35,7 +35,7 @@ fn demo_verifies_and_leaves_a_log_for_the_other_commands() {
 
 fn dead_letters(d: &std::path::Path) {
     let list = run_in(d, &["--output", "ndjson", "dlq", "list"]);
-    assert_code(&list, 0);
+    assert_code(&list, exit::SUCCESS);
     let letters: Vec<serde_json::Value> = list
         .stdout
         .lines()
@@ -51,7 +51,7 @@ fn dead_letters(d: &std::path::Path) {
     );
 
     let show = run_in(d, &["dlq", "show", "1"]);
-    assert_code(&show, 0);
+    assert_code(&show, exit::SUCCESS);
     let shown: serde_json::Value = serde_json::from_str(&show.stdout).unwrap();
     assert_eq!(shown["event"]["type"], "payment.refunded");
     assert_eq!(shown["event"]["stream"], "EVENTS");
@@ -64,13 +64,13 @@ fn dead_letters(d: &std::path::Path) {
             .parse::<u64>()
             .unwrap()
     );
-    assert_code(&run_in(d, &["dlq", "show", "999"]), 6);
+    assert_code(&run_in(d, &["dlq", "show", "999"]), exit::NOT_FOUND);
 
     // The original id is kept, so within the duplicate window a redrive is
     // deduplicated and reported, and nothing is appended.
     let before = run_in(d, &["--output", "json", "status"]);
     let redrive = run_in(d, &["dlq", "redrive", "1"]);
-    assert_code(&redrive, 1);
+    assert_code(&redrive, exit::FAILURE);
     assert!(redrive.stdout.contains("duplicate"), "{}", redrive.stdout);
     let after = run_in(d, &["--output", "json", "status"]);
     let last = |s: &Run| -> serde_json::Value {
@@ -80,10 +80,10 @@ fn dead_letters(d: &std::path::Path) {
     assert_eq!(last(&before), last(&after));
 
     let purge = run_in(d, &["dlq", "purge", "--consumer", "nobody"]);
-    assert_code(&purge, 0);
+    assert_code(&purge, exit::SUCCESS);
     assert!(purge.stdout.contains("purged 0"));
     let purge = run_in(d, &["dlq", "purge"]);
-    assert_code(&purge, 0);
+    assert_code(&purge, exit::SUCCESS);
     assert!(purge.stdout.contains("purged 5"), "{}", purge.stdout);
     let list = run_in(d, &["--output", "ndjson", "dlq", "list"]);
     assert_eq!(list.stdout, "");
@@ -91,7 +91,7 @@ fn dead_letters(d: &std::path::Path) {
 
 fn rebuilds(d: &std::path::Path) {
     let verify = run_in(d, &["rebuild", "billing", "--verify"]);
-    assert_code(&verify, 0);
+    assert_code(&verify, exit::SUCCESS);
     assert!(
         verify.stdout.contains("matches the live digest"),
         "{}",
@@ -112,7 +112,7 @@ fn rebuilds(d: &std::path::Path) {
             "300",
         ],
     );
-    assert_code(&dry, 0);
+    assert_code(&dry, exit::SUCCESS);
     let plan: serde_json::Value = serde_json::from_str(&dry.stdout).unwrap();
     assert_eq!(
         (
@@ -137,7 +137,7 @@ fn rebuilds(d: &std::path::Path) {
     let plan: serde_json::Value = serde_json::from_str(&dry.stdout).unwrap();
     assert_eq!(plan["resumes_interrupted_rebuild"], true);
     let resumed = run_in(d, &["rebuild", "inbox"]);
-    assert_code(&resumed, 0);
+    assert_code(&resumed, exit::SUCCESS);
     assert!(resumed.stderr.contains("resuming"), "{}", resumed.stderr);
     assert!(!d.join("read-models/inbox.rebuild").exists());
 
@@ -150,17 +150,20 @@ fn rebuilds(d: &std::path::Path) {
             "2025-06-01T12:00:00Z",
         ],
     );
-    assert_code(&partial, 0);
+    assert_code(&partial, exit::SUCCESS);
 
-    assert_code(&run_in(d, &["rebuild", "nope"]), 3);
+    assert_code(&run_in(d, &["rebuild", "nope"]), exit::BAD_INPUT);
     assert_code(
         &run_in(
             d,
             &["rebuild", "audit", "--from-seq", "10", "--to-seq", "5"],
         ),
-        3,
+        exit::BAD_INPUT,
     );
-    assert_code(&run_in(d, &["rebuild", "audit", "--from-time", "noon"]), 3);
+    assert_code(
+        &run_in(d, &["rebuild", "audit", "--from-time", "noon"]),
+        exit::BAD_INPUT,
+    );
 }
 
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
@@ -179,7 +182,10 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
 #[test]
 fn demo_rejects_zero_events() {
     let dir = tempfile::tempdir().unwrap();
-    assert_code(&run_in(dir.path(), &["demo", "--events", "0"]), 3);
+    assert_code(
+        &run_in(dir.path(), &["demo", "--events", "0"]),
+        exit::BAD_INPUT,
+    );
 }
 
 #[test]
@@ -193,14 +199,17 @@ fn redrive_appends_the_original_event_once_the_duplicate_window_passed() {
          deny_delete = true\ndeny_purge = true\n",
     )
     .unwrap();
-    assert_code(&run_in(d, &["provision", plan.to_str().unwrap()]), 0);
-    assert_code(&run_in(d, &["demo", "--events", "2000"]), 0);
+    assert_code(
+        &run_in(d, &["provision", plan.to_str().unwrap()]),
+        exit::SUCCESS,
+    );
+    assert_code(&run_in(d, &["demo", "--events", "2000"]), exit::SUCCESS);
     std::thread::sleep(std::time::Duration::from_millis(1500));
 
     let shown = run_in(d, &["dlq", "show", "1"]);
     let shown: serde_json::Value = serde_json::from_str(&shown.stdout).unwrap();
     let redrive = run_in(d, &["--output", "ndjson", "dlq", "redrive", "1"]);
-    assert_code(&redrive, 0);
+    assert_code(&redrive, exit::SUCCESS);
     let outcome: serde_json::Value = serde_json::from_str(redrive.stdout.trim()).unwrap();
     assert_eq!(outcome["new_seq"], 2001);
     assert_eq!(outcome["outcome"], "redriven");
@@ -217,7 +226,7 @@ fn redrive_appends_the_original_event_once_the_duplicate_window_passed() {
     // Redriving it again right away is deduplicated: nothing is appended,
     // and the message says how long to wait.
     let again = run_in(d, &["dlq", "redrive", "1"]);
-    assert_code(&again, 1);
+    assert_code(&again, exit::FAILURE);
     assert!(
         again.stderr.contains("duplicate window (1s)"),
         "{}",

@@ -68,8 +68,11 @@ pub fn run_in(dir: &Path, args: &[&str]) -> Run {
     run(&all)
 }
 
-/// Asserts the exit code, showing the output on failure.
-pub fn assert_code(run: &Run, code: i32) {
+pub use replay_tool::exit;
+
+/// Asserts the exit code (one of [`exit`]), showing the output on failure.
+pub fn assert_code(run: &Run, code: u8) {
+    let code = i32::from(code);
     assert_eq!(
         run.code, code,
         "expected exit {code}\n--- stdout\n{}\n--- stderr\n{}",
