@@ -93,6 +93,44 @@ pub enum CliError {
     /// Standard output was closed by its reader (`| head`): not a failure.
     #[error("output closed")]
     OutputClosed,
+    /// Opening the store or connecting to the broker failed.
+    #[error("{prefix}{0}{hint}", prefix = connect_prefix(.0), hint = connect_hint(.0))]
+    Connect(#[from] ConnectError),
+    /// Managing or inspecting a stream failed.
+    #[error(transparent)]
+    Stream(#[from] StreamError),
+    /// Reading the log failed.
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    /// Publishing failed.
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+    /// A consumer operation failed.
+    #[error(transparent)]
+    Consumer(#[from] ConsumerError),
+    /// Reading or writing a file or a stream of the process failed.
+    #[error("I/O error: {0}")]
+    Io(#[source] std::io::Error),
+}
+
+/// The class of a connect failure, as the other errors name theirs.
+fn connect_prefix(e: &ConnectError) -> &'static str {
+    match e.kind() {
+        ConnectErrorKind::Locked => "store locked: ",
+        ConnectErrorKind::InvalidOptions => "usage: ",
+        ConnectErrorKind::Corrupted | ConnectErrorKind::UnsupportedFormat { .. } => "",
+        _ => "broker unavailable: ",
+    }
+}
+
+/// What to do about a store another process holds.
+fn connect_hint(e: &ConnectError) -> &'static str {
+    match e.kind() {
+        ConnectErrorKind::Locked => {
+            " (is a service or another replay-tool using this data dir? stop it or use its broker)"
+        }
+        _ => "",
+    }
 }
 
 impl CliError {
@@ -100,12 +138,54 @@ impl CliError {
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::OutputClosed => exit::SUCCESS,
-            Self::Failed(_) | Self::Verification(_) => exit::FAILURE,
+            Self::Failed(_) | Self::Verification(_) | Self::Io(_) => exit::FAILURE,
             Self::Usage(_) => exit::USAGE,
             Self::BadInput(_) => exit::BAD_INPUT,
             Self::Unavailable(_) => exit::UNAVAILABLE,
             Self::Locked(_) => exit::LOCKED,
             Self::NotFound(_) => exit::NOT_FOUND,
+            Self::Connect(e) => match e.kind() {
+                ConnectErrorKind::Locked => exit::LOCKED,
+                ConnectErrorKind::InvalidOptions => exit::USAGE,
+                ConnectErrorKind::Corrupted | ConnectErrorKind::UnsupportedFormat { .. } => {
+                    exit::FAILURE
+                }
+                _ => exit::UNAVAILABLE,
+            },
+            Self::Stream(e) => match e.kind() {
+                StreamErrorKind::StreamNotFound => exit::NOT_FOUND,
+                StreamErrorKind::InvalidConfig | StreamErrorKind::ImmutableSetting { .. } => {
+                    exit::BAD_INPUT
+                }
+                StreamErrorKind::TimedOut | StreamErrorKind::BrokerUnavailable => exit::UNAVAILABLE,
+                _ => exit::FAILURE,
+            },
+            Self::Read(e) => match e.kind() {
+                ReadErrorKind::StreamNotFound | ReadErrorKind::MessageNotFound => exit::NOT_FOUND,
+                ReadErrorKind::InvalidRequest => exit::BAD_INPUT,
+                ReadErrorKind::TimedOut | ReadErrorKind::BrokerUnavailable => exit::UNAVAILABLE,
+                _ => exit::FAILURE,
+            },
+            Self::Publish(e) => match e.kind() {
+                PublishErrorKind::InvalidSubject | PublishErrorKind::PayloadTooLarge { .. } => {
+                    exit::BAD_INPUT
+                }
+                PublishErrorKind::NoStream => exit::NOT_FOUND,
+                PublishErrorKind::TimedOut | PublishErrorKind::BrokerUnavailable => {
+                    exit::UNAVAILABLE
+                }
+                _ => exit::FAILURE,
+            },
+            Self::Consumer(e) => match e.kind() {
+                ConsumerErrorKind::StreamNotFound | ConsumerErrorKind::ConsumerNotFound => {
+                    exit::NOT_FOUND
+                }
+                ConsumerErrorKind::InvalidConfig => exit::BAD_INPUT,
+                ConsumerErrorKind::TimedOut | ConsumerErrorKind::BrokerUnavailable => {
+                    exit::UNAVAILABLE
+                }
+                _ => exit::FAILURE,
+            },
         }
     }
 
@@ -120,87 +200,12 @@ impl CliError {
     }
 }
 
-impl From<ConnectError> for CliError {
-    fn from(e: ConnectError) -> Self {
-        match e.kind() {
-            ConnectErrorKind::Locked => Self::Locked(format!(
-                "{e} (is a service or another replay-tool using this data dir? stop it or use its broker)"
-            )),
-            ConnectErrorKind::InvalidOptions => Self::Usage(e.to_string()),
-            ConnectErrorKind::Corrupted | ConnectErrorKind::UnsupportedFormat { .. } => {
-                Self::Failed(e.to_string())
-            }
-            _ => Self::Unavailable(e.to_string()),
-        }
-    }
-}
-
-impl From<StreamError> for CliError {
-    fn from(e: StreamError) -> Self {
-        match e.kind() {
-            StreamErrorKind::StreamNotFound => Self::NotFound(e.to_string()),
-            StreamErrorKind::InvalidConfig | StreamErrorKind::ImmutableSetting { .. } => {
-                Self::BadInput(e.to_string())
-            }
-            StreamErrorKind::TimedOut | StreamErrorKind::BrokerUnavailable => {
-                Self::Unavailable(e.to_string())
-            }
-            _ => Self::Failed(e.to_string()),
-        }
-    }
-}
-
-impl From<ReadError> for CliError {
-    fn from(e: ReadError) -> Self {
-        match e.kind() {
-            ReadErrorKind::StreamNotFound | ReadErrorKind::MessageNotFound => {
-                Self::NotFound(e.to_string())
-            }
-            ReadErrorKind::InvalidRequest => Self::BadInput(e.to_string()),
-            ReadErrorKind::TimedOut | ReadErrorKind::BrokerUnavailable => {
-                Self::Unavailable(e.to_string())
-            }
-            _ => Self::Failed(e.to_string()),
-        }
-    }
-}
-
-impl From<PublishError> for CliError {
-    fn from(e: PublishError) -> Self {
-        match e.kind() {
-            PublishErrorKind::InvalidSubject | PublishErrorKind::PayloadTooLarge { .. } => {
-                Self::BadInput(e.to_string())
-            }
-            PublishErrorKind::NoStream => Self::NotFound(e.to_string()),
-            PublishErrorKind::TimedOut | PublishErrorKind::BrokerUnavailable => {
-                Self::Unavailable(e.to_string())
-            }
-            _ => Self::Failed(e.to_string()),
-        }
-    }
-}
-
-impl From<ConsumerError> for CliError {
-    fn from(e: ConsumerError) -> Self {
-        match e.kind() {
-            ConsumerErrorKind::StreamNotFound | ConsumerErrorKind::ConsumerNotFound => {
-                Self::NotFound(e.to_string())
-            }
-            ConsumerErrorKind::InvalidConfig => Self::BadInput(e.to_string()),
-            ConsumerErrorKind::TimedOut | ConsumerErrorKind::BrokerUnavailable => {
-                Self::Unavailable(e.to_string())
-            }
-            _ => Self::Failed(e.to_string()),
-        }
-    }
-}
-
 impl From<std::io::Error> for CliError {
     fn from(e: std::io::Error) -> Self {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
             return Self::OutputClosed;
         }
-        Self::Failed(format!("I/O error: {e}"))
+        Self::Io(e)
     }
 }
 
