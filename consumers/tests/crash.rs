@@ -79,6 +79,25 @@ fn kill_at_random_points(config: &Path, seed: u64) {
         child.kill().unwrap();
         child.wait().unwrap();
     }
+    // On a loaded machine every random point may fall before the first
+    // commit, and the run would prove nothing: kill later, doubling the
+    // delay, until some model has committed (checked between kills, since
+    // a running child holds the stores).
+    let stores = read_models_dir(&config.parent().unwrap().join("data"));
+    let mut delay = Duration::from_millis(500);
+    while !MODELS.iter().any(|name| {
+        ProjectionStore::open(stores.join(name)).is_ok_and(|s| s.checkpoint().unwrap() > 0)
+    }) {
+        assert!(
+            delay < Duration::from_secs(60),
+            "no consumer ever committed"
+        );
+        let mut child = spawn_consumer(config);
+        std::thread::sleep(delay);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        delay *= 2;
+    }
 }
 
 /// Finishes every model in process and compares it with a scratch rebuild.

@@ -10,10 +10,7 @@ mod common;
 use std::{sync::Arc, time::Duration};
 
 use backbone_broker::{
-    Broker, StreamConfig,
-    embedded::{EmbeddedBroker, EmbeddedOptions},
-    jetstream::{JetStreamBroker, JetStreamOptions},
-    stream::DEAD_LETTER_STREAM,
+    Broker, StreamConfig, jetstream::JetStreamBroker, stream::DEAD_LETTER_STREAM,
 };
 use backbone_consumers::{
     HandlerError, Metrics, ProjectionRunner, ProjectionStore, RuntimeConfig, Transaction,
@@ -162,12 +159,7 @@ async fn an_exhausted_event_waits_for_its_dead_letter(broker: Arc<dyn Broker>, o
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jetstream_holds_an_event_while_the_dead_letter_stream_is_missing() {
     let server = NatsServer::new();
-    let jetstream = JetStreamBroker::connect(JetStreamOptions {
-        urls: vec![server.url()],
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let jetstream = jetstream(server.url()).await;
     let outage = Outage::Missing(jetstream.clone());
     an_exhausted_event_waits_for_its_dead_letter(Arc::new(jetstream), outage).await;
 }
@@ -175,10 +167,6 @@ async fn jetstream_holds_an_event_while_the_dead_letter_stream_is_missing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_holds_an_event_while_the_dead_letter_stream_refuses_it() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = EmbeddedBroker::open(EmbeddedOptions {
-        path: dir.path().join("log"),
-        ..Default::default()
-    })
-    .unwrap();
+    let broker = embedded_log(dir.path());
     an_exhausted_event_waits_for_its_dead_letter(Arc::new(broker), Outage::Refusing).await;
 }

@@ -8,13 +8,7 @@ mod common;
 
 use std::{sync::Arc, time::Duration};
 
-use backbone_broker::{
-    Broker, StreamConfig,
-    embedded::{EmbeddedBroker, EmbeddedOptions},
-    jetstream::{JetStreamBroker, JetStreamOptions},
-    memory::MemoryBroker,
-    stream::DEAD_LETTER_STREAM,
-};
+use backbone_broker::{Broker, StreamConfig, memory::MemoryBroker, stream::DEAD_LETTER_STREAM};
 use backbone_consumers::{
     RuntimeConfig,
     model::ReadModel,
@@ -154,23 +148,14 @@ async fn memory_adapter_skips_copies() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_adapter_skips_copies() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = EmbeddedBroker::open(EmbeddedOptions {
-        path: dir.path().join("log"),
-        ..Default::default()
-    })
-    .unwrap();
+    let broker = embedded_log(dir.path());
     copies_change_nothing(Arc::new(broker)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jetstream_adapter_skips_copies() {
     let server = NatsServer::new();
-    let broker = JetStreamBroker::connect(JetStreamOptions {
-        urls: vec![server.url()],
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let broker = jetstream(server.url()).await;
     copies_change_nothing(Arc::new(broker)).await;
 }
 

@@ -16,7 +16,6 @@ use std::{
 
 use backbone_broker::{
     Broker, ReadRequest,
-    jetstream::{JetStreamBroker, JetStreamOptions},
     stream::{DEAD_LETTER_STREAM, EVENT_STREAM},
 };
 use backbone_consumers::{
@@ -73,21 +72,10 @@ fn publish_raw(port: u16, subject: &str, headers: &[u8], payload: &[u8]) {
     }
 }
 
-async fn connect(server: &NatsServer) -> Arc<dyn Broker> {
-    Arc::new(
-        JetStreamBroker::connect(JetStreamOptions {
-            urls: vec![server.url()],
-            ..Default::default()
-        })
-        .await
-        .unwrap(),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unparseable_header_is_dead_lettered_and_passed_by_every_consumer() {
     let server = NatsServer::new();
-    let broker = connect(&server).await;
+    let broker: Arc<dyn Broker> = Arc::new(jetstream(server.url()).await);
     // 1: a follow; 2: the poison (a follow's subject); 3: another follow;
     // 4: a payment, after it.
     let before = follow("u-1", "u-2");

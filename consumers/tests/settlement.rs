@@ -6,13 +6,7 @@ mod common;
 
 use std::sync::Arc;
 
-use backbone_broker::{
-    Broker,
-    embedded::{EmbeddedBroker, EmbeddedOptions},
-    jetstream::{JetStreamBroker, JetStreamOptions},
-    memory::MemoryBroker,
-    stream::EVENT_STREAM,
-};
+use backbone_broker::{Broker, memory::MemoryBroker, stream::EVENT_STREAM};
 use backbone_consumers::{RuntimeConfig, models::Billing};
 use backbone_testkit::NatsServer;
 use common::*;
@@ -56,22 +50,13 @@ async fn memory_adapter_ends_with_nothing_pending() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_adapter_ends_with_nothing_pending() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = EmbeddedBroker::open(EmbeddedOptions {
-        path: dir.path().join("log"),
-        ..Default::default()
-    })
-    .unwrap();
+    let broker = embedded_log(dir.path());
     every_committed_delivery_is_acknowledged(Arc::new(broker)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jetstream_adapter_ends_with_nothing_pending() {
     let server = NatsServer::new();
-    let broker = JetStreamBroker::connect(JetStreamOptions {
-        urls: vec![server.url()],
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let broker = jetstream(server.url()).await;
     every_committed_delivery_is_acknowledged(Arc::new(broker)).await;
 }

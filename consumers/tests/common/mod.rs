@@ -3,7 +3,11 @@
 
 use std::{path::Path, sync::Arc, time::Duration};
 
-use backbone_broker::{Broker, OutboundMessage, StreamConfig};
+use backbone_broker::{
+    Broker, OutboundMessage, StreamConfig,
+    embedded::{EmbeddedBroker, EmbeddedOptions},
+    jetstream::{JetStreamBroker, JetStreamOptions},
+};
 use backbone_consumers::{
     Metrics, ProjectionRunner, ProjectionStore, RebuildOptions, RuntimeConfig, apply_log,
     model::ReadModel, shutdown_channel,
@@ -13,6 +17,25 @@ use backbone_schemas::{
     payment::v1::{PaymentReceived, PaymentRefunded},
     user::v1::{UserFollowed, UserUnfollowed},
 };
+
+/// The embedded log in `<dir>/log`, default options.
+pub fn embedded_log(dir: &Path) -> EmbeddedBroker {
+    EmbeddedBroker::open(EmbeddedOptions {
+        path: dir.join("log"),
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+/// A JetStream connection to the test server at `url`, default options.
+pub async fn jetstream(url: String) -> JetStreamBroker {
+    JetStreamBroker::connect(JetStreamOptions {
+        urls: vec![url],
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+}
 
 pub fn outbound(env: &Envelope) -> OutboundMessage {
     OutboundMessage {
