@@ -186,7 +186,7 @@ fn apply_once(
             }
         }
         Ok(None) => {
-            let outcome = apply_message(model, message, tx);
+            let outcome = apply_owned(model, message, tx);
             if outcome == Outcome::Applied {
                 tx.record_application(id, message.seq, message.time, horizon);
             }
@@ -214,6 +214,15 @@ pub fn apply_message(
     if !is_for(model.event_types(), &message.subject) {
         return Outcome::NotForModel;
     }
+    apply_owned(model, message, tx)
+}
+
+/// [`apply_message`] for a message already known to be for `model`.
+fn apply_owned(
+    model: &dyn ReadModel,
+    message: &StoredMessage,
+    tx: &mut Transaction<'_>,
+) -> Outcome {
     let envelope = match decode_entry(message) {
         Ok(envelope) => envelope,
         Err(e) => return Outcome::Failed(e),

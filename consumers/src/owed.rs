@@ -85,17 +85,34 @@ impl Owed {
     }
 }
 
-/// Reads exhausted event `seq` from `stream` and publishes its dead letter
-/// as `consumer`. An error (the log unreadable, the letter unpublishable)
-/// leaves the event owed.
+/// Reads exhausted event `seq` and publishes its dead letter as the
+/// consumer of `config`. `None` when it could not (the log unreadable, the
+/// letter unpublishable): the event stays owed, and `health` reports the
+/// runner failing until a letter is stored.
 pub(crate) async fn dead_letter_exhausted(
     broker: &dyn Broker,
-    stream: &str,
-    consumer: &str,
+    config: &RuntimeConfig,
+    health: &Health,
+    seq: u64,
+    deliveries: u32,
+) -> Option<Settled> {
+    match publish_letter(broker, config, seq, deliveries).await {
+        Ok(settled) => Some(settled),
+        Err(why) => {
+            tracing::error!(seq, error = %why, "exhausted event still owed a dead letter");
+            health.failing(&config.durable_name, "dead-letter", why);
+            None
+        }
+    }
+}
+
+async fn publish_letter(
+    broker: &dyn Broker,
+    config: &RuntimeConfig,
     seq: u64,
     deliveries: u32,
 ) -> Result<Settled, String> {
-    let message = match broker.get(stream, seq).await {
+    let message = match broker.get(&config.stream, seq).await {
         Ok(message) => message,
         Err(e) if e.kind() == &ReadErrorKind::MessageNotFound => {
             tracing::warn!(seq, "exhausted event no longer in the stream");
@@ -104,7 +121,7 @@ pub(crate) async fn dead_letter_exhausted(
         Err(e) => return Err(format!("reading exhausted event {seq}: {e}")),
     };
     let reason = DeadLetterReason {
-        consumer: consumer.to_owned(),
+        consumer: config.durable_name.clone(),
         deliveries,
         error: format!("max deliveries ({deliveries}) exhausted"),
     };

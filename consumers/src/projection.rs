@@ -296,21 +296,16 @@ impl ProjectionRunner {
     ) -> Result<bool, RunError> {
         let settled = dead_letter_exhausted(
             self.broker.as_ref(),
-            &self.config.stream,
-            &self.config.durable_name,
+            &self.config,
+            &self.health,
             seq,
             deliveries,
         )
         .await;
         let message = match settled {
-            Ok(Settled::Stored(message)) => message,
-            Ok(Settled::Gone) => return Ok(true),
-            Err(why) => {
-                tracing::error!(seq, error = %why, "exhausted event still owed a dead letter");
-                self.health
-                    .failing(&self.config.durable_name, "dead-letter", why);
-                return Ok(false);
-            }
+            Some(Settled::Stored(message)) => message,
+            Some(Settled::Gone) => return Ok(true),
+            None => return Ok(false),
         };
         let mut tx = self.store.transaction();
         fence_rejected(&message, &mut tx);

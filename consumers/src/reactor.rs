@@ -334,27 +334,22 @@ impl ReactorRunner {
     ) -> bool {
         let settled = dead_letter_exhausted(
             self.broker.as_ref(),
-            &self.config.stream,
-            &self.config.durable_name,
+            &self.config,
+            &self.health,
             seq,
             deliveries,
         )
         .await;
         match settled {
-            Ok(Settled::Stored(_)) => {
+            Some(Settled::Stored(_)) => {
                 self.health
                     .recovered(&self.config.durable_name, "dead-letter");
                 report.dead_lettered += 1;
                 ConsumerMetrics::add(&self.metrics.dead_letters, 1);
                 true
             }
-            Ok(Settled::Gone) => true,
-            Err(why) => {
-                tracing::error!(seq, error = %why, "exhausted event still owed a dead letter");
-                self.health
-                    .failing(&self.config.durable_name, "dead-letter", why);
-                false
-            }
+            Some(Settled::Gone) => true,
+            None => false,
         }
     }
 
