@@ -1,7 +1,18 @@
 //! Backbone's consumer runtime and the seed services' read models.
 //!
+//! The crate has two layers. The **runtime** (everything below but
+//! `models`, `reactors` and `service`) is what a service team builds its own
+//! read models on; with `default-features = false` it is all they compile.
+//! The **seed layer** sits on top of it behind features: `models` (the seed
+//! services' read models and reactors) and `service` (the TOML-configured
+//! service and its `backbone-consumer` binary; it adds clap, toml and
+//! tracing-subscriber). The runtime never reaches up into the seed layer;
+//! `scripts/test` builds it alone to keep it that way.
+//!
 //! - **Projections** ([`ReadModel`]) build deterministic state in their own
-//!   sled store ([`ProjectionStore`]). [`ProjectionRunner`] fetches a batch,
+//!   sled store ([`ProjectionStore`]). [`ProjectionRunner`] and
+//!   [`ReactorRunner`] share one loop (binding, fetching, exhausted events,
+//!   the wait for a previous process's deliveries); a projection fetches a batch,
 //!   applies it through a [`Transaction`] and commits the writes together
 //!   with the checkpoint before acknowledging: at-least-once delivery,
 //!   exactly-once effect, in stream order.
@@ -17,14 +28,14 @@
 //!   shared with `replay-tool`.
 //! - **Rebuilds** ([`rebuild()`]) re-apply the log into a shadow store and
 //!   swap it in, for `replay-tool rebuild`.
-//! - **Read models** of the seed services live in [`models`], with a
+//! - **Read models** of the seed services live in `models`, with a
 //!   registry by name; each has a [`ProjectionStore::digest`] to compare a
 //!   rebuild with the live model.
-//! - **Reactors** of the seed services live in [`reactors`]
+//! - **Reactors** of the seed services live in `reactors`
 //!   (`follow-notifier`, writing a de-duplicated outbox).
 //! - **Rebuild swaps** are journaled; opening a store completes or undoes an
 //!   interrupted one ([`swap`]).
-//! - **Service**: [`service`] runs any set of read models and reactors from
+//! - **Service**: `service` runs any set of read models and reactors from
 //!   a TOML config with `/healthz` (200 only while every runner is healthy,
 //!   see [`health`]) and `/metrics` (the `backbone-consumer` binary).
 //!
@@ -37,18 +48,24 @@ pub mod dedup;
 pub mod digest;
 pub mod error;
 pub mod health;
+#[cfg(feature = "service")]
 pub mod http;
 pub mod layout;
 pub mod metrics;
 pub mod model;
+#[cfg(feature = "models")]
 pub mod models;
 mod owed;
 pub mod projection;
 pub mod reactor;
+#[cfg(feature = "models")]
 pub mod reactors;
 pub mod rebuild;
 pub mod redrive;
+mod runner;
+#[cfg(feature = "service")]
 pub mod service;
+#[cfg(feature = "service")]
 mod service_config;
 pub mod shutdown;
 mod startup;

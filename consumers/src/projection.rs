@@ -18,33 +18,22 @@
 //! - **Redrives** ([`crate::redrive`]) apply only to the consumer they name
 //!   and only once; every other consumer acks them and moves past them.
 
-use std::{
-    collections::BTreeMap,
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::{sync::Arc, time::Instant};
 
-use backbone_broker::{
-    AckKind, Broker, Consumer, ConsumerConfig, ConsumerError, DeliverPolicy, Delivery,
-};
+use backbone_broker::{AckKind, Broker, ConsumerConfig, DeliverPolicy, Delivery};
 use futures::StreamExt as _;
 use tracing::Instrument as _;
 
 use crate::{
     config::RuntimeConfig,
-    dead_letter::{DeadLetterReason, ensure_dead_letter_stream, publish_dead_letter},
-    error::{HandlerError, RunError, RunErrorKind},
-    health::Health,
+    error::RunError,
     metrics::{ConsumerMetrics, Metrics},
     model::{Outcome, ReadModel, apply_entry, fence_rejected, filter_subjects},
-    owed::{Owed, Settled, dead_letter_exhausted},
+    owed::Owed,
+    runner::{Core, Handler, Held, Verdict},
     shutdown::Shutdown,
-    startup::{StrayCheck, StrayWait, bind_when_ready},
     store::ProjectionStore,
 };
-
-/// Progress acks of held deliveries in flight at once.
-const SETTLE_CONCURRENCY: usize = 64;
 
 /// Totals of one run.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -64,18 +53,8 @@ pub struct RunReport {
 /// Runs one read model as a durable consumer until shutdown.
 #[derive(Debug)]
 pub struct ProjectionRunner {
-    broker: Arc<dyn Broker>,
+    core: Core,
     model: Arc<dyn ReadModel>,
-    store: ProjectionStore,
-    config: RuntimeConfig,
-    metrics: Arc<ConsumerMetrics>,
-    health: Health,
-}
-
-/// What the loop does with each delivery of a batch, after the commit.
-enum Settle {
-    Ack,
-    Term(String),
 }
 
 impl ProjectionRunner {
@@ -87,265 +66,142 @@ impl ProjectionRunner {
         config: RuntimeConfig,
         metrics: &Metrics,
     ) -> Self {
-        let health = metrics.health().clone();
-        health.register(&config.durable_name, model.name());
-        let metrics = metrics.consumer(&config.durable_name);
-        Self {
-            broker,
-            model,
-            store,
-            config,
-            metrics,
-            health,
-        }
+        let core = Core::new(broker, store, config, metrics, model.name());
+        Self { core, model }
     }
 
     /// The store the runner writes.
     pub fn store(&self) -> &ProjectionStore {
-        &self.store
+        &self.core.store
     }
 
-    async fn bind(&self, checkpoint: u64) -> Result<Box<dyn Consumer>, RunError> {
-        self.bind_consumer(checkpoint)
-            .await
-            .map_err(|e| RunError::with_source(RunErrorKind::Consumer, e))
+    /// Consumes until `shutdown` triggers; the batch in hand is finished and
+    /// committed before returning. The run's end (and its error) is
+    /// recorded in the [`crate::Health`] of the metrics it was created with.
+    pub async fn run(self, shutdown: Shutdown) -> Result<RunReport, RunError> {
+        let Self { core, model } = self;
+        core.run(shutdown, |core| {
+            let checkpoint = core.stored_checkpoint()?;
+            Ok(Projection {
+                model,
+                checkpoint,
+                blocked: None,
+                settling: None,
+            })
+        })
+        .await
     }
+}
 
-    async fn bind_consumer(&self, checkpoint: u64) -> Result<Box<dyn Consumer>, ConsumerError> {
+/// A read model's side of the loop: apply in order, commit, then settle.
+struct Projection {
+    model: Arc<dyn ReadModel>,
+    /// The checkpoint committed last.
+    checkpoint: u64,
+    /// The delivery handed back for a retry; nothing after it applies until
+    /// it is redelivered (or dead-lettered).
+    blocked: Option<u64>,
+    /// The settlements of the batch committed last, still in flight.
+    settling: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// What the loop does with each delivery of a batch, after the commit.
+enum Settle {
+    Ack,
+    Term(String),
+}
+
+impl Handler for Projection {
+    fn consumer_config(&self, core: &Core, checkpoint: u64) -> ConsumerConfig {
         let mut filters = filter_subjects(self.model.as_ref());
-        if filters.len() > 1 && !self.broker.features().multiple_filter_subjects {
+        if filters.len() > 1 && !core.broker.features().multiple_filter_subjects {
             tracing::info!(
                 model = self.model.name(),
                 "server lacks multiple filter subjects; filtering events in process"
             );
             filters = vec![backbone_broker::stream::EVENT_SUBJECTS.to_owned()];
         }
-        let config = ConsumerConfig {
-            durable_name: self.config.durable_name.clone(),
+        ConsumerConfig {
+            durable_name: core.config.durable_name.clone(),
             description: Some(format!("read model {}", self.model.name())),
             deliver_policy: DeliverPolicy::ByStartSequence(checkpoint + 1),
             filter_subjects: filters,
-            ack_wait: self.config.ack_wait,
-            max_deliver: Some(self.config.max_deliver),
+            ack_wait: core.config.ack_wait,
+            max_deliver: Some(core.config.max_deliver),
             backoff: Vec::new(),
             // Room for the batch being applied while the previous batch's
-            // settlements are still in flight (see `process_batch`).
-            max_ack_pending: self.config.batch_size.max(1).saturating_mul(2),
-        };
-        self.broker.consumer(&self.config.stream, config).await
-    }
-
-    /// Deletes the durable consumer and creates it again at checkpoint + 1,
-    /// dropping every outstanding delivery (see [`crate::startup`]).
-    async fn rebind(&self, checkpoint: u64) -> Result<Box<dyn Consumer>, RunError> {
-        match self
-            .broker
-            .delete_consumer(&self.config.stream, &self.config.durable_name)
-            .await
-        {
-            Ok(()) => {}
-            Err(e) if e.kind() == &backbone_broker::ConsumerErrorKind::ConsumerNotFound => {}
-            Err(e) => return Err(RunError::with_source(RunErrorKind::Consumer, e)),
+            // settlements are still in flight (see `process`).
+            max_ack_pending: core.config.batch_size.max(1).saturating_mul(2),
         }
-        self.bind(checkpoint).await
     }
 
-    /// Consumes until `shutdown` triggers; the batch in hand is finished and
-    /// committed before returning. The run's end (and its error) is
-    /// recorded in the [`Health`] of the metrics it was created with.
-    pub async fn run(self, shutdown: Shutdown) -> Result<RunReport, RunError> {
-        let guard = self.health.guard(&self.config.durable_name);
-        let result = self.consume(shutdown).await;
-        guard.finish(&result);
-        result
+    fn checkpoint(&self) -> u64 {
+        self.checkpoint
     }
 
-    async fn consume(self, shutdown: Shutdown) -> Result<RunReport, RunError> {
-        ensure_dead_letter_stream(self.broker.as_ref())
-            .await
-            .map_err(|e| RunError::with_source(RunErrorKind::DeadLetterStream, e))?;
-        let mut checkpoint = self
-            .store
-            .checkpoint()
-            .map_err(|e| RunError::with_source(RunErrorKind::Store, e))?;
-        let mut report = RunReport {
-            checkpoint,
-            ..Default::default()
-        };
-        let bound = bind_when_ready(&self.config, &self.health, &shutdown, || {
-            self.bind_consumer(checkpoint)
-        })
-        .await
-        .map_err(|e| RunError::with_source(RunErrorKind::Consumer, e))?;
-        let Some(mut consumer) = bound else {
-            return Ok(report);
-        };
-        self.health.running(&self.config.durable_name);
-        let mut held: BTreeMap<u64, Delivery> = BTreeMap::new();
-        let mut blocked: Option<u64> = None;
-        let mut last_keepalive = Instant::now();
-        let mut fetch_failures = 0u32;
-        let mut strays_resolved = false;
-        let mut stray_wait = StrayWait::new(&self.config);
-        let mut settling: Option<tokio::task::JoinHandle<()>> = None;
-        let mut owed = Owed::default();
-        let mut owed_failures = 0u32;
-        while !shutdown.is_triggered() {
-            if !owed
-                .refresh(consumer.as_ref(), checkpoint, &self.config, &self.health)
-                .await
-            {
-                continue;
-            }
-            while let Some((seq, deliveries)) = owed.lowest() {
-                if !self
-                    .dead_letter_exhausted(seq, deliveries, checkpoint, &mut report)
-                    .await?
-                {
-                    break;
-                }
-                owed.paid(seq);
-                held.remove(&seq);
-                if blocked == Some(seq) {
-                    blocked = None;
-                }
-            }
-            if !owed.is_empty() {
-                // Still owed: apply nothing (the checkpoint must not pass
-                // it), keep what is held alive, retry with backoff.
-                owed_failures += 1;
-                if last_keepalive.elapsed() > self.config.ack_wait / 3 {
-                    keep_alive(&self.metrics, held.values()).await;
-                    last_keepalive = Instant::now();
-                }
-                tokio::time::sleep(self.config.backoff(owed_failures)).await;
-                continue;
-            }
-            owed_failures = 0;
-            let want = self.config.batch_size.saturating_sub(held.len()).max(1);
-            match consumer.fetch(want, self.config.fetch_wait).await {
-                Ok(deliveries) => {
-                    fetch_failures = 0;
-                    self.health.recovered(&self.config.durable_name, "fetch");
-                    for d in deliveries {
-                        self.metrics
-                            .lag
-                            .store(d.pending, std::sync::atomic::Ordering::Relaxed);
-                        held.insert(d.message.seq, d);
-                    }
-                }
-                Err(e) => {
-                    fetch_failures += 1;
-                    tracing::warn!(error = %e, "fetch failed; retrying");
-                    self.health
-                        .failing(&self.config.durable_name, "fetch", e.to_string());
-                    tokio::time::sleep(self.config.backoff(fetch_failures)).await;
-                    continue;
-                }
-            }
-            if let Some(seq) = blocked
-                && !held.contains_key(&seq)
-            {
-                if last_keepalive.elapsed() > self.config.ack_wait / 3 {
-                    keep_alive(&self.metrics, held.values()).await;
-                    last_keepalive = Instant::now();
-                }
-                continue;
-            }
-            blocked = None;
-            if held.is_empty() {
-                continue;
-            }
-            if !strays_resolved {
-                match stray_wait.check(consumer.as_ref(), held.len()).await {
-                    StrayCheck::Clear => strays_resolved = true,
-                    StrayCheck::Wait => continue,
-                    StrayCheck::Expired => {
-                        held.clear();
-                        consumer = self.rebind(checkpoint).await?;
-                        strays_resolved = true;
-                        continue;
-                    }
-                }
-            }
-            let batch: Vec<Delivery> = std::mem::take(&mut held).into_values().collect();
-            let (rest, next_blocked) = self
-                .process_batch(batch, &mut checkpoint, &mut report, &mut settling)
-                .await?;
-            held.extend(rest.into_iter().map(|d| (d.message.seq, d)));
-            blocked = next_blocked;
-            last_keepalive = Instant::now();
-        }
-        if let Some(previous) = settling.take() {
-            let _ = previous.await;
-        }
-        report.checkpoint = checkpoint;
-        Ok(report)
-    }
-
-    /// Dead-letters an event the broker gave up redelivering, and fences it
-    /// (committed at the unchanged `checkpoint`) so that its redrive
-    /// applies. False when the letter could not be stored: the event stays
-    /// owed ([`crate::owed`]) and the runner reports itself failing.
-    async fn dead_letter_exhausted(
-        &self,
-        seq: u64,
-        deliveries: u32,
-        checkpoint: u64,
+    /// Dead-letters owed events lowest first, each fenced (committed at the
+    /// unchanged checkpoint) so that its redrive applies. Nothing applies
+    /// while any is still owed: the checkpoint must not pass it.
+    async fn pay_owed(
+        &mut self,
+        core: &Core,
+        owed: &mut Owed,
+        held: &mut Held,
         report: &mut RunReport,
     ) -> Result<bool, RunError> {
-        let settled = dead_letter_exhausted(
-            self.broker.as_ref(),
-            &self.config,
-            &self.health,
-            seq,
-            deliveries,
-        )
-        .await;
-        let message = match settled {
-            Some(Settled::Stored(message)) => message,
-            Some(Settled::Gone) => return Ok(true),
-            None => return Ok(false),
-        };
-        let mut tx = self.store.transaction();
-        fence_rejected(&message, &mut tx);
-        self.store
-            .commit(tx, checkpoint)
-            .map_err(|e| RunError::with_source(RunErrorKind::Store, e))?;
-        self.health
-            .recovered(&self.config.durable_name, "dead-letter");
-        report.dead_lettered += 1;
-        ConsumerMetrics::add(&self.metrics.dead_letters, 1);
-        Ok(true)
+        while let Some((seq, deliveries)) = owed.lowest() {
+            let Some(stored) = core.dead_letter_exhausted(seq, deliveries, report).await else {
+                break;
+            };
+            if let Some(message) = stored {
+                let mut tx = core.store.transaction();
+                fence_rejected(&message, &mut tx);
+                core.commit(tx, self.checkpoint)?;
+            }
+            owed.paid(seq);
+            held.remove(&seq);
+            if self.blocked == Some(seq) {
+                self.blocked = None;
+            }
+        }
+        Ok(owed.is_empty())
     }
 
-    /// Applies `batch` (in sequence order) and commits; returns the
-    /// deliveries held back behind a transient failure and the blocking seq.
+    fn ready(&mut self, held: &Held) -> bool {
+        if let Some(seq) = self.blocked
+            && !held.contains_key(&seq)
+        {
+            return false;
+        }
+        self.blocked = None;
+        true
+    }
+
+    /// Applies `held` in sequence order and commits; the deliveries behind
+    /// a transient failure stay held.
     ///
     /// The committed batch's settlements run in the background (`settling`)
     /// while the loop fetches and applies the next batch: they are only
     /// acknowledgements of what the checkpoint already records, so the
     /// round trips they cost need not delay the next commit. At most one
     /// batch settles at a time; the previous one is awaited first.
-    async fn process_batch(
-        &self,
-        batch: Vec<Delivery>,
-        checkpoint: &mut u64,
+    async fn process(
+        &mut self,
+        core: &Core,
+        held: Held,
         report: &mut RunReport,
-        settling: &mut Option<tokio::task::JoinHandle<()>>,
-    ) -> Result<(Vec<Delivery>, Option<u64>), RunError> {
-        let mut tx = self.store.transaction();
-        let mut settles: Vec<(Delivery, Settle)> = Vec::with_capacity(batch.len());
-        let mut new_checkpoint = *checkpoint;
-        let mut retry: Option<(Delivery, Duration)> = None;
-        let mut rest = Vec::new();
+    ) -> Result<Held, RunError> {
+        let metrics = &core.metrics;
+        let mut tx = core.store.transaction();
+        let mut settles: Vec<(Delivery, Settle)> = Vec::with_capacity(held.len());
+        let mut new_checkpoint = self.checkpoint;
+        let mut retry: Option<(Delivery, std::time::Duration)> = None;
         let mut applied = 0u64;
-        let mut iter = batch.into_iter();
-        for delivery in iter.by_ref() {
-            let seq = delivery.message.seq;
-            if seq <= *checkpoint {
+        let mut iter = held.into_iter();
+        for (seq, delivery) in iter.by_ref() {
+            if seq <= self.checkpoint {
                 report.skipped += 1;
-                ConsumerMetrics::add(&self.metrics.skipped, 1);
+                ConsumerMetrics::add(&metrics.skipped, 1);
                 settles.push((delivery, Settle::Ack));
                 continue;
             }
@@ -354,13 +210,13 @@ impl ProjectionRunner {
             let outcome = span.in_scope(|| {
                 apply_entry(
                     self.model.as_ref(),
-                    &self.config.durable_name,
+                    &core.config.durable_name,
                     &delivery.message,
-                    self.config.dedup_horizon,
+                    core.config.dedup_horizon,
                     &mut tx,
                 )
             });
-            self.metrics.observe_apply(started.elapsed());
+            metrics.observe_apply(started.elapsed());
             let failure = match outcome {
                 Outcome::Applied => {
                     applied += 1;
@@ -369,98 +225,74 @@ impl ProjectionRunner {
                 Outcome::NotForModel => None,
                 Outcome::NotForConsumer => {
                     report.skipped += 1;
-                    ConsumerMetrics::add(&self.metrics.skipped, 1);
+                    ConsumerMetrics::add(&metrics.skipped, 1);
                     None
                 }
                 Outcome::Duplicate { first_seq } => {
                     tracing::debug!(parent: &span, seq, first_seq, "copy of an applied event; skipped");
                     report.duplicates += 1;
-                    ConsumerMetrics::add(&self.metrics.duplicates, 1);
+                    ConsumerMetrics::add(&metrics.duplicates, 1);
                     None
                 }
-                Outcome::Failed(HandlerError::Permanent(reason)) => Some(reason),
-                Outcome::Failed(HandlerError::Transient(reason))
-                    if delivery.delivery_count >= self.config.max_deliver =>
-                {
-                    Some(format!(
-                        "gave up after {} deliveries: {reason}",
-                        delivery.delivery_count
-                    ))
-                }
-                Outcome::Failed(HandlerError::Transient(reason)) => {
-                    tracing::warn!(parent: &span, seq, %reason, "transient failure; retrying");
-                    ConsumerMetrics::add(&self.metrics.retries, 1);
-                    let delay = self.config.backoff(delivery.delivery_count);
-                    retry = Some((delivery, delay));
-                    break;
-                }
+                Outcome::Failed(error) => match span.in_scope(|| core.verdict(&delivery, error)) {
+                    Verdict::Retry(delay) => {
+                        retry = Some((delivery, delay));
+                        break;
+                    }
+                    Verdict::DeadLetter(reason) => Some(reason),
+                },
             };
             if let Some(error) = failure {
-                let reason = DeadLetterReason {
-                    consumer: self.config.durable_name.clone(),
-                    deliveries: delivery.delivery_count,
-                    error: error.clone(),
-                };
-                let published =
-                    publish_dead_letter(self.broker.as_ref(), &delivery.message, &reason)
-                        .instrument(span)
-                        .await;
-                if let Err(e) = published {
-                    tracing::warn!(seq, error = %e, "dead-letter publish failed; retrying later");
-                    self.health
-                        .failing(&self.config.durable_name, "dead-letter", e.to_string());
-                    retry = Some((delivery, self.config.backoff(1)));
+                if !core
+                    .dead_letter(&delivery, &error, report)
+                    .instrument(span)
+                    .await
+                {
+                    retry = Some((delivery, core.config.backoff(1)));
                     break;
                 }
-                self.health
-                    .recovered(&self.config.durable_name, "dead-letter");
                 fence_rejected(&delivery.message, &mut tx);
-                report.dead_lettered += 1;
-                ConsumerMetrics::add(&self.metrics.dead_letters, 1);
                 settles.push((delivery, Settle::Term(error)));
             } else {
                 settles.push((delivery, Settle::Ack));
             }
             new_checkpoint = seq;
         }
-        rest.extend(iter);
-        if new_checkpoint > *checkpoint {
-            self.store
-                .commit(tx, new_checkpoint)
-                .map_err(|e| RunError::with_source(RunErrorKind::Store, e))?;
-            *checkpoint = new_checkpoint;
-            self.metrics
+        let rest: Held = iter.collect();
+        if new_checkpoint > self.checkpoint {
+            core.commit(tx, new_checkpoint)?;
+            self.checkpoint = new_checkpoint;
+            metrics
                 .checkpoint
                 .store(new_checkpoint, std::sync::atomic::Ordering::Relaxed);
         }
         report.applied += applied;
-        report.checkpoint = *checkpoint;
-        ConsumerMetrics::add(&self.metrics.applied, applied);
-        if let Some(previous) = settling.take() {
+        report.checkpoint = self.checkpoint;
+        ConsumerMetrics::add(&metrics.applied, applied);
+        if let Some(previous) = self.settling.take() {
             let _ = previous.await;
         }
         if !settles.is_empty() {
-            *settling = Some(tokio::spawn(settle_all(self.metrics.clone(), settles)));
+            self.settling = Some(tokio::spawn(settle_all(metrics.clone(), settles)));
         }
-        let blocked = match retry {
+        self.blocked = match retry {
             Some((delivery, delay)) => {
-                let seq = delivery.message.seq;
-                self.metrics
+                metrics
                     .settle(&delivery, AckKind::Nak { delay: Some(delay) })
                     .await;
-                Some(seq)
+                Some(delivery.message.seq)
             }
             None => None,
         };
-        Ok((rest, blocked))
+        Ok(rest)
     }
-}
 
-/// Restarts the ack wait of deliveries held back, concurrently.
-async fn keep_alive<'a>(metrics: &ConsumerMetrics, held: impl Iterator<Item = &'a Delivery>) {
-    futures::stream::iter(held)
-        .for_each_concurrent(SETTLE_CONCURRENCY, |d| metrics.settle(d, AckKind::Progress))
-        .await;
+    async fn finish(&mut self) -> u64 {
+        if let Some(previous) = self.settling.take() {
+            let _ = previous.await;
+        }
+        self.checkpoint
+    }
 }
 
 /// Settles a committed batch's deliveries concurrently.

@@ -18,29 +18,24 @@
 //! previous process ([`crate::startup`]). A redrive addressed to another
 //! consumer is skipped ([`crate::redrive`]).
 
-use std::{collections::BTreeMap, fmt, sync::Arc};
+use std::{fmt, sync::Arc};
 
 use async_trait::async_trait;
-use backbone_broker::{
-    AckKind, Broker, Consumer, ConsumerConfig, ConsumerError, ConsumerErrorKind, DeliverPolicy,
-    Delivery,
-};
+use backbone_broker::{AckKind, Broker, ConsumerConfig, DeliverPolicy, Delivery};
 use backbone_schemas::Envelope;
 use tracing::Instrument as _;
 
 use crate::{
     ack_floor::AckFloor,
     config::RuntimeConfig,
-    dead_letter::{DeadLetterReason, ensure_dead_letter_stream, publish_dead_letter},
-    error::{HandlerError, RunError, RunErrorKind},
-    health::Health,
+    error::{HandlerError, RunError},
     metrics::{ConsumerMetrics, Metrics},
     model::{decode_entry, is_for},
-    owed::{Owed, Settled, dead_letter_exhausted},
+    owed::Owed,
     projection::{RunReport, event_span},
     redrive::{Route, route},
+    runner::{Core, Handler, Held, Verdict},
     shutdown::Shutdown,
-    startup::{StrayCheck, StrayWait, bind_when_ready},
     store::ProjectionStore,
     transaction::key,
 };
@@ -70,13 +65,9 @@ pub trait Reactor: Send + Sync + fmt::Debug {
 /// Runs one reactor as a durable consumer until shutdown.
 #[derive(Debug)]
 pub struct ReactorRunner {
-    broker: Arc<dyn Broker>,
+    core: Core,
     reactor: Arc<dyn Reactor>,
-    store: ProjectionStore,
-    config: RuntimeConfig,
     mode: RunMode,
-    metrics: Arc<ConsumerMetrics>,
-    health: Health,
 }
 
 fn fired_key(id: &str) -> Vec<u8> {
@@ -93,17 +84,11 @@ impl ReactorRunner {
         mode: RunMode,
         metrics: &Metrics,
     ) -> Self {
-        let health = metrics.health().clone();
-        health.register(&config.durable_name, reactor.name());
-        let metrics = metrics.consumer(&config.durable_name);
+        let core = Core::new(broker, store, config, metrics, reactor.name());
         Self {
-            broker,
+            core,
             reactor,
-            store,
-            config,
             mode,
-            metrics,
-            health,
         }
     }
 
@@ -113,256 +98,157 @@ impl ReactorRunner {
     }
 
     /// Consumes until `shutdown` triggers. The run's end (and its error) is
-    /// recorded in the [`Health`] of the metrics it was created with.
+    /// recorded in the [`crate::Health`] of the metrics it was created with.
     pub async fn run(self, shutdown: Shutdown) -> Result<RunReport, RunError> {
-        let guard = self.health.guard(&self.config.durable_name);
-        let result = self.consume(shutdown).await;
-        guard.finish(&result);
-        result
-    }
-
-    async fn bind(&self, checkpoint: u64) -> Result<Box<dyn Consumer>, RunError> {
-        self.bind_consumer(checkpoint)
-            .await
-            .map_err(|e| RunError::with_source(RunErrorKind::Consumer, e))
-    }
-
-    async fn bind_consumer(&self, checkpoint: u64) -> Result<Box<dyn Consumer>, ConsumerError> {
-        self.broker
-            .consumer(
-                &self.config.stream,
-                ConsumerConfig {
-                    durable_name: self.config.durable_name.clone(),
-                    description: Some(format!("reactor {}", self.reactor.name())),
-                    deliver_policy: DeliverPolicy::ByStartSequence(checkpoint + 1),
-                    ack_wait: self.config.ack_wait,
-                    max_deliver: Some(self.config.max_deliver),
-                    max_ack_pending: self.config.batch_size.max(1),
-                    ..Default::default()
-                },
-            )
-            .await
-    }
-
-    /// Deletes the durable consumer and creates it again at checkpoint + 1
-    /// (see [`crate::startup`]).
-    async fn rebind(&self, checkpoint: u64) -> Result<Box<dyn Consumer>, RunError> {
-        match self
-            .broker
-            .delete_consumer(&self.config.stream, &self.config.durable_name)
-            .await
-        {
-            Ok(()) => {}
-            Err(e) if e.kind() == &ConsumerErrorKind::ConsumerNotFound => {}
-            Err(e) => return Err(RunError::with_source(RunErrorKind::Consumer, e)),
-        }
-        self.bind(checkpoint).await
-    }
-
-    async fn consume(self, shutdown: Shutdown) -> Result<RunReport, RunError> {
-        ensure_dead_letter_stream(self.broker.as_ref())
-            .await
-            .map_err(|e| RunError::with_source(RunErrorKind::DeadLetterStream, e))?;
-        let store_err = |e| RunError::with_source(RunErrorKind::Store, e);
-        let mut floor = AckFloor::new(self.store.checkpoint().map_err(store_err)?);
-        let mut report = RunReport {
-            checkpoint: floor.committed,
-            ..Default::default()
-        };
-        let bound = bind_when_ready(&self.config, &self.health, &shutdown, || {
-            self.bind_consumer(floor.checkpoint())
+        let Self {
+            core,
+            reactor,
+            mode,
+        } = self;
+        core.run(shutdown, |core| {
+            let checkpoint = core.stored_checkpoint()?;
+            Ok(Reaction {
+                reactor,
+                mode,
+                floor: AckFloor::new(checkpoint),
+            })
         })
         .await
-        .map_err(|e| RunError::with_source(RunErrorKind::Consumer, e))?;
-        let Some(mut consumer) = bound else {
-            return Ok(report);
-        };
-        self.health.running(&self.config.durable_name);
-        let mut held: BTreeMap<u64, Delivery> = BTreeMap::new();
-        let mut strays_resolved = false;
-        let mut stray_wait = StrayWait::new(&self.config);
-        let mut fetch_failures = 0u32;
-        let mut owed = Owed::default();
-        while !shutdown.is_triggered() {
-            if !owed
-                .refresh(
-                    consumer.as_ref(),
-                    floor.checkpoint(),
-                    &self.config,
-                    &self.health,
-                )
-                .await
-            {
-                continue;
-            }
-            // An owed event holds the ack floor (the checkpoint) below it
-            // until its letter is stored; the others fire meanwhile.
-            for (seq, deliveries) in owed.all() {
-                held.remove(&seq);
-                if self
-                    .dead_letter_exhausted(seq, deliveries, &mut report)
-                    .await
-                {
-                    owed.paid(seq);
-                    floor.settled(seq);
-                } else {
-                    floor.outstanding(seq);
-                }
-            }
-            let want = self.config.batch_size.saturating_sub(held.len()).max(1);
-            match consumer.fetch(want, self.config.fetch_wait).await {
-                Ok(deliveries) => {
-                    fetch_failures = 0;
-                    self.health.recovered(&self.config.durable_name, "fetch");
-                    held.extend(deliveries.into_iter().map(|d| (d.message.seq, d)));
-                }
-                Err(e) => {
-                    fetch_failures += 1;
-                    tracing::warn!(error = %e, "fetch failed; retrying");
-                    self.health
-                        .failing(&self.config.durable_name, "fetch", e.to_string());
-                    tokio::time::sleep(self.config.backoff(fetch_failures)).await;
-                    continue;
-                }
-            }
-            if held.is_empty() {
-                continue;
-            }
-            if !strays_resolved {
-                match stray_wait.check(consumer.as_ref(), held.len()).await {
-                    StrayCheck::Clear => strays_resolved = true,
-                    StrayCheck::Wait => continue,
-                    StrayCheck::Expired => {
-                        held.clear();
-                        consumer = self.rebind(floor.checkpoint()).await?;
-                        strays_resolved = true;
-                        continue;
-                    }
-                }
-            }
-            for (_, delivery) in std::mem::take(&mut held) {
-                self.process(delivery, &mut floor, &mut report).await?;
-            }
-            if floor.checkpoint() > floor.committed {
-                self.store
-                    .commit(self.store.transaction(), floor.checkpoint())
-                    .map_err(store_err)?;
-                floor.committed = floor.checkpoint();
-            }
+    }
+}
+
+/// A reactor's side of the loop: fire each delivery and settle it at once.
+struct Reaction {
+    reactor: Arc<dyn Reactor>,
+    mode: RunMode,
+    floor: AckFloor,
+}
+
+impl Handler for Reaction {
+    fn consumer_config(&self, core: &Core, checkpoint: u64) -> ConsumerConfig {
+        ConsumerConfig {
+            durable_name: core.config.durable_name.clone(),
+            description: Some(format!("reactor {}", self.reactor.name())),
+            deliver_policy: DeliverPolicy::ByStartSequence(checkpoint + 1),
+            ack_wait: core.config.ack_wait,
+            max_deliver: Some(core.config.max_deliver),
+            max_ack_pending: core.config.batch_size.max(1),
+            ..Default::default()
         }
-        report.checkpoint = floor.committed;
-        Ok(report)
     }
 
+    fn checkpoint(&self) -> u64 {
+        self.floor.checkpoint()
+    }
+
+    /// An owed event holds the ack floor (the checkpoint) below it until
+    /// its letter is stored; the others fire meanwhile.
+    async fn pay_owed(
+        &mut self,
+        core: &Core,
+        owed: &mut Owed,
+        held: &mut Held,
+        report: &mut RunReport,
+    ) -> Result<bool, RunError> {
+        for (seq, deliveries) in owed.all() {
+            held.remove(&seq);
+            if core
+                .dead_letter_exhausted(seq, deliveries, report)
+                .await
+                .is_some()
+            {
+                owed.paid(seq);
+                self.floor.settled(seq);
+            } else {
+                self.floor.outstanding(seq);
+            }
+        }
+        Ok(true)
+    }
+
+    async fn process(
+        &mut self,
+        core: &Core,
+        held: Held,
+        report: &mut RunReport,
+    ) -> Result<Held, RunError> {
+        for (_, delivery) in held {
+            self.process_one(core, delivery, report).await?;
+        }
+        if self.floor.checkpoint() > self.floor.committed {
+            core.commit(core.store.transaction(), self.floor.checkpoint())?;
+            self.floor.committed = self.floor.checkpoint();
+        }
+        Ok(Held::new())
+    }
+
+    async fn finish(&mut self) -> u64 {
+        self.floor.committed
+    }
+}
+
+impl Reaction {
     /// Handles one delivery: fires (recording the id with the ack floor as
     /// checkpoint), skips, retries or dead-letters it.
-    async fn process(
-        &self,
+    async fn process_one(
+        &mut self,
+        core: &Core,
         delivery: Delivery,
-        floor: &mut AckFloor,
         report: &mut RunReport,
     ) -> Result<(), RunError> {
         let seq = delivery.message.seq;
-        match self.handle(&delivery).await {
+        let metrics = &core.metrics;
+        match self.handle(core, &delivery).await {
             Ok(true) => {
                 report.applied += 1;
-                ConsumerMetrics::add(&self.metrics.applied, 1);
-                floor.settled(seq);
-                let mut tx = self.store.transaction();
-                if let Ok(envelope) = decode(&delivery) {
+                ConsumerMetrics::add(&metrics.applied, 1);
+                self.floor.settled(seq);
+                let mut tx = core.store.transaction();
+                if let Ok(envelope) = decode_entry(&delivery.message) {
                     tx.put(&fired_key(&envelope.id.to_string()), Vec::new());
                 }
-                self.store
-                    .commit(tx, floor.checkpoint())
-                    .map_err(|e| RunError::with_source(RunErrorKind::Store, e))?;
-                floor.committed = floor.checkpoint();
-                self.metrics.settle(&delivery, AckKind::Ack).await;
+                core.commit(tx, self.floor.checkpoint())?;
+                self.floor.committed = self.floor.checkpoint();
+                metrics.settle(&delivery, AckKind::Ack).await;
             }
             Ok(false) => {
                 report.skipped += 1;
-                ConsumerMetrics::add(&self.metrics.skipped, 1);
-                floor.settled(seq);
-                self.metrics.settle(&delivery, AckKind::Ack).await;
+                ConsumerMetrics::add(&metrics.skipped, 1);
+                self.floor.settled(seq);
+                metrics.settle(&delivery, AckKind::Ack).await;
             }
-            Err(HandlerError::Transient(reason))
-                if delivery.delivery_count < self.config.max_deliver =>
-            {
-                tracing::warn!(seq, %reason, "reactor failed transiently; retrying");
-                ConsumerMetrics::add(&self.metrics.retries, 1);
-                floor.outstanding(seq);
-                let delay = self.config.backoff(delivery.delivery_count);
-                self.metrics
-                    .settle(&delivery, AckKind::Nak { delay: Some(delay) })
-                    .await;
-            }
-            Err(e) => {
-                let reason = DeadLetterReason {
-                    consumer: self.config.durable_name.clone(),
-                    deliveries: delivery.delivery_count,
-                    error: e.reason().to_owned(),
-                };
-                let published =
-                    publish_dead_letter(self.broker.as_ref(), &delivery.message, &reason);
-                if let Err(e) = published.await {
-                    self.health
-                        .failing(&self.config.durable_name, "dead-letter", e.to_string());
-                    floor.outstanding(seq);
-                    let delay = Some(self.config.backoff(1));
-                    self.metrics.settle(&delivery, AckKind::Nak { delay }).await;
-                } else {
-                    self.health
-                        .recovered(&self.config.durable_name, "dead-letter");
-                    report.dead_lettered += 1;
-                    ConsumerMetrics::add(&self.metrics.dead_letters, 1);
-                    floor.settled(seq);
-                    let reason = Some(e.reason().to_owned());
-                    self.metrics
-                        .settle(&delivery, AckKind::Term { reason })
-                        .await;
+            Err(error) => match core.verdict(&delivery, error) {
+                Verdict::Retry(delay) => {
+                    self.floor.outstanding(seq);
+                    let delay = Some(delay);
+                    metrics.settle(&delivery, AckKind::Nak { delay }).await;
                 }
-            }
+                Verdict::DeadLetter(reason) => {
+                    if core.dead_letter(&delivery, &reason, report).await {
+                        self.floor.settled(seq);
+                        let reason = Some(reason);
+                        metrics.settle(&delivery, AckKind::Term { reason }).await;
+                    } else {
+                        self.floor.outstanding(seq);
+                        let delay = Some(core.config.backoff(1));
+                        metrics.settle(&delivery, AckKind::Nak { delay }).await;
+                    }
+                }
+            },
         }
         Ok(())
     }
 
-    /// Dead-letters an exhausted event; false when it stays owed.
-    async fn dead_letter_exhausted(
-        &self,
-        seq: u64,
-        deliveries: u32,
-        report: &mut RunReport,
-    ) -> bool {
-        let settled = dead_letter_exhausted(
-            self.broker.as_ref(),
-            &self.config,
-            &self.health,
-            seq,
-            deliveries,
-        )
-        .await;
-        match settled {
-            Some(Settled::Stored(_)) => {
-                self.health
-                    .recovered(&self.config.durable_name, "dead-letter");
-                report.dead_lettered += 1;
-                ConsumerMetrics::add(&self.metrics.dead_letters, 1);
-                true
-            }
-            Some(Settled::Gone) => true,
-            None => false,
-        }
-    }
-
     /// Reacts to one delivery; `Ok(true)` when it is to be recorded as fired.
-    async fn handle(&self, delivery: &Delivery) -> Result<bool, HandlerError> {
+    async fn handle(&self, core: &Core, delivery: &Delivery) -> Result<bool, HandlerError> {
         if !is_for(self.reactor.event_types(), &delivery.message.subject) {
             return Ok(false);
         }
-        if route(&delivery.message, &self.config.durable_name) == Route::Other {
+        if route(&delivery.message, &core.config.durable_name) == Route::Other {
             return Ok(false);
         }
-        let envelope = decode(delivery)?;
-        if Self::has_fired(&self.store, &envelope.id.to_string()) {
+        let envelope = decode_entry(&delivery.message)?;
+        if ReactorRunner::has_fired(&core.store, &envelope.id.to_string()) {
             return Ok(false);
         }
         if self.mode == RunMode::Live {
@@ -373,8 +259,4 @@ impl ReactorRunner {
         }
         Ok(true)
     }
-}
-
-fn decode(delivery: &Delivery) -> Result<Envelope, HandlerError> {
-    decode_entry(&delivery.message)
 }

@@ -106,8 +106,8 @@ pub(crate) async fn require_event_log(broker: &dyn Broker) -> CliResult {
         .await
     {
         Ok(_) => Ok(()),
-        Err(e) if e.kind() == &StreamErrorKind::StreamNotFound => Err(CliError::NotFound(format!(
-            "there is no event log (stream {EVENT_STREAM}) here yet: publish an event or run `provision` first"
+        Err(e) if e.kind() == &StreamErrorKind::StreamNotFound => Err(CliError::Stream(e.detail(
+            format!("there is no event log (stream {EVENT_STREAM}) here yet: publish an event or run `provision` first"),
         ))),
         Err(e) => Err(e.into()),
     }

@@ -4,6 +4,8 @@ use backbone_broker::{
     ConnectError, ConnectErrorKind, ConsumerError, ConsumerErrorKind, PublishError,
     PublishErrorKind, ReadError, ReadErrorKind, StreamError, StreamErrorKind,
 };
+use backbone_consumers::{RebuildError, RebuildErrorKind, RunError, StoreError, StoreErrorKind};
+use backbone_schemas::evolution::lock::{LockError, LockErrorKind};
 
 /// The process exit codes: one name per code, used by `--help`,
 /// [`CliError::exit_code`] and the tests alike.
@@ -75,15 +77,6 @@ pub enum CliError {
     /// Input data (JSON, TOML, predicates, times) that cannot be used.
     #[error("bad input: {0}")]
     BadInput(String),
-    /// The broker cannot be reached or stopped answering.
-    #[error("broker unavailable: {0}")]
-    Unavailable(String),
-    /// Another process holds the store.
-    #[error("store locked: {0}")]
-    Locked(String),
-    /// The thing asked for does not exist.
-    #[error("not found: {0}")]
-    NotFound(String),
     /// A verification found a difference.
     #[error("verification failed: {0}")]
     Verification(String),
@@ -108,6 +101,18 @@ pub enum CliError {
     /// A consumer operation failed.
     #[error(transparent)]
     Consumer(#[from] ConsumerError),
+    /// A read-model store failed (opening, reading or committing it).
+    #[error("{0}{hint}", hint = store_hint(.0))]
+    Store(#[from] StoreError),
+    /// A rebuild failed; nothing was swapped in.
+    #[error("{0}{hint}", hint = rebuild_hint(.0))]
+    Rebuild(#[from] RebuildError),
+    /// A consumer run (the demo's live read models) failed.
+    #[error(transparent)]
+    Run(#[from] RunError),
+    /// The schema lock file could not be checked.
+    #[error(transparent)]
+    Lock(#[from] LockError),
     /// Reading or writing a file or a stream of the process failed.
     #[error("I/O error: {0}")]
     Io(#[source] std::io::Error),
@@ -133,6 +138,26 @@ fn connect_hint(e: &ConnectError) -> &'static str {
     }
 }
 
+/// What to do about a read model another process holds.
+fn store_hint(e: &StoreError) -> &'static str {
+    match e.kind() {
+        StoreErrorKind::Locked => {
+            " (a running consumer service?); stop it first: nothing was changed"
+        }
+        _ => "",
+    }
+}
+
+/// What to do about a rebuild refused because the live model is in use.
+fn rebuild_hint(e: &RebuildError) -> &'static str {
+    match e.kind() {
+        RebuildErrorKind::Locked => {
+            "; the read model is held by a running service: stop it first (nothing was changed)"
+        }
+        _ => "",
+    }
+}
+
 impl CliError {
     /// The process exit code for this error.
     pub fn exit_code(&self) -> u8 {
@@ -141,9 +166,6 @@ impl CliError {
             Self::Failed(_) | Self::Verification(_) | Self::Io(_) => exit::FAILURE,
             Self::Usage(_) => exit::USAGE,
             Self::BadInput(_) => exit::BAD_INPUT,
-            Self::Unavailable(_) => exit::UNAVAILABLE,
-            Self::Locked(_) => exit::LOCKED,
-            Self::NotFound(_) => exit::NOT_FOUND,
             Self::Connect(e) => match e.kind() {
                 ConnectErrorKind::Locked => exit::LOCKED,
                 ConnectErrorKind::InvalidOptions => exit::USAGE,
@@ -174,6 +196,23 @@ impl CliError {
                 PublishErrorKind::TimedOut | PublishErrorKind::BrokerUnavailable => {
                     exit::UNAVAILABLE
                 }
+                _ => exit::FAILURE,
+            },
+            Self::Store(e) => match e.kind() {
+                StoreErrorKind::Locked => exit::LOCKED,
+                _ => exit::FAILURE,
+            },
+            Self::Rebuild(e) => match e.kind() {
+                RebuildErrorKind::Locked => exit::LOCKED,
+                RebuildErrorKind::Read => exit::UNAVAILABLE,
+                _ => exit::FAILURE,
+            },
+            // A runner waits out an unreachable broker itself; what ends
+            // its run is not a connectivity problem.
+            Self::Run(_) => exit::FAILURE,
+            Self::Lock(e) => match e.kind() {
+                LockErrorKind::Missing => exit::NOT_FOUND,
+                LockErrorKind::Malformed => exit::BAD_INPUT,
                 _ => exit::FAILURE,
             },
             Self::Consumer(e) => match e.kind() {
@@ -224,5 +263,21 @@ mod tests {
         assert_eq!(down.exit_code(), exit::UNAVAILABLE);
         let missing: CliError = ReadError::new(ReadErrorKind::MessageNotFound).into();
         assert_eq!(missing.exit_code(), exit::NOT_FOUND);
+    }
+
+    #[test]
+    fn store_rebuild_and_lock_kinds_map_to_documented_exit_codes() {
+        let held: CliError = StoreError::new(StoreErrorKind::Locked).into();
+        assert_eq!(held.exit_code(), exit::LOCKED);
+        let corrupted: CliError = StoreError::new(StoreErrorKind::Corrupted).into();
+        assert_eq!(corrupted.exit_code(), exit::FAILURE);
+        let in_use: CliError = RebuildError::new(RebuildErrorKind::Locked).into();
+        assert_eq!(in_use.exit_code(), exit::LOCKED);
+        let unreadable: CliError = RebuildError::new(RebuildErrorKind::Read).into();
+        assert_eq!(unreadable.exit_code(), exit::UNAVAILABLE);
+        let no_lock: CliError = LockError::new(LockErrorKind::Missing).into();
+        assert_eq!(no_lock.exit_code(), exit::NOT_FOUND);
+        let bad_lock: CliError = LockError::new(LockErrorKind::Malformed).into();
+        assert_eq!(bad_lock.exit_code(), exit::BAD_INPUT);
     }
 }

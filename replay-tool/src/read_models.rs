@@ -36,14 +36,8 @@ pub(crate) fn by_name(name: &str) -> CliResult<Arc<dyn ReadModel>> {
 
 /// Opens a live store, mapping "held by a service" to the locked exit code.
 pub(crate) fn open_store(path: &Path, what: &str) -> CliResult<ProjectionStore> {
-    ProjectionStore::open(path).map_err(|e| match e.kind() {
-        StoreErrorKind::Locked => CliError::Locked(format!(
-            "{what} at {} is held by another process (a running consumer service?); \
-             stop it first: nothing was changed",
-            path.display()
-        )),
-        _ => CliError::failed(format!("{what} at {}: {e}", path.display())),
-    })
+    ProjectionStore::open(path)
+        .map_err(|e| CliError::Store(e.detail(format!("{what} at {}", path.display()))))
 }
 
 /// One row per read model: checkpoint, entries, digest, or why not readable.

@@ -214,8 +214,8 @@ impl Query {
         store: &ProjectionStore,
         lookup: &AuditQuery,
     ) -> CliResult<Vec<EventView>> {
-        let checkpoint = store.checkpoint().map_err(CliError::failed)?;
-        let entries = Audit::query(store, lookup, usize::MAX).map_err(CliError::failed)?;
+        let checkpoint = store.checkpoint()?;
+        let entries = Audit::query(store, lookup, usize::MAX)?;
         let mut found = Vec::new();
         for entry in entries {
             if self.full(&found) {

@@ -236,7 +236,7 @@ async fn consume(
     let mut tasks = Vec::new();
     for name in READ_MODEL_NAMES {
         let store = open_store(&dir.join(name), "read model")?;
-        if store.checkpoint().map_err(CliError::failed)? == 0 {
+        if store.checkpoint()? == 0 {
             // A fresh store must not bind to a durable left by an earlier
             // run (it would skip what that run consumed).
             match broker.delete_consumer(EVENT_STREAM, &durable(name)).await {
@@ -300,7 +300,7 @@ async fn consume(
         let report = task
             .await
             .map_err(|e| CliError::failed(format!("{name} crashed: {e}")))?
-            .map_err(|e| CliError::failed(format!("{name}: {e}")))?;
+            .map_err(|e| CliError::Run(e.detail(format!("read model {name}"))))?;
         reports.push((name, report));
     }
     let (_, elapsed) = progress.finish();
@@ -324,10 +324,7 @@ async fn verify_rebuild(
     let dir = models_dir(&settings.data_dir);
     let (checkpoint, live) = {
         let store = open_store(&dir.join(name), "read model")?;
-        (
-            store.checkpoint().map_err(CliError::failed)?,
-            store.digest().map_err(CliError::failed)?,
-        )
+        (store.checkpoint()?, store.digest()?)
     };
     let _ = std::fs::remove_dir_all(shadow_path(&dir, name));
     let options = RebuildOptions {
@@ -340,7 +337,7 @@ async fn verify_rebuild(
     let model = by_name(name)?;
     let report = backbone_consumers::rebuild(broker, model.as_ref(), &dir, &options, &mut |_| {})
         .await
-        .map_err(|e| CliError::failed(format!("rebuilding {name}: {e}")))?;
+        .map_err(|e| CliError::Rebuild(e.detail(format!("rebuilding {name}"))))?;
     std::fs::remove_dir_all(shadow_path(&dir, name))?;
     Ok((live, report.digest, checkpoint))
 }

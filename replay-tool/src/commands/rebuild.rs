@@ -14,7 +14,7 @@
 
 use backbone_broker::{Broker, ReadRequest, ReadStart, stream::EVENT_STREAM};
 use backbone_consumers::{
-    ReadModel, RebuildError, RebuildErrorKind, RebuildOptions, RebuildProgress,
+    ReadModel, RebuildOptions, RebuildProgress,
     rebuild::{live_path, shadow_path},
 };
 use clap::Args;
@@ -66,16 +66,6 @@ pub(crate) struct RebuildArgs {
     pub(crate) dedup_horizon: Option<std::time::Duration>,
 }
 
-fn rebuild_error(e: RebuildError) -> CliError {
-    match e.kind() {
-        RebuildErrorKind::Locked => CliError::Locked(format!(
-            "{e}; the read model is held by a running service: stop it first (nothing was changed)"
-        )),
-        RebuildErrorKind::Read => CliError::Unavailable(e.to_string()),
-        _ => CliError::failed(e),
-    }
-}
-
 /// The sequence a fresh shadow starts at.
 async fn start_seq(broker: &dyn Broker, args: &RebuildArgs) -> CliResult<u64> {
     if let Some(seq) = args.from_seq {
@@ -124,10 +114,7 @@ async fn rebuild(
     let shadow = shadow_path(&dir, model.name());
     let live_state = if live.exists() {
         let store = open_store(&live, "live read model")?;
-        Some((
-            store.checkpoint().map_err(CliError::failed)?,
-            store.digest().map_err(CliError::failed)?,
-        ))
+        Some((store.checkpoint()?, store.digest()?))
     } else {
         None
     };
@@ -139,15 +126,13 @@ async fn rebuild(
     };
     let (from, resumed) = {
         let store = open_store(&shadow, "rebuild shadow")?;
-        let checkpoint = store.checkpoint().map_err(CliError::failed)?;
+        let checkpoint = store.checkpoint()?;
         if checkpoint > 0 {
             (checkpoint + 1, true)
         } else {
             let start = start_seq(broker, args).await?;
             if start > 1 && !args.dry_run {
-                store
-                    .commit(store.transaction(), start - 1)
-                    .map_err(CliError::failed)?;
+                store.commit(store.transaction(), start - 1)?;
             }
             (start, false)
         }
@@ -209,9 +194,8 @@ async fn rebuild(
             .unwrap_or(backbone_consumers::dedup::DEFAULT_HORIZON),
         ..Default::default()
     };
-    let report = backbone_consumers::rebuild(broker, model, &dir, &options, &mut report_progress)
-        .await
-        .map_err(rebuild_error)?;
+    let report =
+        backbone_consumers::rebuild(broker, model, &dir, &options, &mut report_progress).await?;
     let (_, elapsed) = progress.finish();
     if args.verify {
         let (_, live_digest) = live_state.unwrap_or((0, empty_digest()));
@@ -232,9 +216,7 @@ async fn rebuild(
         swap: true,
         ..options
     };
-    let swapped = backbone_consumers::rebuild(broker, model, &dir, &swap, &mut |_| {})
-        .await
-        .map_err(rebuild_error)?;
+    let swapped = backbone_consumers::rebuild(broker, model, &dir, &swap, &mut |_| {}).await?;
     let summary = json!({
         "read_model": model.name(),
         "applied": report.applied,

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use backbone_schemas::Registry;
 use backbone_schemas::evolution::{
     SchemaSnapshot,
-    lock::{self, LockErrorKind, LockStatus},
+    lock::{self, LockStatus},
 };
 use clap::{Args, Subcommand};
 use serde_json::json;
@@ -68,11 +68,7 @@ fn list(format: OutputFormat) -> CliResult {
 
 fn check(format: OutputFormat, lock_path: Option<PathBuf>) -> CliResult {
     let path = lock_path.unwrap_or_else(lock::default_path);
-    let status = lock::verify(&path, &SchemaSnapshot::current()).map_err(|e| match e.kind() {
-        LockErrorKind::Missing => CliError::NotFound(e.to_string()),
-        LockErrorKind::Malformed => CliError::BadInput(e.to_string()),
-        _ => CliError::failed(e),
-    })?;
+    let status = lock::verify(&path, &SchemaSnapshot::current())?;
     let (verdict, changes) = match &status {
         LockStatus::UpToDate => ("up-to-date", Vec::new()),
         LockStatus::Compatible => ("compatible", Vec::new()),
