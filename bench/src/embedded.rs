@@ -9,7 +9,7 @@ use backbone_broker::{
 };
 
 use backbone_consumers::{
-    ProjectionStore,
+    ProjectionStore, StoreOptions,
     models::{Audit, AuditQuery as IndexQuery},
     rebuild::{RebuildOptions, apply_log},
 };
@@ -17,9 +17,11 @@ use backbone_consumers::{
 use super::{
     error::BenchError,
     memory,
-    pipeline::{self, backbone_error},
+    pipeline::{self, PUBLISH_CHUNK, backbone_error},
     plan::Plan,
-    report::{AuditQuery, BenchReport, Measured, MemoryPoint, Throughput},
+    raw_storage,
+    report::{AuditQuery, BenchReport, Comparison, Measured, MemoryPoint, Scenario, Throughput},
+    server::FsyncPolicy,
     workload::{Workload, conversation, correlation},
 };
 
@@ -46,6 +48,8 @@ pub(crate) async fn run(plan: &Plan, report: &mut BenchReport) -> Result<(), Ben
         publish,
         PUBLISH_TARGET,
     );
+    let appended = raw_storage::file_append(scratch.path(), &workload, plan.events, PUBLISH_CHUNK)?;
+    compared(plan, report, Scenario::EmbeddedPublish, appended, publish);
     let replay = pipeline::replay(broker.as_ref(), plan.events).await?;
     measured(
         plan,
@@ -67,6 +71,13 @@ pub(crate) async fn run(plan: &Plan, report: &mut BenchReport) -> Result<(), Ben
         rebuild,
         REBUILD_TARGET,
     );
+    let written = raw_storage::sled_writes(
+        scratch.path(),
+        plan.events,
+        RebuildOptions::default().batch_size as u64,
+        StoreOptions::default().cache_capacity,
+    )?;
+    compared(plan, report, Scenario::EmbeddedRebuild, written, rebuild);
 
     let mut logged = plan.events;
     for (i, &size) in plan.memory_log_sizes.iter().enumerate() {
@@ -177,6 +188,25 @@ fn measured(
         throughput,
         target_events_per_sec: target,
     });
+}
+
+fn compared(
+    plan: &Plan,
+    report: &mut BenchReport,
+    scenario: Scenario,
+    raw: Throughput,
+    backbone: Throughput,
+) {
+    let comparison = Comparison::new(scenario, FsyncPolicy::EmbeddedGroupCommit, raw, backbone);
+    plan.progress(&format!(
+        "{}: raw {:.0} ev/s, Backbone {:.0} ev/s, {:.2}x (target {:.2}x)",
+        comparison.label(),
+        raw.events_per_sec,
+        backbone.events_per_sec,
+        comparison.ratio,
+        comparison.target_ratio
+    ));
+    report.comparisons.push(comparison);
 }
 
 /// Opens an embedded log at `dir` with the event stream provisioned.

@@ -18,6 +18,7 @@ mod pipeline;
 mod plan;
 mod plot;
 mod raw;
+mod raw_storage;
 pub(crate) mod report;
 mod server;
 #[cfg(test)]

@@ -29,7 +29,7 @@ use super::{
 
 /// Messages handed to `publish_batch` per call; the adapter's own in-flight
 /// window applies within a call.
-const PUBLISH_CHUNK: u64 = 4_096;
+pub(crate) const PUBLISH_CHUNK: u64 = 4_096;
 
 /// Publishes `events` typed events: each is enveloped (CloudEvents headers,
 /// UUIDv7 id as dedup id) and published with `Broker::publish_batch`.

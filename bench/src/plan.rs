@@ -78,7 +78,9 @@ impl Plan {
                 events: (self.events / ALWAYS_EVENTS_DIVISOR).max(1),
                 ..self.clone()
             },
-            FsyncPolicy::Default | FsyncPolicy::External => self.clone(),
+            FsyncPolicy::Default | FsyncPolicy::External | FsyncPolicy::EmbeddedGroupCommit => {
+                self.clone()
+            }
         }
     }
 

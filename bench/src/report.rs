@@ -85,6 +85,12 @@ pub(crate) enum Scenario {
     ConsumeApply,
     /// Rebuild a read model from the log, against an ordered-consumer read.
     Rebuild,
+    /// Embedded durable batched publish, against appending the same bytes
+    /// to a file with the same group commit.
+    EmbeddedPublish,
+    /// Embedded rebuild of a read model, against raw sled applying the same
+    /// writes in the same groups.
+    EmbeddedRebuild,
 }
 
 impl Scenario {
@@ -94,6 +100,7 @@ impl Scenario {
             Self::Publish => 0.9,
             Self::ConsumeApply => 0.8,
             Self::Rebuild => 0.6,
+            Self::EmbeddedPublish | Self::EmbeddedRebuild => 0.5,
         }
     }
 
@@ -102,6 +109,8 @@ impl Scenario {
             Self::Publish => "publish (pipelined acks)",
             Self::ConsumeApply => "consume -> read model",
             Self::Rebuild => "rebuild read model",
+            Self::EmbeddedPublish => "embedded publish vs raw file append",
+            Self::EmbeddedRebuild => "embedded rebuild vs raw sled",
         }
     }
 }

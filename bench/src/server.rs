@@ -28,6 +28,8 @@ pub(crate) enum FsyncPolicy {
     Always,
     /// An external server given with the global `--nats-url`, as configured there.
     External,
+    /// No server: the embedded log's group commit (one fsync per write group).
+    EmbeddedGroupCommit,
 }
 
 impl fmt::Display for FsyncPolicy {
@@ -36,6 +38,7 @@ impl fmt::Display for FsyncPolicy {
             Self::Default => "default",
             Self::Always => "sync_interval: always",
             Self::External => "external server",
+            Self::EmbeddedGroupCommit => "embedded group commit",
         })
     }
 }
@@ -68,7 +71,7 @@ impl SpawnedServer {
         let store = dir.path().join("store");
         let sync = match policy {
             FsyncPolicy::Always => ", sync_interval: always",
-            FsyncPolicy::Default | FsyncPolicy::External => "",
+            FsyncPolicy::Default | FsyncPolicy::External | FsyncPolicy::EmbeddedGroupCommit => "",
         };
         let config = format!(
             "listen: 127.0.0.1:{port}\nmax_payload: 8MB\njetstream {{ store_dir: {store:?}{sync} }}\n"

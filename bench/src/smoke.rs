@@ -25,7 +25,13 @@ async fn quick_run_measures_every_scenario_and_writes_results() {
 
     assert!(report.settings.quick);
     let scenarios: Vec<_> = report.comparisons.iter().map(|c| c.scenario).collect();
-    for scenario in [Scenario::Publish, Scenario::ConsumeApply, Scenario::Rebuild] {
+    for scenario in [
+        Scenario::Publish,
+        Scenario::ConsumeApply,
+        Scenario::Rebuild,
+        Scenario::EmbeddedPublish,
+        Scenario::EmbeddedRebuild,
+    ] {
         assert!(
             scenarios.contains(&scenario),
             "{scenario:?} missing: {scenarios:?}"
