@@ -99,7 +99,7 @@ impl Scenario {
         match self {
             Self::Publish => 0.9,
             Self::ConsumeApply => 0.8,
-            Self::Rebuild => 0.6,
+            Self::Rebuild => 0.8,
             Self::EmbeddedPublish | Self::EmbeddedRebuild => 0.5,
         }
     }
