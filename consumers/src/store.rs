@@ -352,6 +352,24 @@ mod tests {
         assert_ne!(sa.digest().unwrap(), sb.digest().unwrap());
     }
 
+    /// Opens the store at `path` again. sled's flusher thread of a store
+    /// just dropped in this process can hold the file lock for a moment
+    /// after the drop, so `Locked` is waited out (bounded).
+    fn reopen(path: &Path, options: &StoreOptions) -> ProjectionStore {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            match ProjectionStore::open_with(path, options) {
+                Err(e)
+                    if e.kind() == &StoreErrorKind::Locked
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                result => return result.unwrap(),
+            }
+        }
+    }
+
     #[test]
     fn a_store_larger_than_its_cache_reads_back_whole() {
         let dir = tempfile::tempdir().unwrap();
@@ -369,7 +387,7 @@ mod tests {
                 store.commit(tx, u64::from(chunk) + 1).unwrap();
             }
         }
-        let store = ProjectionStore::open_with(dir.path(), &options).unwrap();
+        let store = reopen(dir.path(), &options);
         assert_eq!(store.checkpoint().unwrap(), 8);
         assert_eq!(store.len(), 2048);
         for key in [0u32, 1000, 2047] {
