@@ -50,6 +50,17 @@ impl<Kind> Error<Kind> {
         self
     }
 
+    /// Says where the error happened, in front of any detail it already
+    /// carries (which [`Error::detail`] would replace).
+    pub fn context(mut self, context: impl Into<String>) -> Self {
+        let context = context.into();
+        self.detail = Some(match self.detail.take() {
+            Some(detail) => format!("{context}: {detail}"),
+            None => context,
+        });
+        self
+    }
+
     /// What went wrong, to branch on.
     pub fn kind(&self) -> &Kind {
         &self.kind
@@ -129,6 +140,15 @@ mod tests {
         fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             f.write_str("broken")
         }
+    }
+
+    #[test]
+    fn context_keeps_the_detail_it_is_put_in_front_of() {
+        let e = Error::with_detail(Kind::Broken, "event 7").context("rebuilding audit");
+        assert_eq!(e.detail_text(), Some("rebuilding audit: event 7"));
+        assert_eq!(e.kind(), &Kind::Broken);
+        let bare = Error::new(Kind::Broken).context("rebuilding audit");
+        assert_eq!(bare.detail_text(), Some("rebuilding audit"));
     }
 
     #[test]

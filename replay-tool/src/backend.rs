@@ -106,7 +106,7 @@ pub(crate) async fn require_event_log(broker: &dyn Broker) -> CliResult {
         .await
     {
         Ok(_) => Ok(()),
-        Err(e) if e.kind() == &StreamErrorKind::StreamNotFound => Err(CliError::Stream(e.detail(
+        Err(e) if e.kind() == &StreamErrorKind::StreamNotFound => Err(CliError::Stream(e.context(
             format!("there is no event log (stream {EVENT_STREAM}) here yet: publish an event or run `provision` first"),
         ))),
         Err(e) => Err(e.into()),

@@ -37,7 +37,7 @@ pub(crate) fn by_name(name: &str) -> CliResult<Arc<dyn ReadModel>> {
 /// Opens a live store, mapping "held by a service" to the locked exit code.
 pub(crate) fn open_store(path: &Path, what: &str) -> CliResult<ProjectionStore> {
     ProjectionStore::open(path)
-        .map_err(|e| CliError::Store(e.detail(format!("{what} at {}", path.display()))))
+        .map_err(|e| CliError::Store(e.context(format!("{what} at {}", path.display()))))
 }
 
 /// One row per read model: checkpoint, entries, digest, or why not readable.

@@ -300,7 +300,7 @@ async fn consume(
         let report = task
             .await
             .map_err(|e| CliError::failed(format!("{name} crashed: {e}")))?
-            .map_err(|e| CliError::Run(e.detail(format!("read model {name}"))))?;
+            .map_err(|e| CliError::Run(e.context(format!("read model {name}"))))?;
         reports.push((name, report));
     }
     let (_, elapsed) = progress.finish();
@@ -337,7 +337,7 @@ async fn verify_rebuild(
     let model = by_name(name)?;
     let report = backbone_consumers::rebuild(broker, model.as_ref(), &dir, &options, &mut |_| {})
         .await
-        .map_err(|e| CliError::Rebuild(e.detail(format!("rebuilding {name}"))))?;
+        .map_err(|e| CliError::Rebuild(e.context(format!("rebuilding {name}"))))?;
     std::fs::remove_dir_all(shadow_path(&dir, name))?;
     Ok((live, report.digest, checkpoint))
 }
