@@ -7,6 +7,12 @@
 //! only a comparison made in the same run is honest. See
 //! `docs/benchmarks.md` for what each scenario does and the latest figures.
 
+/// The same allocator as the other binaries: sled's per-insert leaf copies
+/// make the allocator a large part of a read model's cost (see
+/// `docs/benchmarks.md`, "Profiles").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod embedded;
 pub(crate) mod error;
 mod jetstream;

@@ -19,6 +19,12 @@ use backbone_consumers::{
 use clap::Parser;
 use tokio::signal::unix::{SignalKind, signal};
 
+/// The same allocator as the other binaries: sled's per-insert leaf copies
+/// make the allocator a large part of a read model's cost (see
+/// `docs/benchmarks.md`, "Profiles").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Runs Backbone read models from a TOML config.
 #[derive(Debug, Parser)]
 #[command(version)]
