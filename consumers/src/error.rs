@@ -78,6 +78,14 @@ pub enum StoreErrorKind {
         /// The version byte found on disk.
         found: u8,
     },
+    /// The store holds the state of another key layout of its model
+    /// ([`crate::ReadModel::layout`]): rebuild the model.
+    ModelLayout {
+        /// The layout the store was built with.
+        found: u8,
+        /// The layout this build of the model writes.
+        expected: u8,
+    },
     /// A stored value does not decode (damaged or foreign data).
     Corrupted,
     /// The local file system or sled failed.
@@ -91,6 +99,10 @@ impl fmt::Display for StoreErrorKind {
             Self::UnsupportedFormat { found } => {
                 write!(f, "unsupported read-model store format version {found}")
             }
+            Self::ModelLayout { found, expected } => write!(
+                f,
+                "read-model store was built with key layout {found}; this build writes {expected}"
+            ),
             Self::Corrupted => f.write_str("read-model store holds a corrupted value"),
             Self::Io => f.write_str("read-model store I/O error"),
         }

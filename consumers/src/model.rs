@@ -26,6 +26,14 @@ pub trait ReadModel: Send + Sync + fmt::Debug {
     /// The event types the model consumes; empty means every type.
     fn event_types(&self) -> &'static [&'static str];
 
+    /// The version of the model's key layout. Bump it when keys or values
+    /// change meaning: a store built with another layout is then refused
+    /// ([`crate::StoreErrorKind::ModelLayout`]) until the model is rebuilt,
+    /// instead of mixing two layouts.
+    fn layout(&self) -> u8 {
+        1
+    }
+
     /// Applies one event. `seq` is its stream sequence, unique and
     /// increasing, usable as a deterministic ordering key.
     fn apply(

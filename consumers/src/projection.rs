@@ -26,7 +26,7 @@ use tracing::Instrument as _;
 
 use crate::{
     config::RuntimeConfig,
-    error::RunError,
+    error::{RunError, RunErrorKind},
     metrics::{ConsumerMetrics, Metrics},
     model::{Outcome, ReadModel, apply_entry, fence_rejected, filter_subjects},
     owed::Owed,
@@ -81,6 +81,9 @@ impl ProjectionRunner {
     pub async fn run(self, shutdown: Shutdown) -> Result<RunReport, RunError> {
         let Self { core, model } = self;
         core.run(shutdown, |core| {
+            core.store
+                .claim_layout(model.layout())
+                .map_err(|e| RunError::with_source(RunErrorKind::Store, e))?;
             let checkpoint = core.stored_checkpoint()?;
             Ok(Projection {
                 model,

@@ -128,6 +128,7 @@ pub async fn apply_log(
                 .last_seq
         }
     };
+    store.claim_layout(model.layout()).map_err(store_error)?;
     let consumer = options.consumer_name(model);
     let mut checkpoint = store.checkpoint().map_err(store_error)?;
     let mut report = RebuildReport {

@@ -10,6 +10,7 @@
 //! |------------------------|----------------------------------------------|
 //! | `m` `format`           | one byte: the format version, `1`            |
 //! | `m` `checkpoint`       | u64 big-endian: last applied stream sequence |
+//! | `m` `layout`           | one byte: the model's key layout ([`crate::ReadModel::layout`]); absent in a store with state means 1 |
 //! | `m` `fenced` 0x1F id   | empty: event `id` (its `ce-id`) was dead-lettered by this consumer and its redrive has not applied yet |
 //! | `m` `applied` 0x1F id  | u64 BE stream sequence, u64 BE store time (ns since the epoch): the entry that first applied event `id` ([`crate::dedup`]) |
 //! | `d` + model key        | the read model's value (JSON, by convention) |
@@ -36,7 +37,7 @@ use crate::{
     dedup::{self, Applied},
     digest::Digest,
     error::{StoreError, StoreErrorKind},
-    transaction::Transaction,
+    transaction::{Transaction, Write},
 };
 
 /// The format version this crate writes and reads.
@@ -46,6 +47,9 @@ const DATA: u8 = b'd';
 const FORMAT_KEY: &[u8] = b"mformat";
 const CHECKPOINT_KEY: &[u8] = b"mcheckpoint";
 const FENCE_PREFIX: &[u8] = b"mfenced\x1f";
+const LAYOUT_KEY: &[u8] = b"mlayout";
+/// How long an open waits for a lock that sled may still be releasing.
+const RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 fn fence_key(event_id: &str) -> Vec<u8> {
     let mut k = FENCE_PREFIX.to_vec();
@@ -108,8 +112,9 @@ impl ProjectionStore {
     ///
     /// First completes or undoes a rebuild swap of this store that was
     /// interrupted ([`crate::swap::recover`]). Fails with `Locked` when
-    /// another process holds it and with `UnsupportedFormat` when it was
-    /// written by another format version.
+    /// another process or handle holds it (after up to a second, in case
+    /// sled is still releasing a handle just dropped) and with
+    /// `UnsupportedFormat` when it was written by another format version.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         Self::open_with(path, &StoreOptions::default())
     }
@@ -118,12 +123,25 @@ impl ProjectionStore {
     pub fn open_with(path: impl AsRef<Path>, options: &StoreOptions) -> Result<Self, StoreError> {
         let path = path.as_ref().to_path_buf();
         crate::swap::recover(&path)?;
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(&path)
             .mode(sled::Mode::HighThroughput)
-            .cache_capacity(options.cache_capacity)
-            .open()
-            .map_err(io_error)?;
+            .cache_capacity(options.cache_capacity);
+        // sled releases a database's file lock on a thread of its own after
+        // the last handle drops, so a store closed in this process a moment
+        // ago can still look held: wait that out, briefly.
+        let deadline = std::time::Instant::now() + RELEASE_WAIT;
+        let db = loop {
+            match config.open().map_err(io_error) {
+                Err(e)
+                    if e.kind() == &StoreErrorKind::Locked
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                result => break result?,
+            }
+        };
         match db.get(FORMAT_KEY).map_err(io_error)? {
             None => {
                 db.insert(FORMAT_KEY, &[FORMAT_VERSION]).map_err(io_error)?;
@@ -151,6 +169,52 @@ impl ProjectionStore {
     pub fn checkpoint(&self) -> Result<u64, StoreError> {
         let value = self.db.get(CHECKPOINT_KEY).map_err(io_error)?;
         decode_checkpoint(value.as_deref())
+    }
+
+    /// Checks that the store holds model state of key layout `layout`
+    /// ([`crate::ReadModel::layout`]), recording it in a store that holds no
+    /// state yet; the runtime and rebuilds claim before applying anything.
+    /// Fails with `ModelLayout` for another layout.
+    pub fn claim_layout(&self, layout: u8) -> Result<(), StoreError> {
+        if self.check_layout(layout)? {
+            self.db.insert(LAYOUT_KEY, &[layout]).map_err(io_error)?;
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// [`ProjectionStore::claim_layout`] for readers: records nothing. True
+    /// when the store holds no state (any layout fits).
+    pub fn check_layout(&self, layout: u8) -> Result<bool, StoreError> {
+        let found = match self.db.get(LAYOUT_KEY).map_err(io_error)? {
+            Some(v) => match *v {
+                [found] => found,
+                _ => {
+                    return Err(StoreError::with_detail(
+                        StoreErrorKind::Corrupted,
+                        "key layout",
+                    ));
+                }
+            },
+            None if self.checkpoint()? == 0 && self.db.scan_prefix([DATA]).next().is_none() => {
+                return Ok(true);
+            }
+            // Stores from before layouts were recorded hold layout 1.
+            None => 1,
+        };
+        if found == layout {
+            Ok(false)
+        } else {
+            Err(StoreError::new(StoreErrorKind::ModelLayout {
+                found,
+                expected: layout,
+            }))
+        }
+    }
+
+    /// Makes every write so far durable.
+    fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush().map(drop).map_err(io_error)
     }
 
     /// True while event `event_id` (its `ce-id`) was dead-lettered by this
@@ -194,10 +258,15 @@ impl ProjectionStore {
     pub fn commit(&self, tx: Transaction<'_>, checkpoint: u64) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
         let writes = tx.into_writes();
-        for (key, value) in writes.data {
-            match value {
-                Some(v) => batch.insert(data_key(&key), v),
-                None => batch.remove(data_key(&key)),
+        for (key, write) in writes.data {
+            let key = data_key(&key);
+            let below = match write {
+                Write::Append(_) => self.db.get(&key).map_err(io_error)?,
+                Write::Put(_) | Write::Delete => None,
+            };
+            match write.over(below.as_deref()) {
+                Some(v) => batch.insert(key, v),
+                None => batch.remove(key),
             }
         }
         for (event_id, set) in writes.fences {
@@ -213,8 +282,7 @@ impl ProjectionStore {
         }
         batch.insert(CHECKPOINT_KEY, &checkpoint.to_be_bytes());
         self.db.apply_batch(batch).map_err(io_error)?;
-        self.db.flush().map_err(io_error)?;
-        Ok(())
+        self.flush()
     }
 
     /// Where this model first applied `event_id`, if it still remembers
@@ -352,24 +420,6 @@ mod tests {
         assert_ne!(sa.digest().unwrap(), sb.digest().unwrap());
     }
 
-    /// Opens the store at `path` again. sled's flusher thread of a store
-    /// just dropped in this process can hold the file lock for a moment
-    /// after the drop, so `Locked` is waited out (bounded).
-    fn reopen(path: &Path, options: &StoreOptions) -> ProjectionStore {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        loop {
-            match ProjectionStore::open_with(path, options) {
-                Err(e)
-                    if e.kind() == &StoreErrorKind::Locked
-                        && std::time::Instant::now() < deadline =>
-                {
-                    std::thread::sleep(std::time::Duration::from_millis(10));
-                }
-                result => return result.unwrap(),
-            }
-        }
-    }
-
     #[test]
     fn a_store_larger_than_its_cache_reads_back_whole() {
         let dir = tempfile::tempdir().unwrap();
@@ -387,7 +437,7 @@ mod tests {
                 store.commit(tx, u64::from(chunk) + 1).unwrap();
             }
         }
-        let store = reopen(dir.path(), &options);
+        let store = ProjectionStore::open_with(dir.path(), &options).unwrap();
         assert_eq!(store.checkpoint().unwrap(), 8);
         assert_eq!(store.len(), 2048);
         for key in [0u32, 1000, 2047] {

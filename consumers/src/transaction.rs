@@ -6,6 +6,11 @@
 //! writes are staged separately and dropped when its handler fails, so a
 //! failed event leaves no partial state behind.
 //!
+//! [`Transaction::append`] adds bytes to a value without reading it: the
+//! appends of a batch collect in the overlay and the commit reads the stored
+//! value once. Posting lists (a key's events, in stream order) cost one store
+//! write per batch that way, where a key per posting costs one per event.
+//!
 //! Besides model writes a transaction carries the runtime's *fences*: ids of
 //! events this consumer dead-lettered, kept in the store's metadata (outside
 //! the model's keys and its digest) until their redrive applies (see
@@ -23,7 +28,64 @@ use crate::{
     store::{ProjectionStore, decode_json},
 };
 
-type Overlay = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
+type Overlay = BTreeMap<Vec<u8>, Write>;
+
+/// One key's pending change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Write {
+    /// The value is replaced.
+    Put(Vec<u8>),
+    /// The key is removed.
+    Delete,
+    /// These bytes follow whatever value is below (none counts as empty).
+    Append(Vec<u8>),
+}
+
+impl Write {
+    /// `self` followed by `later`.
+    fn then(&mut self, later: Write) {
+        match (self, later) {
+            (Write::Put(v) | Write::Append(v), Write::Append(tail)) => v.extend_from_slice(&tail),
+            (this @ Write::Delete, Write::Append(tail)) => *this = Write::Put(tail),
+            (this, later) => *this = later,
+        }
+    }
+
+    /// The value this write leaves over `below`.
+    pub(crate) fn over(&self, below: Option<&[u8]>) -> Option<Vec<u8>> {
+        match self {
+            Write::Put(v) => Some(v.clone()),
+            Write::Delete => None,
+            Write::Append(tail) => {
+                let mut v = below.map(<[u8]>::to_vec).unwrap_or_default();
+                v.extend_from_slice(tail);
+                Some(v)
+            }
+        }
+    }
+}
+
+/// The value `write` leaves over what `below` reads; `below` is read only
+/// when the write depends on it.
+fn resolve(
+    write: Option<&Write>,
+    below: impl FnOnce() -> Result<Option<Vec<u8>>, StoreError>,
+) -> Result<Option<Vec<u8>>, StoreError> {
+    match write {
+        None => below(),
+        Some(write @ Write::Append(_)) => Ok(write.over(below()?.as_deref())),
+        Some(write) => Ok(write.over(None)),
+    }
+}
+
+fn stage(overlay: &mut Overlay, key: &[u8], write: Write) {
+    match overlay.get_mut(key) {
+        Some(pending) => pending.then(write),
+        None => {
+            overlay.insert(key.to_vec(), write);
+        }
+    }
+}
 
 /// Key/value pairs in key order.
 pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
@@ -43,7 +105,7 @@ pub struct Transaction<'a> {
 /// What a commit writes besides the model's keys.
 #[derive(Debug, Default)]
 pub(crate) struct Writes {
-    /// Model writes (`None` deletes).
+    /// Model writes.
     pub(crate) data: Overlay,
     /// Fences set (`true`) or lifted (`false`).
     pub(crate) fences: BTreeMap<String, bool>,
@@ -128,10 +190,9 @@ impl<'a> Transaction<'a> {
 
     /// The value of `key` as this transaction sees it.
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        match self.event.get(key).or_else(|| self.batch.get(key)) {
-            Some(v) => Ok(v.clone()),
-            None => self.store.get(key),
-        }
+        resolve(self.event.get(key), || {
+            resolve(self.batch.get(key), || self.store.get(key))
+        })
     }
 
     /// The value of `key` decoded from JSON.
@@ -141,7 +202,13 @@ impl<'a> Transaction<'a> {
 
     /// Sets `key` to `value`.
     pub fn put(&mut self, key: &[u8], value: Vec<u8>) {
-        self.event.insert(key.to_vec(), Some(value));
+        stage(&mut self.event, key, Write::Put(value));
+    }
+
+    /// Appends `bytes` to the value of `key` (an absent key counts as
+    /// empty) without reading it.
+    pub fn append(&mut self, key: &[u8], bytes: &[u8]) {
+        stage(&mut self.event, key, Write::Append(bytes.to_vec()));
     }
 
     /// Sets `key` to the JSON encoding of `value`.
@@ -152,7 +219,7 @@ impl<'a> Transaction<'a> {
 
     /// Removes `key`.
     pub fn delete(&mut self, key: &[u8]) {
-        self.event.insert(key.to_vec(), None);
+        stage(&mut self.event, key, Write::Delete);
     }
 
     /// Entries whose key starts with `prefix`, in key order, as this
@@ -168,8 +235,8 @@ impl<'a> Transaction<'a> {
                 if !k.starts_with(prefix) {
                     break;
                 }
-                match v {
-                    Some(v) => merged.insert(k.clone(), v.clone()),
+                match v.over(merged.get(k).map(Vec::as_slice)) {
+                    Some(v) => merged.insert(k.clone(), v),
                     None => merged.remove(k),
                 };
             }
@@ -179,8 +246,9 @@ impl<'a> Transaction<'a> {
 
     /// Keeps the current event's writes in the batch.
     pub(crate) fn keep_event(&mut self) {
-        let event = std::mem::take(&mut self.event);
-        self.batch.extend(event);
+        for (key, write) in std::mem::take(&mut self.event) {
+            stage(&mut self.batch, &key, write);
+        }
         let fences = std::mem::take(&mut self.event_fences);
         self.batch_fences.extend(fences);
     }
@@ -263,6 +331,38 @@ mod tests {
         store.commit(tx, 2).unwrap();
         assert_eq!(store.get(b"p\x1fc").unwrap(), Some(b"3".to_vec()));
         assert_eq!(store.get(b"p\x1fd").unwrap(), None);
+    }
+
+    #[test]
+    fn appends_stack_over_committed_values_and_vanish_with_their_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ProjectionStore::open(dir.path()).unwrap();
+        let mut seed = store.transaction();
+        seed.put(b"p\x1fa", b"1".to_vec());
+        store.commit(seed, 1).unwrap();
+
+        let mut tx = store.transaction();
+        tx.append(b"p\x1fa", b"2");
+        tx.keep_event();
+        tx.append(b"p\x1fa", b"3");
+        assert_eq!(tx.get(b"p\x1fa").unwrap(), Some(b"123".to_vec()));
+        tx.discard_event();
+        assert_eq!(tx.get(b"p\x1fa").unwrap(), Some(b"12".to_vec()));
+        tx.append(b"p\x1fb", b"x");
+        tx.delete(b"p\x1fb");
+        tx.append(b"p\x1fb", b"y");
+        tx.keep_event();
+        let entries = tx.scan_prefix(&prefix(&[b"p"])).unwrap();
+        assert_eq!(
+            entries,
+            vec![
+                (b"p\x1fa".to_vec(), b"12".to_vec()),
+                (b"p\x1fb".to_vec(), b"y".to_vec())
+            ]
+        );
+        store.commit(tx, 2).unwrap();
+        assert_eq!(store.get(b"p\x1fa").unwrap(), Some(b"12".to_vec()));
+        assert_eq!(store.get(b"p\x1fb").unwrap(), Some(b"y".to_vec()));
     }
 
     #[test]

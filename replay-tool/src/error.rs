@@ -144,6 +144,7 @@ fn store_hint(e: &StoreError) -> &'static str {
         StoreErrorKind::Locked => {
             " (a running consumer service?); stop it first: nothing was changed"
         }
+        StoreErrorKind::ModelLayout { .. } => "; rebuild it: replay-tool rebuild <read model>",
         _ => "",
     }
 }

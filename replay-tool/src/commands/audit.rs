@@ -17,7 +17,7 @@ use backbone_broker::{
     stream::{EVENT_STREAM, subject_matches},
 };
 use backbone_consumers::{
-    ProjectionStore, StoreErrorKind,
+    ProjectionStore, ReadModel as _, StoreErrorKind,
     models::{Audit, AuditQuery},
     rebuild::live_path,
 };
@@ -291,7 +291,10 @@ fn open_index(settings: &Settings) -> Option<ProjectionStore> {
     if !path.exists() {
         return None;
     }
-    match ProjectionStore::open(&path) {
+    match ProjectionStore::open(&path).and_then(|store| {
+        store.check_layout(Audit.layout())?;
+        Ok(store)
+    }) {
         Ok(store) => Some(store),
         Err(e) if e.kind() == &StoreErrorKind::Locked => {
             eprintln!("audit index held by a running service; scanning the log instead");
