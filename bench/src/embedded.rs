@@ -16,11 +16,11 @@ use backbone_consumers::{
 
 use super::{
     error::BenchError,
-    memory,
+    own_process,
     pipeline::{self, PUBLISH_CHUNK, backbone_error},
     plan::Plan,
     raw_storage,
-    report::{AuditQuery, BenchReport, Comparison, Measured, MemoryPoint, Scenario, Throughput},
+    report::{AuditQuery, BenchReport, Comparison, Measured, Scenario, Throughput},
     server::FsyncPolicy,
     workload::{Workload, conversation, correlation},
 };
@@ -82,28 +82,20 @@ pub(crate) async fn run(plan: &Plan, report: &mut BenchReport) -> Result<(), Ben
     compared(plan, report, Scenario::EmbeddedRebuild, written, rebuild);
 
     let mut logged = plan.events;
+    let mut broker = broker;
+    let log = scratch.path().join("log");
     for (i, &size) in plan.memory_log_sizes.iter().enumerate() {
         if size > logged {
             pipeline::publish_typed(broker.as_ref(), &workload, logged, size - logged).await?;
             logged = size;
         }
-        let store = scratch.path().join(format!("memory-{i}"));
-        let reset = memory::reset_peak();
-        let rss_before_mib = memory::current_mib();
-        let throughput = pipeline::rebuild_model(broker.as_ref(), &store, logged).await?;
-        let point = MemoryPoint {
-            source: if reset {
-                "embedded log".into()
-            } else {
-                "embedded log (peak not resettable: whole process)".into()
-            },
-            log_events: logged,
-            rss_before_mib,
-            peak_rss_mib: memory::peak_mib(),
-            throughput,
-        };
+        // The child opens the log: this process lets go of it meanwhile.
+        broker.close().await.map_err(backbone_error)?;
+        drop(broker);
+        let point = own_process::measure(&log, &scratch.path().join(format!("memory-{i}")))?;
+        broker = open(&log).await?;
         plan.progress(&format!(
-            "rebuild of {} events: peak RSS {:.1} MiB (before {:.1} MiB), {:.0} ev/s",
+            "rebuild of {} events in its own process: peak RSS {:.1} MiB (after opening the log {:.1} MiB), {:.0} ev/s",
             point.log_events,
             point.peak_rss_mib,
             point.rss_before_mib,
@@ -212,7 +204,8 @@ fn compared(
 }
 
 /// Opens an embedded log at `dir` with the event stream provisioned.
-async fn open(dir: &Path) -> Result<Arc<dyn Broker>, BenchError> {
+/// The embedded log in `dir`, with the event stream.
+pub(crate) async fn open(dir: &Path) -> Result<Arc<dyn Broker>, BenchError> {
     let options = EmbeddedOptions {
         path: dir.to_path_buf(),
         ..Default::default()

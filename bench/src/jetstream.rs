@@ -40,13 +40,21 @@ pub(crate) async fn run(
     for &size in &plan.payload_sizes {
         let workload = Workload::new(size);
         let raw_figure = raw.publish(&workload, plan.events, plan.window).await?;
+        let like_for_like = raw
+            .publish_like_for_like(&workload, plan.events, plan.window)
+            .await?;
         let backbone_figure =
             pipeline::publish_typed(broker.as_ref(), &workload, published, plan.events).await?;
         published += plan.events;
-        let mut comparison = Comparison::new(Scenario::Publish, fsync, raw_figure, backbone_figure);
-        comparison.payload_bytes = Some(size);
-        comparison.window = Some(plan.window);
-        record(plan, report, comparison);
+        for (scenario, raw_figure) in [
+            (Scenario::Publish, raw_figure),
+            (Scenario::PublishLikeForLike, like_for_like),
+        ] {
+            let mut comparison = Comparison::new(scenario, fsync, raw_figure, backbone_figure);
+            comparison.payload_bytes = Some(size);
+            comparison.window = Some(plan.window);
+            record(plan, report, comparison);
+        }
     }
 
     let raw_figure = raw

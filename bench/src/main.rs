@@ -20,6 +20,7 @@ mod latency;
 mod machine;
 mod memory;
 mod model;
+mod own_process;
 mod pipeline;
 mod plan;
 mod plot;
@@ -145,6 +146,10 @@ fn write_outputs(report: &BenchReport, dir: &std::path::Path) -> Result<(), Benc
 struct Cli {
     #[command(flatten)]
     bench: BenchArgs,
+    /// Internal: rebuild the embedded log in LOG into the store STORE and
+    /// print the figures (the memory scenario's process of its own).
+    #[arg(long, hide = true, num_args = 2, value_names = ["LOG", "STORE"])]
+    rebuild_child: Option<Vec<PathBuf>>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -160,6 +165,15 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
+    if let Some([log, store]) = cli.rebuild_child.as_deref() {
+        return match runtime.block_on(own_process::child(log, store)) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                std::process::ExitCode::from(exit_code(e.kind()))
+            }
+        };
+    }
     match runtime.block_on(run(&cli.bench)) {
         Ok(report) => {
             print!("{}", report.markdown());

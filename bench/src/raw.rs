@@ -5,13 +5,17 @@ use std::{
     time::{Duration, Instant},
 };
 
-use async_nats::jetstream::{
-    self,
-    consumer::{AckPolicy, DeliverPolicy, pull},
-    context::PublishAckFuture,
-    stream::{Config as StreamConfig, StorageType},
+use async_nats::{
+    HeaderMap,
+    jetstream::{
+        self,
+        consumer::{AckPolicy, DeliverPolicy, pull},
+        context::PublishAckFuture,
+        stream::{Config as StreamConfig, StorageType},
+    },
 };
 use backbone_schemas::messaging::v1::MessageReceived;
+use bytes::Bytes;
 use futures::StreamExt as _;
 use prost::Message as _;
 
@@ -57,23 +61,71 @@ impl RawClient {
     }
 
     /// Publishes `events` messages of `workload` with at most `window` acks
-    /// outstanding, waiting for every ack.
+    /// outstanding, waiting for every ack: subject and payload only.
     pub(crate) async fn publish(
         &self,
         workload: &Workload,
         events: u64,
         window: usize,
     ) -> Result<Throughput, BenchError> {
+        self.publish_each(events, window, |n| {
+            let (subject, payload) = workload.raw_message(n, RAW_PREFIX);
+            (subject, HeaderMap::new(), payload)
+        })
+        .await
+    }
+
+    /// [`RawClient::publish`] of the bytes Backbone sends: each event is
+    /// enveloped as Backbone's publish does it (the same work per event) and
+    /// sent with the same headers, `Nats-Msg-Id` included, and payload, on
+    /// the same subject under [`RAW_PREFIX`]. What remains between the two
+    /// is the adapter itself.
+    pub(crate) async fn publish_like_for_like(
+        &self,
+        workload: &Workload,
+        events: u64,
+        window: usize,
+    ) -> Result<Throughput, BenchError> {
+        self.publish_each(events, window, |n| {
+            let message = workload.typed_message(n);
+            let mut headers = HeaderMap::new();
+            for (name, value) in message.stored_headers().iter() {
+                headers.append(name, value);
+            }
+            let subject = message
+                .subject
+                .strip_prefix("events.")
+                .map_or(message.subject.clone(), |rest| {
+                    format!("{RAW_PREFIX}.{rest}")
+                });
+            (subject, headers, message.payload)
+        })
+        .await
+    }
+
+    async fn publish_each(
+        &self,
+        events: u64,
+        window: usize,
+        message: impl Fn(u64) -> (String, HeaderMap, Bytes),
+    ) -> Result<Throughput, BenchError> {
         let started = Instant::now();
         let mut in_flight: VecDeque<PublishAckFuture> = VecDeque::with_capacity(window);
         for n in 0..events {
-            let (subject, payload) = workload.raw_message(n, RAW_PREFIX);
+            let (subject, headers, payload) = message(n);
             if in_flight.len() >= window
                 && let Some(ack) = in_flight.pop_front()
             {
                 ack.await.map_err(raw_error)?;
             }
-            in_flight.push_back(self.js.publish(subject, payload).await.map_err(raw_error)?);
+            let ack = if headers.is_empty() {
+                self.js.publish(subject, payload).await
+            } else {
+                self.js
+                    .publish_with_headers(subject, headers, payload)
+                    .await
+            };
+            in_flight.push_back(ack.map_err(raw_error)?);
         }
         for ack in in_flight {
             ack.await.map_err(raw_error)?;

@@ -27,6 +27,7 @@ async fn quick_run_measures_every_scenario_and_writes_results() {
     let scenarios: Vec<_> = report.comparisons.iter().map(|c| c.scenario).collect();
     for scenario in [
         Scenario::Publish,
+        Scenario::PublishLikeForLike,
         Scenario::ConsumeApply,
         Scenario::Rebuild,
         Scenario::EmbeddedPublish,
