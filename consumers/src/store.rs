@@ -173,7 +173,7 @@ impl ProjectionStore {
 
     /// Checks that the store holds model state of key layout `layout`
     /// ([`crate::ReadModel::layout`]), recording it in a store that holds no
-    /// state yet; the runtime and rebuilds claim before applying anything.
+    /// model key yet; the runtime and rebuilds claim before applying anything.
     /// Fails with `ModelLayout` for another layout.
     pub fn claim_layout(&self, layout: u8) -> Result<(), StoreError> {
         if self.check_layout(layout)? {
@@ -184,7 +184,7 @@ impl ProjectionStore {
     }
 
     /// [`ProjectionStore::claim_layout`] for readers: records nothing. True
-    /// when the store holds no state (any layout fits).
+    /// when the store holds no model key (any layout fits).
     pub fn check_layout(&self, layout: u8) -> Result<bool, StoreError> {
         let found = match self.db.get(LAYOUT_KEY).map_err(io_error)? {
             Some(v) => match *v {
@@ -196,9 +196,9 @@ impl ProjectionStore {
                     ));
                 }
             },
-            None if self.checkpoint()? == 0 && self.db.scan_prefix([DATA]).next().is_none() => {
-                return Ok(true);
-            }
+            // No model key yet (a partial rebuild's shadow may already hold
+            // its start checkpoint).
+            None if self.db.scan_prefix([DATA]).next().is_none() => return Ok(true),
             // Stores from before layouts were recorded hold layout 1.
             None => 1,
         };

@@ -151,6 +151,12 @@ fn rebuilds(d: &std::path::Path) {
         ],
     );
     assert_code(&partial, exit::SUCCESS);
+    // The shadow of a partial rebuild holds its start checkpoint before any
+    // state: the audit model (key layout 2) must still claim it.
+    assert_code(
+        &run_in(d, &["rebuild", "audit", "--from-seq", "100"]),
+        exit::SUCCESS,
+    );
 
     assert_code(&run_in(d, &["rebuild", "nope"]), exit::BAD_INPUT);
     assert_code(
