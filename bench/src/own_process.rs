@@ -13,7 +13,7 @@ use std::{
     time::Duration,
 };
 
-use backbone_broker::{ConnectErrorKind, stream::EVENT_STREAM};
+use backbone_broker::stream::EVENT_STREAM;
 use serde::{Deserialize, Serialize};
 
 use super::{
@@ -80,17 +80,8 @@ pub(crate) fn measure(log: &Path, store: &Path) -> Result<MemoryPoint, BenchErro
 
 /// The child's side: rebuilds and prints [`ChildFigures`].
 pub(crate) async fn child(log: &Path, store: &Path) -> Result<(), BenchError> {
-    // The parent closed the log just before; sled lets go of its lock on a
-    // thread of its own.
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    let broker = loop {
-        match embedded::open(log).await {
-            Err(e) if is_locked(&e) && std::time::Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            result => break result?,
-        }
-    };
+    // The parent closed the log just before; the open waits out its lock.
+    let broker = embedded::open(log).await?;
     let events = broker
         .stream_info(EVENT_STREAM)
         .await
@@ -111,12 +102,6 @@ pub(crate) async fn child(log: &Path, store: &Path) -> Result<(), BenchError> {
             .map_err(|e| BenchError::with_source(BenchErrorKind::Io, e))?
     );
     Ok(())
-}
-
-fn is_locked(e: &BenchError) -> bool {
-    std::error::Error::source(e)
-        .and_then(|s| s.downcast_ref::<backbone_broker::ConnectError>())
-        .is_some_and(|c| c.kind() == &ConnectErrorKind::Locked)
 }
 
 fn io(e: std::io::Error) -> BenchError {

@@ -48,8 +48,6 @@ const FORMAT_KEY: &[u8] = b"mformat";
 const CHECKPOINT_KEY: &[u8] = b"mcheckpoint";
 const FENCE_PREFIX: &[u8] = b"mfenced\x1f";
 const LAYOUT_KEY: &[u8] = b"mlayout";
-/// How long an open waits for a lock that sled may still be releasing.
-const RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 fn fence_key(event_id: &str) -> Vec<u8> {
     let mut k = FENCE_PREFIX.to_vec();
@@ -127,21 +125,10 @@ impl ProjectionStore {
             .path(&path)
             .mode(sled::Mode::HighThroughput)
             .cache_capacity(options.cache_capacity);
-        // sled releases a database's file lock on a thread of its own after
-        // the last handle drops, so a store closed in this process a moment
-        // ago can still look held: wait that out, briefly.
-        let deadline = std::time::Instant::now() + RELEASE_WAIT;
-        let db = loop {
-            match config.open().map_err(io_error) {
-                Err(e)
-                    if e.kind() == &StoreErrorKind::Locked
-                        && std::time::Instant::now() < deadline =>
-                {
-                    std::thread::sleep(std::time::Duration::from_millis(10));
-                }
-                result => break result?,
-            }
-        };
+        let db = backbone_core::release::retry_while_locked(
+            || config.open().map_err(io_error),
+            |e| e.kind() == &StoreErrorKind::Locked,
+        )?;
         match db.get(FORMAT_KEY).map_err(io_error)? {
             None => {
                 db.insert(FORMAT_KEY, &[FORMAT_VERSION]).map_err(io_error)?;

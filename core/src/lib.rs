@@ -3,6 +3,7 @@
 //! - [`Error`]: the error shape of every operation, `Error<Kind>` with a
 //!   `PartialEq` kind per operation, as in async-nats;
 //! - [`Headers`]: message headers as they travel on the wire;
+//! - [`release`]: waiting out a store lock that is still being released;
 //! - [`subject`]: the subject grammar (names, publish subjects, patterns,
 //!   matching and overlap), the one set of rules every adapter validates
 //!   with, so the same bad input fails the same way everywhere.
@@ -12,6 +13,7 @@
 
 pub mod error;
 pub mod headers;
+pub mod release;
 pub mod subject;
 
 pub use error::{Error, Source};

@@ -30,22 +30,26 @@ impl SledStorage {
     ) -> Result<Self, SledOpenError> {
         let every_ms =
             background_flush.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1));
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(path)
             // Appends and whole-log scans dominate; sled's default optimises
             // for small space instead.
             .mode(sled::Mode::HighThroughput)
             .cache_capacity(cache_capacity)
-            .flush_every_ms(every_ms)
-            .open()
-            .map_err(|err| match err {
+            .flush_every_ms(every_ms);
+        let open = || {
+            config.open().map_err(|err| match err {
                 // sled 0.34 reports a held file lock as a generic I/O error
                 // whose text is the only distinguishing mark.
                 sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
                     SledOpenError::Locked(io.to_string())
                 }
                 other => SledOpenError::Other(other),
-            })?;
+            })
+        };
+        let db = backbone_core::release::retry_while_locked(open, |e| {
+            matches!(e, SledOpenError::Locked(_))
+        })?;
         Ok(Self { db })
     }
 }

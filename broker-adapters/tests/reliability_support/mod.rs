@@ -25,7 +25,10 @@ pub struct Ledger {
     pub publish_errors: AtomicU64,
     /// Acknowledgements that were duplicates (a retry of a stored message).
     pub duplicate_acks: AtomicU64,
-    /// Ids delivered to the consumer and acked by it.
+    /// Ids delivered to the consumer. Delivery, not a successful ack, is
+    /// what counts: an ack whose reply is lost in a leader election may have
+    /// been applied by the server, and the message is then never delivered
+    /// again (an ambiguous ack is an error, not a loss).
     pub consumed: Mutex<BTreeSet<String>>,
     /// Fetch or ack calls that failed while the broker was away.
     pub consumer_errors: AtomicU64,
@@ -95,12 +98,11 @@ pub async fn consume_until(
         match consumer.fetch(200, Duration::from_millis(300)).await {
             Ok(batch) => {
                 for delivery in batch {
-                    if delivery.ack().await.is_err() {
-                        ledger.consumer_errors.fetch_add(1, Ordering::Relaxed);
-                        continue;
-                    }
                     if let Some(id) = delivery.message.headers.get(MSG_ID_HEADER) {
                         ledger.consumed.lock().unwrap().insert(id.to_owned());
+                    }
+                    if delivery.ack().await.is_err() {
+                        ledger.consumer_errors.fetch_add(1, Ordering::Relaxed);
                     }
                 }
             }
@@ -128,11 +130,10 @@ pub async fn drain_consumer(consumer: &dyn Consumer, ledger: &Ledger, within: Du
             return;
         }
         for delivery in batch {
-            if delivery.ack().await.is_ok()
-                && let Some(id) = delivery.message.headers.get(MSG_ID_HEADER)
-            {
+            if let Some(id) = delivery.message.headers.get(MSG_ID_HEADER) {
                 ledger.consumed.lock().unwrap().insert(id.to_owned());
             }
+            let _ = delivery.ack().await;
         }
     }
 }
