@@ -61,13 +61,24 @@ fn write_config(dir: &Path, backend: &str, grace_secs: u64) -> std::path::PathBu
     path
 }
 
+/// Where the children's warnings go: beside their config, appended run
+/// after run, and shown when no child ever committed.
+fn child_log(config: &Path) -> std::path::PathBuf {
+    config.with_file_name("consumer.log")
+}
+
 fn spawn_consumer(config: &Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(child_log(config))
+        .unwrap();
     Command::new(env!("CARGO_BIN_EXE_backbone-consumer"))
         .arg("--config")
         .arg(config)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(log)
         .spawn()
         .unwrap()
 }
@@ -88,10 +99,14 @@ fn kill_at_random_points(config: &Path, seed: u64) {
     while !MODELS.iter().any(|name| {
         ProjectionStore::open(stores.join(name)).is_ok_and(|s| s.checkpoint().unwrap() > 0)
     }) {
-        assert!(
-            delay < Duration::from_secs(60),
-            "no consumer ever committed"
-        );
+        if delay >= Duration::from_secs(60) {
+            let log = std::fs::read_to_string(child_log(config)).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            panic!(
+                "no consumer ever committed; the children's last warnings:\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
         let mut child = spawn_consumer(config);
         std::thread::sleep(delay);
         child.kill().unwrap();
