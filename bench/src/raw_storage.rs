@@ -154,15 +154,11 @@ mod tests {
         let written = sled_writes(dir.path(), 100, 32, 1 << 20).unwrap();
         assert_eq!(written.events, 100);
         // sled releases the dropped database's lock on a thread of its own.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        let db = loop {
-            match sled::open(dir.path().join("raw-sled")) {
-                Err(_) if std::time::Instant::now() < deadline => {
-                    std::thread::sleep(std::time::Duration::from_millis(10));
-                }
-                result => break result.unwrap(),
-            }
-        };
+        let db = backbone_core::release::retry_while_locked(
+            || sled::open(dir.path().join("raw-sled")),
+            |e| matches!(e, sled::Error::Io(_)),
+        )
+        .unwrap();
         assert_eq!(
             db.get(CHECKPOINT_KEY).unwrap().unwrap().as_ref(),
             100u64.to_be_bytes()

@@ -52,13 +52,13 @@ impl Write {
     }
 
     /// The value this write leaves over `below`.
-    pub(crate) fn over(&self, below: Option<&[u8]>) -> Option<Vec<u8>> {
+    pub(crate) fn over(self, below: Option<&[u8]>) -> Option<Vec<u8>> {
         match self {
-            Write::Put(v) => Some(v.clone()),
+            Write::Put(v) => Some(v),
             Write::Delete => None,
             Write::Append(tail) => {
                 let mut v = below.map(<[u8]>::to_vec).unwrap_or_default();
-                v.extend_from_slice(tail);
+                v.extend_from_slice(&tail);
                 Some(v)
             }
         }
@@ -73,8 +73,8 @@ fn resolve(
 ) -> Result<Option<Vec<u8>>, StoreError> {
     match write {
         None => below(),
-        Some(write @ Write::Append(_)) => Ok(write.over(below()?.as_deref())),
-        Some(write) => Ok(write.over(None)),
+        Some(write @ Write::Append(_)) => Ok(write.clone().over(below()?.as_deref())),
+        Some(write) => Ok(write.clone().over(None)),
     }
 }
 
@@ -235,7 +235,7 @@ impl<'a> Transaction<'a> {
                 if !k.starts_with(prefix) {
                     break;
                 }
-                match v.over(merged.get(k).map(Vec::as_slice)) {
+                match v.clone().over(merged.get(k).map(Vec::as_slice)) {
                     Some(v) => merged.insert(k.clone(), v),
                     None => merged.remove(k),
                 };
