@@ -1,6 +1,8 @@
 //! Model-based test: random publishes (with duplicate ids and expected
-//! sequences), batches, gets and reads against a plain `Vec` model, on the
-//! in-memory and the embedded adapter.
+//! sequences), batches, gets, reads, purges and (embedded) reopens, with and
+//! without a close, against a plain `Vec` model, on the in-memory and the
+//! embedded adapter. The embedded log runs on tiny segments, so segment
+//! roll-overs, index points and purges across segments are all exercised.
 
 use std::collections::HashMap;
 
@@ -28,7 +30,15 @@ enum Op {
     Publish(Publish),
     Batch(Vec<Publish>),
     Get(u64),
-    Read { start: u64, filter: Option<usize> },
+    Read {
+        start: u64,
+        filter: Option<usize>,
+    },
+    Purge(Option<usize>),
+    /// Close, drop and open the store again (memory: nothing).
+    Reopen,
+    /// Drop and open the store again without a close.
+    DropAndOpen,
 }
 
 fn publish() -> impl Strategy<Value = Publish> {
@@ -52,13 +62,16 @@ fn op() -> impl Strategy<Value = Op> {
         1 => proptest::collection::vec(publish(), 1..6).prop_map(Op::Batch),
         2 => (0u64..30).prop_map(Op::Get),
         1 => (0u64..30, proptest::option::of(0..FILTERS.len())).prop_map(|(start, filter)| Op::Read { start, filter }),
+        1 => proptest::option::weighted(0.7, 0..FILTERS.len()).prop_map(Op::Purge),
+        1 => Just(Op::Reopen),
+        1 => Just(Op::DropAndOpen),
     ]
 }
 
-/// The log as a list: index + 1 is the sequence.
+/// The log as a list: index + 1 is the sequence; `None` once purged.
 #[derive(Default)]
 struct Model {
-    log: Vec<(usize, Vec<u8>)>,
+    log: Vec<Option<(usize, Vec<u8>)>>,
     ids: HashMap<u8, u64>,
 }
 
@@ -71,20 +84,49 @@ impl Model {
             let actual = self
                 .log
                 .iter()
-                .rposition(|(s, _)| *s == p.subject)
+                .rposition(|m| m.as_ref().is_some_and(|(s, _)| *s == p.subject))
                 .map_or(0, |i| i as u64 + 1);
             if actual != expected {
                 return Err(PublishErrorKind::WrongLastSequence { actual });
             }
         }
-        self.log.push((p.subject, p.payload.clone()));
+        self.log.push(Some((p.subject, p.payload.clone())));
         let seq = self.log.len() as u64;
         if let Some(id) = p.id {
             self.ids.insert(id, seq);
         }
         Ok((seq, false))
     }
+
+    fn purge(&mut self, filter: Option<usize>) -> u64 {
+        let mut purged = 0;
+        for entry in &mut self.log {
+            if entry.as_ref().is_some_and(|(s, _)| {
+                filter.is_none_or(|f| {
+                    backbone_broker::stream::subject_matches(FILTERS[f], SUBJECTS[*s])
+                })
+            }) {
+                *entry = None;
+                purged += 1;
+            }
+        }
+        purged
+    }
+
+    /// An open forgets the ids of purged messages (it rebuilds the window
+    /// from the log).
+    fn reopened(&mut self) {
+        let log = &self.log;
+        self.ids.retain(|_, seq| log[(*seq - 1) as usize].is_some());
+    }
+
+    fn live(&self) -> u64 {
+        self.log.iter().filter(|m| m.is_some()).count() as u64
+    }
 }
+
+/// Opens the broker under test again; `None` for the in-memory one.
+type Reopen<'a> = Option<&'a dyn Fn() -> Box<dyn Broker>>;
 
 fn outbound(p: &Publish) -> OutboundMessage {
     let mut m = OutboundMessage::new(SUBJECTS[p.subject], p.payload.clone());
@@ -104,11 +146,12 @@ fn check(
     }
 }
 
-async fn run(broker: &dyn Broker, ops: &[Op]) {
-    broker
-        .ensure_stream(&StreamConfig::event_log())
-        .await
-        .unwrap();
+async fn run(mut broker: Box<dyn Broker>, reopen: Reopen<'_>, ops: &[Op]) {
+    let config = StreamConfig {
+        deny_purge: false,
+        ..StreamConfig::event_log()
+    };
+    broker.ensure_stream(&config).await.unwrap();
     let mut model = Model::default();
     for op in ops {
         match op {
@@ -124,7 +167,10 @@ async fn run(broker: &dyn Broker, ops: &[Op]) {
             }
             Op::Get(seq) => match (
                 broker.get("EVENTS", *seq).await,
-                model.log.get((*seq as usize).wrapping_sub(1)),
+                model
+                    .log
+                    .get((*seq as usize).wrapping_sub(1))
+                    .and_then(Option::as_ref),
             ) {
                 (Ok(m), Some((subject, payload))) => {
                     assert_eq!(
@@ -152,7 +198,7 @@ async fn run(broker: &dyn Broker, ops: &[Op]) {
                     .log
                     .iter()
                     .enumerate()
-                    .map(|(i, (s, _))| (i as u64 + 1, *s))
+                    .filter_map(|(i, m)| m.as_ref().map(|(s, _)| (i as u64 + 1, *s)))
                     .filter(|(seq, s)| {
                         *seq >= *start
                             && filter.is_none_or(|f| {
@@ -163,13 +209,30 @@ async fn run(broker: &dyn Broker, ops: &[Op]) {
                     .collect();
                 assert_eq!(got, want);
             }
+            Op::Purge(filter) => {
+                let purged = broker
+                    .purge("EVENTS", filter.map(|f| FILTERS[f]))
+                    .await
+                    .unwrap();
+                assert_eq!(purged, model.purge(*filter));
+            }
+            Op::Reopen | Op::DropAndOpen => {
+                let Some(reopen) = reopen else { continue };
+                if matches!(op, Op::Reopen) {
+                    broker.close().await.unwrap();
+                }
+                drop(broker);
+                broker = reopen();
+                model.reopened();
+            }
         }
+        let info = broker.stream_info("EVENTS").await.unwrap();
+        assert_eq!(
+            (info.messages, info.last_seq),
+            (model.live(), model.log.len() as u64),
+            "after {op:?}"
+        );
     }
-    let info = broker.stream_info("EVENTS").await.unwrap();
-    assert_eq!(
-        (info.messages, info.last_seq),
-        (model.log.len() as u64, model.log.len() as u64)
-    );
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -184,7 +247,7 @@ proptest! {
 
     #[test]
     fn memory_matches_the_model(ops in proptest::collection::vec(op(), 1..40)) {
-        runtime().block_on(run(&MemoryBroker::new(), &ops));
+        runtime().block_on(run(Box::new(MemoryBroker::new()), None, &ops));
     }
 }
 
@@ -194,7 +257,13 @@ proptest! {
     #[test]
     fn embedded_matches_the_model(ops in proptest::collection::vec(op(), 1..40)) {
         let dir = tempfile::tempdir().unwrap();
-        let broker = EmbeddedBroker::open(EmbeddedOptions { path: dir.path().to_path_buf(), ..Default::default() }).unwrap();
-        runtime().block_on(run(&broker, &ops));
+        let open = || -> Box<dyn Broker> {
+            Box::new(EmbeddedBroker::open(EmbeddedOptions {
+                path: dir.path().to_path_buf(),
+                segment_size: 300,
+                ..Default::default()
+            }).unwrap())
+        };
+        runtime().block_on(run(open(), Some(&open), &ops));
     }
 }

@@ -148,22 +148,43 @@ fn another_process_holding_the_store_locks_it() {
     open(dir.path());
 }
 
+/// The segment file holding `EVENTS` (the only one of a small log).
+fn segment_file(store: &Path) -> std::path::PathBuf {
+    let dir = store.join("segments").join("EVENTS");
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "one segment: {files:?}");
+    files.pop().unwrap()
+}
+
+/// Flips the last byte of message `seq`'s frame, walking the frames as
+/// `docs/embedded-log-format.md` describes them (16-byte segment header,
+/// then `[value len u32][seq u64][header CRC u32][value]` per frame).
+fn flip_last_byte_of_message(store: &Path, seq: u64) {
+    let path = segment_file(store);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let mut at = 16;
+    loop {
+        let len = u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        let found = u64::from_be_bytes(bytes[at + 4..at + 12].try_into().unwrap());
+        if found == seq {
+            bytes[at + 16 + len - 1] ^= 0x01;
+            break;
+        }
+        at += 16 + len;
+    }
+    std::fs::write(&path, bytes).unwrap();
+}
+
 #[tokio::test]
 async fn a_damaged_entry_reads_as_corrupted_never_as_data() {
     let dir = tempfile::tempdir().unwrap();
     let b = with_events(dir.path(), 3).await;
     b.close().await.unwrap();
     drop(b);
-    {
-        let db = sled::open(dir.path()).unwrap();
-        let msgs = db.open_tree("msgs/EVENTS").unwrap();
-        let key = 2u64.to_be_bytes();
-        let mut value = msgs.get(key).unwrap().unwrap().to_vec();
-        let last = value.len() - 1;
-        value[last] ^= 0x01;
-        msgs.insert(key, value).unwrap();
-        db.flush().unwrap();
-    }
+    flip_last_byte_of_message(dir.path(), 2);
     let b = open(dir.path());
     assert_eq!(
         b.get("EVENTS", 2).await.unwrap_err().kind(),
@@ -208,23 +229,145 @@ async fn a_damaged_entry_reads_as_corrupted_never_as_data() {
     );
 }
 
-#[tokio::test]
-async fn an_unknown_format_version_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    drop(with_events(dir.path(), 1).await);
-    {
-        let db = sled::open(dir.path()).unwrap();
-        db.open_tree("meta")
-            .unwrap()
-            .insert("format_version", &[99u8])
-            .unwrap();
-        db.flush().unwrap();
+/// Offset of message `seq`'s frame in the single segment of `store`.
+fn frame_offset(bytes: &[u8], seq: u64) -> usize {
+    let mut at = 16;
+    loop {
+        let len = u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        if u64::from_be_bytes(bytes[at + 4..at + 12].try_into().unwrap()) == seq {
+            return at;
+        }
+        at += 16 + len;
     }
+}
+
+async fn read_all(b: &EmbeddedBroker) -> Vec<Result<u64, ReadErrorKind>> {
+    b.read("EVENTS", ReadRequest::default())
+        .await
+        .unwrap()
+        .map(|m| m.map(|m| m.seq).map_err(|e| e.kind().clone()))
+        .collect()
+        .await
+}
+
+#[tokio::test]
+async fn a_torn_write_at_the_end_is_cut_and_the_sequence_continues() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = with_events(dir.path(), 3).await;
+    b.close().await.unwrap();
+    drop(b);
+    let path = segment_file(dir.path());
+    let mut bytes = std::fs::read(&path).unwrap();
+    // The start of a fourth frame, as a kill -9 mid-write leaves it.
+    let third = frame_offset(&bytes, 3);
+    let torn: Vec<u8> = bytes[third..third + 20].to_vec();
+    bytes.extend_from_slice(&torn);
+    std::fs::write(&path, &bytes).unwrap();
+
+    let b = open(dir.path());
+    let info = b.stream_info("EVENTS").await.unwrap();
+    assert_eq!((info.messages, info.last_seq), (3, 3));
+    let receipt = b
+        .publish(OutboundMessage::new("events.a.4", "payload-4"))
+        .await
+        .unwrap();
+    assert_eq!(receipt.seq, 4);
+    assert_eq!(read_all(&b).await, vec![Ok(1), Ok(2), Ok(3), Ok(4)]);
+    assert_eq!(&b.get("EVENTS", 4).await.unwrap().payload[..], b"payload-4");
+}
+
+#[tokio::test]
+async fn a_damaged_frame_header_reads_as_corrupted_and_the_rest_reads_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = with_events(dir.path(), 5).await;
+    b.close().await.unwrap();
+    drop(b);
+    let path = segment_file(dir.path());
+    let mut bytes = std::fs::read(&path).unwrap();
+    let second = frame_offset(&bytes, 2);
+    bytes[second + 2] ^= 0x55; // its length
+    std::fs::write(&path, &bytes).unwrap();
+
+    let b = open(dir.path());
+    assert_eq!(b.stream_info("EVENTS").await.unwrap().last_seq, 5);
     assert_eq!(
-        open_err(dir.path()),
-        ConnectErrorKind::UnsupportedFormat { found: 99 }
+        read_all(&b).await,
+        vec![Ok(1), Err(ReadErrorKind::Corrupted), Ok(3), Ok(4), Ok(5)]
     );
-    assert_eq!(EmbeddedBroker::FORMAT_VERSION, 2);
+    assert_eq!(
+        b.get("EVENTS", 2).await.unwrap_err().kind(),
+        &ReadErrorKind::Corrupted
+    );
+    assert_eq!(
+        b.publish(OutboundMessage::new("events.a.6", "x"))
+            .await
+            .unwrap()
+            .seq,
+        6
+    );
+}
+
+#[tokio::test]
+async fn a_full_purge_deletes_its_segments_and_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = EmbeddedOptions {
+        path: dir.path().to_path_buf(),
+        segment_size: 256,
+        ..Default::default()
+    };
+    let b = EmbeddedBroker::open(options.clone()).unwrap();
+    let config = StreamConfig {
+        deny_purge: false,
+        ..StreamConfig::event_log()
+    };
+    b.ensure_stream(&config).await.unwrap();
+    for i in 1..=40 {
+        b.publish(OutboundMessage::new(format!("events.a.{i}"), "p"))
+            .await
+            .unwrap();
+    }
+    let segments = || {
+        std::fs::read_dir(dir.path().join("segments/EVENTS"))
+            .unwrap()
+            .count()
+    };
+    assert!(segments() > 3, "small segments roll over");
+    assert_eq!(b.purge("EVENTS", None).await.unwrap(), 40);
+    assert_eq!(segments(), 1, "a full purge leaves one empty segment");
+    drop(b);
+    let b = EmbeddedBroker::open(options).unwrap();
+    let info = b.stream_info("EVENTS").await.unwrap();
+    assert_eq!((info.messages, info.last_seq), (0, 40));
+    assert_eq!(
+        b.publish(OutboundMessage::new("events.a.41", "p"))
+            .await
+            .unwrap()
+            .seq,
+        41
+    );
+    assert_eq!(read_all(&b).await, vec![Ok(41)]);
+}
+
+#[tokio::test]
+async fn an_older_or_unknown_format_version_is_refused() {
+    // 2: a store whose messages were sled entries (before segment files).
+    for found in [2u8, 99] {
+        let dir = tempfile::tempdir().unwrap();
+        drop(with_events(dir.path(), 1).await);
+        {
+            let db = sled::open(dir.path()).unwrap();
+            db.open_tree("meta")
+                .unwrap()
+                .insert("format_version", &[found])
+                .unwrap();
+            db.flush().unwrap();
+        }
+        assert_eq!(
+            open_err(dir.path()),
+            ConnectErrorKind::UnsupportedFormat { found }
+        );
+    }
+    assert_eq!(EmbeddedBroker::FORMAT_VERSION, 3);
 }
 
 #[tokio::test]

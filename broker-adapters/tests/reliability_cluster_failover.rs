@@ -17,7 +17,7 @@ use std::{
 };
 
 use backbone_broker::{
-    Broker, ConsumerConfig, StreamConfig,
+    Broker, ConsumerConfig, ConsumerErrorKind, StreamConfig,
     jetstream::{JetStreamBroker, JetStreamOptions},
 };
 use backbone_testkit::NatsCluster;
@@ -173,10 +173,28 @@ async fn killing_the_stream_leader_loses_no_acknowledged_event() {
     stop.store(true, Ordering::Release);
     publisher.await.unwrap();
     consuming.await.unwrap();
-    let consumer = broker
-        .consumer("EVENTS", ConsumerConfig::durable("failover"))
-        .await
-        .unwrap();
+    // Right after a restart the cluster may still be electing (503,
+    // "temporarily unavailable"): what a runner retries, so does the test.
+    let mut attempts = 0;
+    let consumer = loop {
+        match broker
+            .consumer("EVENTS", ConsumerConfig::durable("failover"))
+            .await
+        {
+            Ok(consumer) => break consumer,
+            Err(e)
+                if attempts < 30
+                    && matches!(
+                        e.kind(),
+                        ConsumerErrorKind::BrokerUnavailable | ConsumerErrorKind::TimedOut
+                    ) =>
+            {
+                attempts += 1;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => panic!("binding the consumer after the failover: {e}"),
+        }
+    };
     drain_consumer(consumer.as_ref(), &ledger, Duration::from_secs(30)).await;
     wait_for_current_replicas(&broker, "EVENTS").await;
     let info = broker.stream_info("EVENTS").await.unwrap();

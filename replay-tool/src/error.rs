@@ -134,6 +134,10 @@ fn connect_hint(e: &ConnectError) -> &'static str {
         ConnectErrorKind::Locked => {
             " (is a service or another replay-tool using this data dir? stop it or use its broker)"
         }
+        ConnectErrorKind::UnsupportedFormat { .. } => {
+            " (written by another Backbone version; there is no migration before release: \
+             publish into a new data dir, or open it with the version that wrote it)"
+        }
         _ => "",
     }
 }

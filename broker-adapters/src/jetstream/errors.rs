@@ -57,9 +57,13 @@ pub(crate) fn consumer_error(failure: ApiFailure) -> ConsumerError {
         ApiFailure::Unavailable | ApiFailure::NoResponders => ConsumerErrorKind::BrokerUnavailable,
         ApiFailure::PermissionDenied { .. } => ConsumerErrorKind::PermissionDenied,
         f if is_permission(f) => ConsumerErrorKind::PermissionDenied,
-        ApiFailure::Api { code, .. } => match *code {
+        ApiFailure::Api { code, status, .. } => match *code {
             code::STREAM_NOT_FOUND => ConsumerErrorKind::StreamNotFound,
             code::CONSUMER_NOT_FOUND => ConsumerErrorKind::ConsumerNotFound,
+            // "JetStream system temporarily unavailable" (503, during a
+            // leader election) and other server failures: worth a retry,
+            // never a reason to change the config.
+            _ if *status >= 500 => ConsumerErrorKind::BrokerUnavailable,
             _ => ConsumerErrorKind::InvalidConfig,
         },
         ApiFailure::Malformed(_) => ConsumerErrorKind::StorageFailure,
@@ -71,13 +75,28 @@ pub(crate) fn consumer_error(failure: ApiFailure) -> ConsumerError {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_failing_server_is_not_an_invalid_config() {
-        let failure = |status, code| ApiFailure::Api {
+    fn failure(status: u16, code: u64) -> ApiFailure {
+        ApiFailure::Api {
             status,
             code,
             description: "x".into(),
-        };
+        }
+    }
+
+    #[test]
+    fn a_consumer_request_during_an_election_is_worth_a_retry() {
+        assert_eq!(
+            consumer_error(failure(503, 10008)).kind(),
+            &ConsumerErrorKind::BrokerUnavailable
+        );
+        assert_eq!(
+            consumer_error(failure(400, 10012)).kind(),
+            &ConsumerErrorKind::InvalidConfig
+        );
+    }
+
+    #[test]
+    fn a_failing_server_is_not_an_invalid_config() {
         // JetStream's "insufficient resources" comes with status 503.
         assert_eq!(
             stream_error(failure(503, 10023)).kind(),

@@ -105,22 +105,67 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
 }
 
 /// A message's sealed value: time, subject, headers, then the payload.
+#[cfg(test)]
 pub(crate) fn encode_message(
     time: SystemTime,
     subject: &str,
     headers: &Headers,
     payload: &[u8],
 ) -> Vec<u8> {
-    let mut body = Vec::with_capacity(32 + subject.len() + payload.len());
-    body.extend_from_slice(&time_nanos(time).to_be_bytes());
-    put_str(&mut body, subject);
-    body.extend_from_slice(&(headers.len() as u32).to_be_bytes());
+    let mut out = Vec::with_capacity(SEAL_LEN + 32 + subject.len() + payload.len());
+    encode_message_into(&mut out, time_nanos(time), subject, headers, payload);
+    out
+}
+
+/// Appends a message's sealed value (time, subject, headers, then the
+/// payload) to `out`, sealing it in place.
+pub(crate) fn encode_message_into(
+    out: &mut Vec<u8>,
+    nanos: u64,
+    subject: &str,
+    headers: &Headers,
+    payload: &[u8],
+) {
+    let start = out.len();
+    out.push(RECORD_VERSION);
+    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(&nanos.to_be_bytes());
+    put_str(out, subject);
+    out.extend_from_slice(&(headers.len() as u32).to_be_bytes());
     for (name, value) in headers.iter() {
-        put_str(&mut body, name);
-        put_str(&mut body, value);
+        put_str(out, name);
+        put_str(out, value);
     }
-    body.extend_from_slice(payload);
-    seal(&body)
+    out.extend_from_slice(payload);
+    let crc = crc32fast::hash(&out[start + SEAL_LEN..]);
+    out[start + 1..start + SEAL_LEN].copy_from_slice(&crc.to_be_bytes());
+}
+
+/// Bytes of a frame header in a segment file: value length (u32 BE),
+/// sequence (u64 BE), CRC32 of those twelve bytes (u32 BE).
+pub(crate) const FRAME_HEADER: usize = 16;
+
+/// The header of a frame holding `len` bytes of sealed value for `seq`.
+pub(crate) fn frame_header(len: u32, seq: u64) -> [u8; FRAME_HEADER] {
+    let mut out = [0; FRAME_HEADER];
+    out[..4].copy_from_slice(&len.to_be_bytes());
+    out[4..12].copy_from_slice(&seq.to_be_bytes());
+    let crc = crc32fast::hash(&out[..12]);
+    out[12..].copy_from_slice(&crc.to_be_bytes());
+    out
+}
+
+/// The value length and sequence of a frame header; `None` when its
+/// checksum fails (a torn or damaged header).
+pub(crate) fn parse_frame_header(header: &[u8]) -> Option<(usize, u64)> {
+    let header: &[u8; FRAME_HEADER] = header.get(..FRAME_HEADER)?.try_into().ok()?;
+    let crc = u32::from_be_bytes(header[12..].try_into().ok()?);
+    if crc32fast::hash(&header[..12]) != crc {
+        return None;
+    }
+    let len = u32::from_be_bytes(header[..4].try_into().ok()?) as usize;
+    let seq = u64::from_be_bytes(header[4..12].try_into().ok()?);
+    Some((len, seq))
 }
 
 /// A checked, borrowed view of a message value: what scans over the log
@@ -300,6 +345,18 @@ mod tests {
         let mut damaged = value.clone();
         damaged[7] ^= 1;
         assert!(MessageView::parse(&damaged).is_err());
+    }
+
+    #[test]
+    fn frame_headers_round_trip_and_detect_damage() {
+        let header = frame_header(300, 42);
+        assert_eq!(parse_frame_header(&header), Some((300, 42)));
+        for i in 0..FRAME_HEADER {
+            let mut damaged = header;
+            damaged[i] ^= 0x10;
+            assert_eq!(parse_frame_header(&damaged), None, "byte {i}");
+        }
+        assert_eq!(parse_frame_header(&header[..10]), None);
     }
 
     #[test]

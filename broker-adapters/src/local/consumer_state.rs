@@ -73,6 +73,13 @@ impl ConsumerState {
         }
     }
 
+    /// Forgets progress beyond `last_seq`, the end of the log as opened.
+    pub(crate) fn clamp_to(&mut self, last_seq: u64) {
+        self.cursor = self.cursor.min(last_seq);
+        self.delivered_seq = self.delivered_seq.min(last_seq);
+        self.pending.retain(|seq, _| *seq <= last_seq);
+    }
+
     /// True when the consumer takes messages on `subject`.
     pub(crate) fn matches(&self, subject: &str) -> bool {
         filters_match(&self.config.filter_subjects, subject)

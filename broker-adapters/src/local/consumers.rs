@@ -12,7 +12,7 @@ use super::{
     codec,
     consumer_state::ConsumerState,
     core::{CHUNK, Core, StreamRt, count_matching},
-    storage::{Storage, StorageError, Tree},
+    storage::{Log, Storage, StorageError, Tree},
     subject::{patterns_overlap, valid_name, valid_pattern},
 };
 use crate::{
@@ -38,7 +38,10 @@ fn invalid(detail: String) -> ConsumerError {
     Error::with_detail(ConsumerErrorKind::InvalidConfig, detail)
 }
 
-fn validate(stream: &StreamRt<impl Tree>, config: &ConsumerConfig) -> Result<(), ConsumerError> {
+fn validate<S: Storage>(
+    stream: &StreamRt<S>,
+    config: &ConsumerConfig,
+) -> Result<(), ConsumerError> {
     if !valid_name(&config.durable_name) {
         return Err(invalid(format!(
             "durable name {:?} must be letters, digits, - and _",
@@ -79,9 +82,9 @@ struct Attempt {
 
 impl<S: Storage> Core<S> {
     fn stream_mut<'a>(
-        streams: &'a mut std::collections::BTreeMap<String, StreamRt<S::Tree>>,
+        streams: &'a mut std::collections::BTreeMap<String, StreamRt<S>>,
         stream: &str,
-    ) -> Result<&'a mut StreamRt<S::Tree>, ConsumerError> {
+    ) -> Result<&'a mut StreamRt<S>, ConsumerError> {
         streams.get_mut(stream).ok_or_else(|| {
             Error::with_detail(
                 ConsumerErrorKind::StreamNotFound,
@@ -156,7 +159,7 @@ impl<S: Storage> Core<S> {
                 break;
             }
             changed = true;
-            match msgs.get(&codec::seq_key(seq)).map_err(storage_failure)? {
+            match msgs.get(seq).map_err(storage_failure)? {
                 None => {
                     state.pending.remove(&seq);
                 }
@@ -175,17 +178,16 @@ impl<S: Storage> Core<S> {
             && budget > 0
         {
             let chunk = msgs
-                .scan(&codec::seq_key(state.cursor + 1), CHUNK)
+                .scan(state.cursor + 1, CHUNK)
                 .map_err(storage_failure)?;
             if chunk.is_empty() {
                 break;
             }
-            for (key, value) in chunk {
+            for (seq, value) in chunk {
                 if deliveries.len() >= max || state.pending.len() >= state.config.max_ack_pending {
                     break 'scan;
                 }
                 budget = budget.saturating_sub(1);
-                let seq = codec::key_seq(&key).unwrap_or(state.cursor + 1);
                 state.cursor = seq;
                 changed = true;
                 match codec::decode_message(stream, seq, &value) {
@@ -254,15 +256,17 @@ impl<S: Storage> Core<S> {
     }
 
     /// Writes the state of every consumer with unsaved settlements.
-    pub(crate) fn save_settled(&self) -> Result<(), StorageError> {
+    pub(crate) fn save_settled(&self) -> Result<bool, StorageError> {
         let mut streams = self.lock();
+        let mut saved = false;
         for rt in streams.values_mut() {
             for (name, state) in rt.consumers.iter_mut().filter(|(_, c)| c.unsaved) {
                 rt.consumer_tree.insert(name.as_bytes(), &state.encode())?;
                 state.unsaved = false;
+                saved = true;
             }
         }
-        Ok(())
+        Ok(saved)
     }
 
     /// Makes sure settlements are saved within [`SETTLE_SAVE_DELAY`]: one

@@ -13,6 +13,8 @@ mod indexes;
 mod publish;
 mod read;
 #[cfg(feature = "embedded")]
+mod segment_log;
+#[cfg(feature = "embedded")]
 pub(crate) mod sled_storage;
 pub(crate) mod storage;
 mod streams;

@@ -6,7 +6,7 @@ use std::{collections::BTreeMap, sync::atomic::Ordering, time::SystemTime};
 use super::{
     codec,
     core::{Core, StreamRt},
-    storage::{Storage, StorageError, Tree},
+    storage::{Log, LogBatch, Storage, StorageError, Tree},
     subject::valid_publish_subject,
 };
 use crate::{
@@ -18,10 +18,6 @@ use crate::{
 /// Messages stored per hold of the engine lock, so one huge batch does not
 /// stall readers and other publishers.
 const LOCK_BATCH: usize = 1024;
-
-fn storage_failure(e: StorageError) -> PublishError {
-    Error::with_source(PublishErrorKind::StorageFailure, e)
-}
 
 impl<S: Storage> Core<S> {
     /// Stores `messages` in order and waits until they are durable; one
@@ -48,7 +44,7 @@ impl<S: Storage> Core<S> {
             results.extend(chunk_results);
             epoch = chunk_epoch;
         }
-        if let Err(e) = self.wait_durable(epoch).await {
+        if let Err(e) = self.wait_published(epoch).await {
             let detail = format!("flush failed: {e}");
             return results
                 .into_iter()
@@ -71,33 +67,46 @@ impl<S: Storage> Core<S> {
     ) -> (Vec<Result<PublishReceipt, PublishError>>, u64) {
         let mut streams = self.lock();
         let now = SystemTime::now();
-        let mut touched = BTreeMap::new();
-        let results = chunk
+        let mut batches: BTreeMap<String, LogBatch> = BTreeMap::new();
+        let mut results: Vec<_> = chunk
             .iter()
-            .map(|m| {
-                let receipt = self.store_one(&mut streams, m, now)?;
-                touched.insert(receipt.stream.clone(), ());
-                Ok(receipt)
-            })
+            .map(|m| self.store_one(&mut streams, &mut batches, m, now))
             .collect();
         let now_nanos = codec::time_nanos(now);
-        for name in touched.keys() {
-            if let Some(rt) = streams.get_mut(name) {
-                if rt.subject_index.checkpoint_due(rt.counters.last_seq)
-                    && let Err(e) = self.checkpoint_subjects(rt)
-                {
-                    tracing::error!(stream = %name, error = %e, "saving the subject index failed");
+        for (name, batch) in &batches {
+            let Some(rt) = streams.get_mut(name) else {
+                continue;
+            };
+            if let Err(e) = rt.msgs.append(batch) {
+                tracing::error!(stream = %name, error = %e, "appending to the log failed");
+                let detail = format!("appending to the log failed: {e}");
+                for result in &mut results {
+                    if result
+                        .as_ref()
+                        .is_ok_and(|r| &r.stream == name && !r.duplicate)
+                    {
+                        *result = Err(Error::with_detail(
+                            PublishErrorKind::StorageFailure,
+                            detail.clone(),
+                        ));
+                    }
                 }
-                if let Err(e) = self
-                    .counter_tree
-                    .insert(name.as_bytes(), &rt.counters.encode())
-                {
-                    tracing::error!(stream = %name, error = %e, "saving stream counters failed");
-                }
-                rt.dedup
-                    .expire(now_nanos, rt.config.duplicate_window.as_nanos());
-                rt.notify.notify_waiters();
+                continue;
             }
+            if rt.subject_index.checkpoint_due(rt.counters.last_seq)
+                && let Err(e) = self.checkpoint_subjects(rt)
+            {
+                tracing::error!(stream = %name, error = %e, "saving the subject index failed");
+            }
+            if let Err(e) = self
+                .counter_tree
+                .insert(name.as_bytes(), &rt.counters.encode())
+            {
+                tracing::error!(stream = %name, error = %e, "saving stream counters failed");
+            }
+            rt.dedup
+                .expire(now_nanos, rt.config.duplicate_window.as_nanos());
+            rt.notify.notify_waiters();
         }
         let epoch = self.bump_epoch();
         (results, epoch)
@@ -108,7 +117,9 @@ impl<S: Storage> Core<S> {
     pub(crate) fn checkpoint_all(&self) -> Result<(), StorageError> {
         let mut streams = self.lock();
         for (name, rt) in streams.iter_mut() {
-            self.checkpoint_subjects(rt)?;
+            if rt.indexes_loaded {
+                self.checkpoint_subjects(rt)?;
+            }
             self.counter_tree
                 .insert(name.as_bytes(), &rt.counters.encode())?;
         }
@@ -117,10 +128,7 @@ impl<S: Storage> Core<S> {
 
     /// Writes the subject index's unsaved changes; the caller saves the
     /// counters (which record the checkpoint) next.
-    pub(crate) fn checkpoint_subjects(
-        &self,
-        rt: &mut StreamRt<S::Tree>,
-    ) -> Result<(), StorageError> {
+    pub(crate) fn checkpoint_subjects(&self, rt: &mut StreamRt<S>) -> Result<(), StorageError> {
         rt.subject_index
             .checkpoint(&rt.subjects, rt.counters.last_seq)?;
         rt.counters.subjects_through = rt.subject_index.saved_through;
@@ -129,7 +137,8 @@ impl<S: Storage> Core<S> {
 
     fn store_one(
         &self,
-        streams: &mut BTreeMap<String, StreamRt<S::Tree>>,
+        streams: &mut BTreeMap<String, StreamRt<S>>,
+        batches: &mut BTreeMap<String, LogBatch>,
         message: &OutboundMessage,
         now: SystemTime,
     ) -> Result<PublishReceipt, PublishError> {
@@ -161,6 +170,10 @@ impl<S: Storage> Core<S> {
         if size > max {
             return Err(PublishErrorKind::PayloadTooLarge { size, max }.into());
         }
+        self.ensure_indexes(rt).map_err(|e| {
+            Error::with_source(PublishErrorKind::StorageFailure, e)
+                .detail("loading the stream's dedup window and subject index")
+        })?;
         let stream = rt.config.name.clone();
         let dedup_id = message.dedup_id();
         if let Some(id) = dedup_id {
@@ -187,15 +200,13 @@ impl<S: Storage> Core<S> {
         // can binary-search sequences.
         let nanos = codec::time_nanos(now).max(rt.counters.last_time);
         let headers = message.stored_headers();
-        let value = codec::encode_message(
-            codec::nanos_time(nanos),
+        batches.entry(stream.clone()).or_default().push_message(
+            seq,
+            nanos,
             subject,
             &headers,
             &message.payload,
         );
-        rt.msgs
-            .insert(&codec::seq_key(seq), &value)
-            .map_err(storage_failure)?;
         rt.subject_index.record(subject, seq);
         if let Some(id) = dedup_id {
             rt.dedup.insert(id, seq, nanos);

@@ -9,7 +9,7 @@ use tokio::sync::Notify;
 use super::{
     codec,
     core::{CHUNK, Core},
-    storage::{Entry, Storage, StorageError, Tree},
+    storage::{Log, Storage, StorageError},
     subject::valid_pattern,
 };
 use crate::{
@@ -40,7 +40,7 @@ fn decode(stream: &str, seq: u64, value: &[u8]) -> Result<StoredMessage, ReadErr
 }
 
 impl<S: Storage> Core<S> {
-    fn msgs_tree(&self, stream: &str) -> Result<(S::Tree, Arc<Notify>), ReadError> {
+    fn msgs_tree(&self, stream: &str) -> Result<(S::Log, Arc<Notify>), ReadError> {
         let streams = self.lock();
         let rt = streams.get(stream).ok_or_else(|| not_found(stream))?;
         Ok((rt.msgs.clone(), rt.notify.clone()))
@@ -49,7 +49,7 @@ impl<S: Storage> Core<S> {
     /// [`crate::Broker::get`].
     pub(crate) fn get_message(&self, stream: &str, seq: u64) -> Result<StoredMessage, ReadError> {
         let (msgs, _) = self.msgs_tree(stream)?;
-        match msgs.get(&codec::seq_key(seq)).map_err(storage_failure)? {
+        match msgs.get(seq).map_err(storage_failure)? {
             Some(value) => decode(stream, seq, &value),
             None => Err(Error::with_detail(
                 ReadErrorKind::MessageNotFound,
@@ -65,12 +65,10 @@ impl<S: Storage> Core<S> {
         subject: &str,
     ) -> Result<Option<StoredMessage>, ReadError> {
         let seq = {
-            let streams = self.lock();
-            streams
-                .get(stream)
-                .ok_or_else(|| not_found(stream))?
-                .subject_index
-                .last(subject)
+            let mut streams = self.lock();
+            let rt = streams.get_mut(stream).ok_or_else(|| not_found(stream))?;
+            self.ensure_indexes(rt).map_err(storage_failure)?;
+            rt.subject_index.last(subject)
         };
         if seq == 0 {
             return Ok(None);
@@ -169,7 +167,7 @@ impl<S: Storage> ReadCursor<S> {
             let notified = notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let chunk = match msgs.scan(&codec::seq_key(self.next), CHUNK) {
+            let chunk = match msgs.scan(self.next, CHUNK) {
                 Ok(chunk) => chunk,
                 Err(e) => {
                     self.done = true;
@@ -187,16 +185,8 @@ impl<S: Storage> ReadCursor<S> {
         }
     }
 
-    fn take_chunk(&mut self, chunk: Vec<Entry<S::Tree>>) {
-        for (key, value) in chunk {
-            let Ok(seq) = codec::key_seq(&key) else {
-                self.buffer.push_back(Err(Error::with_detail(
-                    ReadErrorKind::Corrupted,
-                    "malformed key",
-                )));
-                self.done = true;
-                return;
-            };
+    fn take_chunk(&mut self, chunk: Vec<(u64, bytes::Bytes)>) {
+        for (seq, value) in chunk {
             if seq > self.end_seq {
                 self.done = true;
                 return;

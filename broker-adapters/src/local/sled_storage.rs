@@ -1,15 +1,31 @@
-//! The sled backend of the local engine.
+//! The embedded backend of the local engine: stream logs in segment files
+//! under `<path>/segments/`, every tree in the sled database at `<path>`.
 
-use std::{path::Path, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use futures::future::BoxFuture;
 
-use super::storage::{Entry, Storage, StorageError, Tree};
+use super::{
+    segment_log::SegmentLog,
+    storage::{Entry, Storage, StorageError, Tree},
+};
 
-/// A sled database: one tree per engine tree, one flush for all of them.
+/// The directory under the store's that holds one directory of segment
+/// files per stream.
+pub(crate) const SEGMENTS_DIR: &str = "segments";
+
+/// A sled database for the trees and a segment log per stream.
 #[derive(Debug, Clone)]
 pub(crate) struct SledStorage {
     db: sled::Db,
+    path: PathBuf,
+    /// Every log opened, for flushes.
+    logs: Arc<Mutex<Vec<SegmentLog>>>,
+    segment_bytes: u64,
 }
 
 /// Why sled refused to open a directory.
@@ -27,6 +43,7 @@ impl SledStorage {
         path: &Path,
         background_flush: Option<Duration>,
         cache_capacity: u64,
+        segment_bytes: u64,
     ) -> Result<Self, SledOpenError> {
         let every_ms =
             background_flush.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1));
@@ -50,8 +67,32 @@ impl SledStorage {
         let db = backbone_core::release::retry_while_locked(open, |e| {
             matches!(e, SledOpenError::Locked(_))
         })?;
-        Ok(Self { db })
+        Ok(Self {
+            db,
+            path: path.to_path_buf(),
+            logs: Arc::default(),
+            segment_bytes,
+        })
     }
+
+    fn logs(&self) -> Vec<SegmentLog> {
+        self.logs
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .clone()
+    }
+}
+
+fn sync_logs(logs: &[SegmentLog]) -> Result<(), StorageError> {
+    logs.iter().try_for_each(SegmentLog::sync)
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
+) -> Result<T, StorageError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|join| StorageError(format!("flush task failed: {join}")))?
 }
 
 fn storage_error(err: sled::Error) -> StorageError {
@@ -60,9 +101,25 @@ fn storage_error(err: sled::Error) -> StorageError {
 
 impl Storage for SledStorage {
     type Tree = sled::Tree;
+    type Log = SegmentLog;
 
     fn open_tree(&self, name: &str) -> Result<sled::Tree, StorageError> {
         self.db.open_tree(name).map_err(storage_error)
+    }
+
+    fn open_log(&self, stream: &str, next_seq: u64) -> Result<SegmentLog, StorageError> {
+        let log = SegmentLog::open(
+            self.path.join(SEGMENTS_DIR).join(stream),
+            self.segment_bytes,
+            self.open_tree(&format!("idx/{stream}"))?,
+            self.open_tree(&format!("gone/{stream}"))?,
+            next_seq,
+        )?;
+        self.logs
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .push(log.clone());
+        Ok(log)
     }
 
     fn persistent(&self) -> bool {
@@ -70,14 +127,16 @@ impl Storage for SledStorage {
     }
 
     fn flush(&self) -> BoxFuture<'static, Result<(), StorageError>> {
-        let db = self.db.clone();
-        Box::pin(async move {
-            tokio::task::spawn_blocking(move || db.flush())
-                .await
-                .map_err(|join| StorageError(format!("flush task failed: {join}")))?
-                .map(|_| ())
-                .map_err(storage_error)
-        })
+        let (db, logs) = (self.db.clone(), self.logs());
+        Box::pin(blocking(move || {
+            sync_logs(&logs)?;
+            db.flush().map(|_| ()).map_err(storage_error)
+        }))
+    }
+
+    fn flush_logs(&self) -> BoxFuture<'static, Result<(), StorageError>> {
+        let logs = self.logs();
+        Box::pin(blocking(move || sync_logs(&logs)))
     }
 }
 

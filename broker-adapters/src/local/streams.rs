@@ -4,8 +4,8 @@ use std::time::SystemTime;
 
 use super::{
     codec,
-    core::{CHUNK, Core, StreamRt, count_matching},
-    storage::{Storage, StorageError, Tree},
+    core::{CHUNK, Core, StreamRt, count_matching, purge_marker},
+    storage::{Log, Storage, StorageError, Tree},
     subject::{patterns_overlap, valid_name, valid_pattern},
 };
 use crate::{
@@ -83,7 +83,10 @@ impl<S: Storage> Core<S> {
         match streams.get_mut(&config.name) {
             Some(rt) => rt.config = config.clone(),
             None => {
-                let rt = self.new_stream(config.clone()).map_err(storage_failure)?;
+                let mut rt = self
+                    .new_stream(config.clone(), 1)
+                    .map_err(storage_failure)?;
+                rt.indexes_loaded = true;
                 streams.insert(config.name.clone(), rt);
             }
         }
@@ -92,7 +95,7 @@ impl<S: Storage> Core<S> {
     }
 
     /// [`crate::Broker::stream_info`] of a locked stream.
-    pub(crate) fn info_of(&self, rt: &StreamRt<S::Tree>) -> StreamInfo {
+    pub(crate) fn info_of(&self, rt: &StreamRt<S>) -> StreamInfo {
         let c = &rt.config;
         let empty = rt.counters.messages == 0;
         StreamInfo {
@@ -151,19 +154,22 @@ impl<S: Storage> Core<S> {
                 format!("stream {stream} denies purge"),
             ));
         }
+        self.ensure_indexes(rt).map_err(storage_failure)?;
+        // A crash before the counters below are saved must not leave them
+        // counting purged messages: the mark makes the next open recount.
+        self.counter_tree
+            .insert(&purge_marker(stream), &[])
+            .map_err(storage_failure)?;
         let mut purged = 0;
+        let mut removed = Vec::new();
         let mut from = rt.first_seq;
         loop {
-            let chunk = rt
-                .msgs
-                .scan(&codec::seq_key(from), CHUNK)
-                .map_err(storage_failure)?;
-            let Some((last_key, _)) = chunk.last() else {
+            let chunk = rt.msgs.scan(from, CHUNK).map_err(storage_failure)?;
+            let Some((last, _)) = chunk.last() else {
                 break;
             };
-            from = codec::key_seq(last_key).unwrap_or(u64::MAX - 1) + 1;
-            for (key, value) in chunk {
-                let seq = codec::key_seq(&key).unwrap_or(0);
+            from = last + 1;
+            for (seq, value) in chunk {
                 // A damaged entry cannot be matched against a filter; only a
                 // full purge removes it.
                 let (matches, size) = match codec::decode_message(stream, seq, &value) {
@@ -174,12 +180,19 @@ impl<S: Storage> Core<S> {
                     Err(_) => (filter.is_none(), 0),
                 };
                 if matches {
-                    rt.msgs.remove(&key).map_err(storage_failure)?;
+                    if filter.is_some() {
+                        removed.push(seq);
+                    }
                     purged += 1;
                     rt.counters.messages = rt.counters.messages.saturating_sub(1);
                     rt.counters.bytes = rt.counters.bytes.saturating_sub(size);
                 }
             }
+        }
+        if filter.is_some() {
+            rt.msgs.remove(&removed).map_err(storage_failure)?;
+        } else {
+            rt.msgs.clear().map_err(storage_failure)?;
         }
         for subject in rt.subject_index.subjects() {
             if filter.is_none_or(|f| subject_matches(f, &subject)) {
@@ -193,7 +206,7 @@ impl<S: Storage> Core<S> {
         for consumer in rt.consumers.values_mut() {
             consumer
                 .pending
-                .retain(|seq, _| msgs.get(&codec::seq_key(*seq)).ok().flatten().is_some());
+                .retain(|seq, _| msgs.get(*seq).ok().flatten().is_some());
         }
         let counts: Vec<(String, u64)> = rt
             .consumers
@@ -217,6 +230,9 @@ impl<S: Storage> Core<S> {
         self.counter_tree
             .insert(stream.as_bytes(), &rt.counters.encode())
             .map_err(storage_failure)?;
+        self.counter_tree
+            .remove(&purge_marker(stream))
+            .map_err(storage_failure)?;
         rt.notify.notify_waiters();
         Ok((purged, self.bump_epoch()))
     }
@@ -225,17 +241,16 @@ impl<S: Storage> Core<S> {
     /// (`last_seq + 1` when none); store times never decrease.
     pub(crate) fn seek_time(
         &self,
-        rt: &StreamRt<S::Tree>,
+        rt: &StreamRt<S>,
         time: SystemTime,
     ) -> Result<u64, StorageError> {
         let target = codec::time_nanos(time);
         let (mut lo, mut hi) = (rt.first_seq, rt.counters.last_seq + 1);
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            match rt.msgs.scan(&codec::seq_key(mid), 1)?.into_iter().next() {
+            match rt.msgs.scan(mid, 1)?.into_iter().next() {
                 None => hi = mid,
-                Some((key, value)) => {
-                    let seq = codec::key_seq(&key).unwrap_or(mid);
+                Some((seq, value)) => {
                     let stored =
                         codec::MessageView::parse(&value)
                             .map(|m| m.nanos)
