@@ -1,7 +1,11 @@
 //! The embedded adapter (sled log, no server): durable batched publish,
 //! ordered replay, rebuild, and peak memory of rebuilds as the log grows.
 
-use std::{path::Path, sync::Arc, time::Instant};
+use std::{
+    path::Path,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use backbone_broker::{
     Broker, StreamConfig,
@@ -80,6 +84,17 @@ pub(crate) async fn run(plan: &Plan, report: &mut BenchReport) -> Result<(), Ben
         StoreOptions::default().cache_capacity,
     )?;
     compared(plan, report, Scenario::EmbeddedRebuild, written, rebuild);
+    let without_dedup = pipeline::rebuild_model_with(
+        broker.as_ref(),
+        &scratch.path().join("rebuild-without-dedup"),
+        plan.events,
+        &RebuildOptions {
+            dedup_horizon: Duration::ZERO,
+            ..Default::default()
+        },
+    )
+    .await?;
+    compared(plan, report, Scenario::DedupCost, without_dedup, rebuild);
 
     let mut logged = plan.events;
     let mut broker = broker;

@@ -27,6 +27,64 @@ pub(crate) struct Machine {
     pub(crate) async_nats: String,
     /// `release` or `debug` build.
     pub(crate) profile: &'static str,
+    /// How busy the machine was while the run measured, from /proc.
+    pub(crate) load: Option<Load>,
+}
+
+/// How much of the machine the run could not have. Steal is CPU time the
+/// hypervisor gave other guests: a run with steal well above zero was not
+/// on an idle machine, whatever this guest's own load, and its absolute
+/// figures are low by about that much (its ratios less so).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub(crate) struct Load {
+    /// Percent of all CPU time stolen by the hypervisor.
+    pub(crate) steal_percent: f64,
+    /// The 1-minute load average when the run ended.
+    pub(crate) load_average_at_end: f64,
+}
+
+/// The aggregate `cpu` line of /proc/stat, in clock ticks.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CpuTimes {
+    total: u64,
+    steal: u64,
+}
+
+impl CpuTimes {
+    /// Now, or `None` without /proc/stat.
+    pub(crate) fn now() -> Option<Self> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let ticks: Vec<u64> = stat
+            .lines()
+            .next()?
+            .strip_prefix("cpu ")?
+            .split_whitespace()
+            .filter_map(|t| t.parse().ok())
+            .collect();
+        // user nice system idle iowait irq softirq steal (guest time is
+        // already counted in user).
+        Some(Self {
+            total: ticks.iter().take(8).sum(),
+            steal: *ticks.get(7)?,
+        })
+    }
+
+    /// The load between `self` and now.
+    pub(crate) fn load_since(self) -> Option<Load> {
+        let end = Self::now()?;
+        let total = end.total.checked_sub(self.total)?.max(1);
+        let steal = end.steal.saturating_sub(self.steal);
+        let load_average_at_end = std::fs::read_to_string("/proc/loadavg")
+            .ok()?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()?;
+        Some(Load {
+            steal_percent: 100.0 * steal as f64 / total as f64,
+            load_average_at_end,
+        })
+    }
 }
 
 impl Machine {
@@ -51,6 +109,7 @@ impl Machine {
             } else {
                 "release build"
             },
+            load: None,
         }
     }
 }
@@ -99,6 +158,8 @@ mod tests {
         let machine = Machine::detect("v0".into());
         assert!(machine.cpus >= 1);
         assert!(machine.memory_gib > 0.0);
+        let load = CpuTimes::now().unwrap().load_since().unwrap();
+        assert!((0.0..=100.0).contains(&load.steal_percent));
         assert_eq!(
             field("a\t: 1\nmodel name\t: Xeon\n", "model name").as_deref(),
             Some("Xeon")

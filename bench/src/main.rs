@@ -89,6 +89,7 @@ pub(crate) async fn run(args: &BenchArgs) -> Result<BenchReport, BenchError> {
         None => server::server_version(&binary),
     };
     let mut report = BenchReport::empty(machine::Machine::detect(version), plan.settings());
+    let cpu_at_start = machine::CpuTimes::now();
 
     match &args.nats_url {
         Some(url) => jetstream::run(&plan, url, FsyncPolicy::External, &mut report).await?,
@@ -122,6 +123,7 @@ pub(crate) async fn run(args: &BenchArgs) -> Result<BenchReport, BenchError> {
     embedded::run(&plan, &mut report).await?;
 
     report.total_seconds = started.elapsed().as_secs_f64();
+    report.machine.load = cpu_at_start.and_then(machine::CpuTimes::load_since);
     write_outputs(&report, &args.out_dir)?;
     Ok(report)
 }

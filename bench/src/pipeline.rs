@@ -98,11 +98,21 @@ pub(crate) async fn consume_into_model(
 }
 
 /// Rebuilds [`ConversationCounts`] from the whole event stream into a new
-/// store (the rebuild API's `apply_log`).
+/// store (the rebuild API's `apply_log`) with the default options.
 pub(crate) async fn rebuild_model(
     broker: &dyn Broker,
     store_dir: &Path,
     events: u64,
+) -> Result<Throughput, BenchError> {
+    rebuild_model_with(broker, store_dir, events, &RebuildOptions::default()).await
+}
+
+/// [`rebuild_model`] with `options`.
+pub(crate) async fn rebuild_model_with(
+    broker: &dyn Broker,
+    store_dir: &Path,
+    events: u64,
+    options: &RebuildOptions,
 ) -> Result<Throughput, BenchError> {
     let store = open_store(store_dir)?;
     let started = Instant::now();
@@ -110,7 +120,7 @@ pub(crate) async fn rebuild_model(
         broker,
         &ConversationCounts::default(),
         &store,
-        &RebuildOptions::default(),
+        options,
         &mut |_| {},
     )
     .await

@@ -95,6 +95,10 @@ pub(crate) enum Scenario {
     /// Embedded rebuild of a read model, against raw sled applying the same
     /// writes in the same groups.
     EmbeddedRebuild,
+    /// Embedded rebuild with the default dedup horizon (every applied
+    /// `ce-id` remembered), against the same rebuild with the horizon off:
+    /// the cost of idempotency beyond the broker's duplicate window.
+    DedupCost,
 }
 
 impl Scenario {
@@ -106,6 +110,7 @@ impl Scenario {
             Self::ConsumeApply => 0.8,
             Self::Rebuild => 0.8,
             Self::EmbeddedPublish | Self::EmbeddedRebuild => 0.5,
+            Self::DedupCost => 0.9,
         }
     }
 
@@ -117,6 +122,7 @@ impl Scenario {
             Self::Rebuild => "rebuild read model",
             Self::EmbeddedPublish => "embedded publish vs raw file append",
             Self::EmbeddedRebuild => "embedded rebuild vs raw sled",
+            Self::DedupCost => "embedded rebuild with dedup horizon vs without",
         }
     }
 }
@@ -285,6 +291,13 @@ impl BenchReport {
             m.async_nats,
             m.profile
         );
+        if let Some(load) = m.load {
+            let _ = writeln!(
+                md,
+                "Load: {:.1} % of CPU time stolen by the hypervisor over the run; load average {:.2} at its end.\n",
+                load.steal_percent, load.load_average_at_end
+            );
+        }
         if !self.servers.is_empty() {
             let servers: Vec<String> = self
                 .servers

@@ -32,6 +32,7 @@ async fn quick_run_measures_every_scenario_and_writes_results() {
         Scenario::Rebuild,
         Scenario::EmbeddedPublish,
         Scenario::EmbeddedRebuild,
+        Scenario::DedupCost,
     ] {
         assert!(
             scenarios.contains(&scenario),

@@ -15,8 +15,10 @@
 //! The rule compares store times of log entries, never the clock, so a
 //! rebuild from the log reaches exactly the state the live consumer reached.
 //! Records older than the horizon (relative to the newest entry committed)
-//! are pruned by commits, each sweeping a slice of the index: one key per
-//! applied event, no second index to keep in order. Beyond the horizon a copy is applied as a new event.
+//! are pruned by commits, each sweeping a slice of the index (one key per
+//! applied event, no second index to keep in order); after a full pass,
+//! commits read nothing until the oldest record kept can have left the
+//! horizon. Beyond the horizon a copy is applied as a new event.
 //! A horizon of zero turns the index off.
 
 use std::time::{Duration, SystemTime};

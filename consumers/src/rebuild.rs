@@ -17,7 +17,7 @@
 
 use std::path::{Path, PathBuf};
 
-use backbone_broker::{Broker, ConsumerErrorKind, ReadRequest, ReadStart};
+use backbone_broker::{Broker, ConsumerErrorKind, MessageStream, ReadRequest, ReadStart};
 use futures::StreamExt as _;
 
 use crate::{
@@ -144,10 +144,11 @@ pub async fn apply_log(
             end_seq: Some(target),
             ..Default::default()
         };
-        let mut messages = broker
+        let messages = broker
             .read(&options.stream, request)
             .await
             .map_err(|e| RebuildError::with_source(RebuildErrorKind::Read, e))?;
+        let mut messages = read_ahead(messages, options.batch_size.max(1));
         let mut tx = store.transaction();
         let mut in_batch = 0usize;
         while let Some(message) = messages.next().await {
@@ -194,6 +195,24 @@ pub async fn apply_log(
     report.checkpoint = checkpoint;
     report.digest = store.digest().map_err(store_error)?;
     Ok(report)
+}
+
+/// Reads `messages` in a task of its own, up to `depth` entries ahead of
+/// the caller: the log's next batch is fetched (a pull round trip, segment
+/// reads) while the caller applies and commits the current one, on another
+/// core. The task stops at the end, after an error, or when the returned
+/// stream is dropped.
+fn read_ahead(mut messages: MessageStream, depth: usize) -> MessageStream {
+    let (sender, mut receiver) = tokio::sync::mpsc::channel(depth);
+    tokio::spawn(async move {
+        while let Some(item) = messages.next().await {
+            let failed = item.is_err();
+            if sender.send(item).await.is_err() || failed {
+                break;
+            }
+        }
+    });
+    Box::pin(futures::stream::poll_fn(move |cx| receiver.poll_recv(cx)))
 }
 
 /// Rebuilds `model` into a shadow store under `data_dir` and (with

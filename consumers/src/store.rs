@@ -83,9 +83,33 @@ impl Default for StoreOptions {
 pub struct ProjectionStore {
     db: sled::Db,
     path: PathBuf,
-    /// Where the next commit's sweep of the applied-event records starts
-    /// (in memory: after a restart the sweep starts over).
-    prune_cursor: Arc<Mutex<Vec<u8>>>,
+    /// The sweep of the applied-event records (in memory: after a restart
+    /// it starts over).
+    prune_sweep: Arc<Mutex<PruneSweep>>,
+}
+
+/// Where commits stand in sweeping the applied-event records.
+#[derive(Debug)]
+struct PruneSweep {
+    /// Where the next slice starts (empty: at the first record).
+    cursor: Vec<u8>,
+    /// The oldest store time among the records the current pass kept or
+    /// added.
+    pass_oldest: u64,
+    /// No record is older than this (0: unknown). A commit whose cutoff is
+    /// not above it has nothing to prune and reads nothing: without it every
+    /// commit would read a slice of records still inside the horizon.
+    oldest: u64,
+}
+
+impl Default for PruneSweep {
+    fn default() -> Self {
+        Self {
+            cursor: Vec::new(),
+            pass_oldest: u64::MAX,
+            oldest: 0,
+        }
+    }
 }
 
 pub(crate) fn io_error(e: sled::Error) -> StoreError {
@@ -143,7 +167,7 @@ impl ProjectionStore {
         Ok(Self {
             db,
             path,
-            prune_cursor: Arc::default(),
+            prune_sweep: Arc::default(),
         })
     }
 
@@ -300,13 +324,19 @@ impl ProjectionStore {
         if cutoff == 0 {
             return Ok(());
         }
+        let fresh_oldest = fresh.values().map(|r| r.time).min().unwrap_or(u64::MAX);
+        let mut sweep = self.prune_sweep.lock().expect("prune sweep lock");
+        if cutoff <= sweep.oldest {
+            sweep.oldest = sweep.oldest.min(fresh_oldest);
+            return Ok(());
+        }
         let prefix = dedup::applied_prefix();
-        let mut cursor = self.prune_cursor.lock().expect("prune cursor lock");
-        let from = if cursor.starts_with(prefix) {
-            cursor.clone()
+        let from = if sweep.cursor.starts_with(prefix) {
+            sweep.cursor.clone()
         } else {
             prefix.to_vec()
         };
+        let mut pass_oldest = sweep.pass_oldest.min(fresh_oldest);
         let mut seen = 0;
         let mut last = None;
         for entry in self.db.range(from..) {
@@ -315,22 +345,30 @@ impl ProjectionStore {
                 break;
             }
             seen += 1;
-            let stale = Applied::decode(&value).is_none_or(|r| r.time < cutoff);
+            let record = Applied::decode(&value);
             let id = std::str::from_utf8(&key[prefix.len()..]).unwrap_or_default();
-            if stale && !fresh.contains_key(id) {
-                batch.remove(key.as_ref());
+            match record {
+                Some(r) if r.time >= cutoff => pass_oldest = pass_oldest.min(r.time),
+                _ if fresh.contains_key(id) => {}
+                _ => batch.remove(key.as_ref()),
             }
             last = Some(key);
         }
-        // Continue after the last key next time; start over at the end.
-        *cursor = match (last, seen == dedup::PRUNE_STEP) {
+        // Continue after the last key next time; at the end, start over
+        // once a record can have left the horizon.
+        match (last, seen == dedup::PRUNE_STEP) {
             (Some(key), true) => {
                 let mut next = key.to_vec();
                 next.push(0);
-                next
+                sweep.cursor = next;
+                sweep.pass_oldest = pass_oldest;
             }
-            _ => Vec::new(),
-        };
+            _ => {
+                sweep.cursor = Vec::new();
+                sweep.pass_oldest = u64::MAX;
+                sweep.oldest = pass_oldest;
+            }
+        }
         Ok(())
     }
 
@@ -372,7 +410,49 @@ pub(crate) fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreE
 
 #[cfg(test)]
 mod tests {
+    use std::time::{Duration, SystemTime};
+
     use super::*;
+
+    /// Commits one applied record per id, entry `seq` stored `secs` after
+    /// the epoch, under `horizon`.
+    fn apply_at(store: &ProjectionStore, ids: &[&str], seq: u64, secs: u64, horizon: Duration) {
+        let mut tx = store.transaction();
+        let time = SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
+        for id in ids {
+            tx.record_application(id, seq, time, horizon);
+        }
+        store.commit(tx, seq).unwrap();
+    }
+
+    #[test]
+    fn records_that_leave_the_horizon_are_pruned_and_the_rest_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ProjectionStore::open(dir.path()).unwrap();
+        let horizon = Duration::from_secs(100);
+        let old: Vec<String> = (0..dedup::PRUNE_STEP + 10)
+            .map(|i| format!("old-{i}"))
+            .collect();
+        let old: Vec<&str> = old.iter().map(String::as_str).collect();
+        apply_at(&store, &old, 1, 1_000, horizon);
+        // Inside the horizon: the sweep has nothing to remove, and after one
+        // pass it stops reading until a record can have left.
+        for seq in 2..5 {
+            apply_at(&store, &[&format!("new-{seq}")], seq, 1_050, horizon);
+        }
+        assert!(store.applied("old-0").unwrap().is_some());
+        assert_eq!(store.prune_sweep.lock().unwrap().oldest, 1_000_000_000_000);
+        // Past it: the old records go within a few commits, the recent stay.
+        for seq in 5..9 {
+            apply_at(&store, &[&format!("new-{seq}")], seq, 1_120, horizon);
+        }
+        for id in &old {
+            assert_eq!(store.applied(id).unwrap(), None, "{id}");
+        }
+        for seq in 2..9 {
+            assert!(store.applied(&format!("new-{seq}")).unwrap().is_some());
+        }
+    }
 
     #[test]
     fn commit_writes_state_and_checkpoint_together() {
@@ -434,7 +514,6 @@ mod tests {
 
     #[test]
     fn applied_records_leave_the_index_past_the_horizon() {
-        use std::time::{Duration, SystemTime};
         let dir = tempfile::tempdir().unwrap();
         let store = ProjectionStore::open(dir.path()).unwrap();
         let horizon = Duration::from_secs(60);
