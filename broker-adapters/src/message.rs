@@ -62,12 +62,26 @@ impl OutboundMessage {
     /// is set and the headers do not carry it already.
     pub fn stored_headers(&self) -> Headers {
         let mut headers = self.headers.clone();
-        if let Some(id) = &self.msg_id
-            && headers.get(MSG_ID_HEADER).is_none()
-        {
-            headers.append(MSG_ID_HEADER, id.clone());
+        if let Some(id) = self.added_id() {
+            headers.append(MSG_ID_HEADER, id.to_owned());
         }
         headers
+    }
+
+    /// [`Self::stored_headers`] as borrowed `(name, value)` pairs, copying
+    /// nothing.
+    pub fn stored_header_pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.headers
+            .iter()
+            .chain(self.added_id().map(|id| (MSG_ID_HEADER, id)))
+    }
+
+    /// The id stored as an extra [`MSG_ID_HEADER`]: [`Self::msg_id`] when the
+    /// headers do not carry one already.
+    fn added_id(&self) -> Option<&str> {
+        self.msg_id
+            .as_deref()
+            .filter(|_| self.headers.get(MSG_ID_HEADER).is_none())
     }
 
     /// The deduplication id: [`Self::msg_id`], else the [`MSG_ID_HEADER`] header.
@@ -81,8 +95,7 @@ impl OutboundMessage {
     /// headers and payload.
     pub fn wire_size(&self) -> usize {
         let headers: usize = self
-            .stored_headers()
-            .iter()
+            .stored_header_pairs()
             .map(|(n, v)| n.len() + v.len() + 4)
             .sum();
         self.subject.len() + headers + self.payload.len()

@@ -27,7 +27,8 @@ use futures::StreamExt;
 
 const CHILD_ENV: &str = "BACKBONE_TEST_CRASH_CHILD";
 const ROUND_ENV: &str = "BACKBONE_TEST_CRASH_ROUND";
-/// Printed by the child once the store is open and the stream exists.
+/// Printed by the child once the store is open, the stream exists and a
+/// first publish was acknowledged.
 const READY: &str = "ready";
 
 fn payload_of(id: &str) -> Vec<u8> {
@@ -67,6 +68,17 @@ async fn crash_child_publisher() {
         .await
         .unwrap();
     let out = Arc::new(Mutex::new(std::io::stdout()));
+    // The first publish loads the stream's dedup window and subject index
+    // from the log's tail, which takes longer as the log grows: ready once
+    // it is acknowledged.
+    let first = format!("r{round}-first");
+    let receipt = broker
+        .publish(
+            OutboundMessage::new("events.single.first", payload_of(&first)).with_msg_id(&first),
+        )
+        .await
+        .unwrap();
+    report(&out, receipt.seq, &first);
     writeln!(out.lock().unwrap(), "{READY}").unwrap();
     let singles = {
         let (broker, out, round) = (broker.clone(), out.clone(), round.clone());

@@ -355,7 +355,12 @@ async fn an_older_or_unknown_format_version_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         drop(with_events(dir.path(), 1).await);
         {
-            let db = sled::open(dir.path()).unwrap();
+            // sled releases the dropped log's lock on a thread of its own.
+            let db = backbone_core::release::retry_while_locked(
+                || sled::open(dir.path()),
+                |e| matches!(e, sled::Error::Io(_)),
+            )
+            .unwrap();
             db.open_tree("meta")
                 .unwrap()
                 .insert("format_version", &[found])

@@ -113,17 +113,17 @@ pub(crate) fn encode_message(
     payload: &[u8],
 ) -> Vec<u8> {
     let mut out = Vec::with_capacity(SEAL_LEN + 32 + subject.len() + payload.len());
-    encode_message_into(&mut out, time_nanos(time), subject, headers, payload);
+    encode_message_into(&mut out, time_nanos(time), subject, headers.iter(), payload);
     out
 }
 
 /// Appends a message's sealed value (time, subject, headers, then the
 /// payload) to `out`, sealing it in place.
-pub(crate) fn encode_message_into(
+pub(crate) fn encode_message_into<'a>(
     out: &mut Vec<u8>,
     nanos: u64,
     subject: &str,
-    headers: &Headers,
+    headers: impl Iterator<Item = (&'a str, &'a str)>,
     payload: &[u8],
 ) {
     let start = out.len();
@@ -131,11 +131,16 @@ pub(crate) fn encode_message_into(
     out.extend_from_slice(&[0; 4]);
     out.extend_from_slice(&nanos.to_be_bytes());
     put_str(out, subject);
-    out.extend_from_slice(&(headers.len() as u32).to_be_bytes());
-    for (name, value) in headers.iter() {
+    // The count goes in front of the pairs once they are written.
+    let count_at = out.len();
+    out.extend_from_slice(&[0; 4]);
+    let mut count: u32 = 0;
+    for (name, value) in headers {
         put_str(out, name);
         put_str(out, value);
+        count += 1;
     }
+    out[count_at..count_at + 4].copy_from_slice(&count.to_be_bytes());
     out.extend_from_slice(payload);
     let crc = crc32fast::hash(&out[start + SEAL_LEN..]);
     out[start + 1..start + SEAL_LEN].copy_from_slice(&crc.to_be_bytes());

@@ -199,12 +199,15 @@ impl<S: Storage> Core<S> {
         // Store times never go backwards within a stream, so reads by time
         // can binary-search sequences.
         let nanos = codec::time_nanos(now).max(rt.counters.last_time);
-        let headers = message.stored_headers();
-        batches.entry(stream.clone()).or_default().push_message(
+        let batch = match batches.get_mut(&stream) {
+            Some(batch) => batch,
+            None => batches.entry(stream.clone()).or_default(),
+        };
+        batch.push_message(
             seq,
             nanos,
             subject,
-            &headers,
+            message.stored_header_pairs(),
             &message.payload,
         );
         rt.subject_index.record(subject, seq);
@@ -216,7 +219,7 @@ impl<S: Storage> Core<S> {
         }
         rt.counters.last_seq = seq;
         rt.counters.messages += 1;
-        rt.counters.bytes += codec::message_size(subject, &headers, message.payload.len());
+        rt.counters.bytes += size as u64;
         rt.counters.last_time = nanos;
         for consumer in rt.consumers.values_mut() {
             if consumer.matches(subject) {

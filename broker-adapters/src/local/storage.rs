@@ -73,12 +73,12 @@ pub(crate) struct LogBatch {
 
 impl LogBatch {
     /// Adds the frame of message `seq`.
-    pub(crate) fn push_message(
+    pub(crate) fn push_message<'a>(
         &mut self,
         seq: u64,
         nanos: u64,
         subject: &str,
-        headers: &backbone_core::Headers,
+        headers: impl Iterator<Item = (&'a str, &'a str)>,
         payload: &[u8],
     ) {
         let frame = self.frames.len();
