@@ -94,11 +94,11 @@ impl OutboundMessage {
     /// Size as the broker counts it against its payload limit: subject,
     /// headers and payload.
     pub fn wire_size(&self) -> usize {
-        let headers: usize = self
-            .stored_header_pairs()
-            .map(|(n, v)| n.len() + v.len() + 4)
-            .sum();
-        self.subject.len() + headers + self.payload.len()
+        counted_size(
+            &self.subject,
+            self.stored_header_pairs(),
+            self.payload.len(),
+        )
     }
 }
 
@@ -145,4 +145,15 @@ pub struct PublishReceipt {
     /// True when the message id was seen within the duplicate window and the
     /// message was not stored again.
     pub duplicate: bool,
+}
+
+/// Bytes a message counts for, against payload limits and in stream byte
+/// totals: subject, each header pair plus 4, and payload.
+pub(crate) fn counted_size<'a>(
+    subject: &str,
+    headers: impl Iterator<Item = (&'a str, &'a str)>,
+    payload_len: usize,
+) -> usize {
+    let headers: usize = headers.map(|(n, v)| n.len() + v.len() + 4).sum();
+    subject.len() + headers + payload_len
 }

@@ -230,6 +230,17 @@ async fn a_damaged_entry_reads_as_corrupted_never_as_data() {
 }
 
 /// Offset of message `seq`'s frame in the single segment of `store`.
+/// Writes `events` to a log at `store`, closes it, and returns its one
+/// segment file with the file's bytes.
+async fn closed_segment(store: &Path, events: u64) -> (std::path::PathBuf, Vec<u8>) {
+    let b = with_events(store, events).await;
+    b.close().await.unwrap();
+    drop(b);
+    let path = segment_file(store);
+    let bytes = std::fs::read(&path).unwrap();
+    (path, bytes)
+}
+
 fn frame_offset(bytes: &[u8], seq: u64) -> usize {
     let mut at = 16;
     loop {
@@ -253,11 +264,7 @@ async fn read_all(b: &EmbeddedBroker) -> Vec<Result<u64, ReadErrorKind>> {
 #[tokio::test]
 async fn a_torn_write_at_the_end_is_cut_and_the_sequence_continues() {
     let dir = tempfile::tempdir().unwrap();
-    let b = with_events(dir.path(), 3).await;
-    b.close().await.unwrap();
-    drop(b);
-    let path = segment_file(dir.path());
-    let mut bytes = std::fs::read(&path).unwrap();
+    let (path, mut bytes) = closed_segment(dir.path(), 3).await;
     // The start of a fourth frame, as a kill -9 mid-write leaves it.
     let third = frame_offset(&bytes, 3);
     let torn: Vec<u8> = bytes[third..third + 20].to_vec();
@@ -279,11 +286,7 @@ async fn a_torn_write_at_the_end_is_cut_and_the_sequence_continues() {
 #[tokio::test]
 async fn a_damaged_frame_header_reads_as_corrupted_and_the_rest_reads_on() {
     let dir = tempfile::tempdir().unwrap();
-    let b = with_events(dir.path(), 5).await;
-    b.close().await.unwrap();
-    drop(b);
-    let path = segment_file(dir.path());
-    let mut bytes = std::fs::read(&path).unwrap();
+    let (path, mut bytes) = closed_segment(dir.path(), 5).await;
     let second = frame_offset(&bytes, 2);
     bytes[second + 2] ^= 0x55; // its length
     std::fs::write(&path, &bytes).unwrap();

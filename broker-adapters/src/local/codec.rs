@@ -249,8 +249,7 @@ pub(crate) fn decode_message(
 /// Bytes a message counts for in [`crate::StreamInfo::bytes`]: subject,
 /// headers (+4 per pair) and payload, as [`crate::OutboundMessage::wire_size`].
 pub(crate) fn message_size(subject: &str, headers: &Headers, payload_len: usize) -> u64 {
-    let headers: usize = headers.iter().map(|(n, v)| n.len() + v.len() + 4).sum();
-    (subject.len() + headers + payload_len) as u64
+    crate::message::counted_size(subject, headers.iter(), payload_len) as u64
 }
 
 /// A single `u64`, sealed.
