@@ -229,7 +229,6 @@ async fn a_damaged_entry_reads_as_corrupted_never_as_data() {
     );
 }
 
-/// Offset of message `seq`'s frame in the single segment of `store`.
 /// Writes `events` to a log at `store`, closes it, and returns its one
 /// segment file with the file's bytes.
 async fn closed_segment(store: &Path, events: u64) -> (std::path::PathBuf, Vec<u8>) {
@@ -241,6 +240,7 @@ async fn closed_segment(store: &Path, events: u64) -> (std::path::PathBuf, Vec<u
     (path, bytes)
 }
 
+/// Offset of message `seq`'s frame in the single segment of `store`.
 fn frame_offset(bytes: &[u8], seq: u64) -> usize {
     let mut at = 16;
     loop {
