@@ -1,13 +1,13 @@
 //! Backbone's consumer runtime and the seed services' read models.
 //!
 //! The crate has two layers. The **runtime** (everything below but
-//! `models`, `reactors` and `service`) is what a service team builds its own
-//! read models on; with `default-features = false` it is all they compile.
-//! The **seed layer** sits on top of it behind features: `models` (the seed
-//! services' read models and reactors) and `service` (the TOML-configured
-//! service and its `backbone-consumer` binary; it adds clap, toml and
-//! tracing-subscriber). The runtime never reaches up into the seed layer;
-//! `scripts/test` builds it alone to keep it that way.
+//! `models` and `reactors`) is what a service team builds its own read
+//! models on; with `default-features = false` it is all they compile. The
+//! **seed layer** sits on top of it behind the `models` feature: the seed
+//! services' read models and reactors. The runtime never reaches up into
+//! the seed layer; `scripts/test` builds it alone to keep it that way. The
+//! process that runs read models from a config, with HTTP, is
+//! `backbone-server` (`server/`).
 //!
 //! - **Projections** ([`ReadModel`]) build deterministic state in their own
 //!   sled store ([`ProjectionStore`]). [`ProjectionRunner`] and
@@ -35,9 +35,8 @@
 //!   (`follow-notifier`, writing a de-duplicated outbox).
 //! - **Rebuild swaps** are journaled; opening a store completes or undoes an
 //!   interrupted one ([`swap`]).
-//! - **Service**: `service` runs any set of read models and reactors from
-//!   a TOML config with `/healthz` (200 only while every runner is healthy,
-//!   see [`health`]) and `/metrics` (the `backbone-consumer` binary).
+//! - **Health and metrics** ([`health`], [`metrics`]): what each runner
+//!   reports, for the server's `/healthz` and `/metrics`.
 //!
 //! See `docs/consumers.md` for the operator's view.
 
@@ -48,8 +47,6 @@ pub mod dedup;
 pub mod digest;
 pub mod error;
 pub mod health;
-#[cfg(feature = "service")]
-pub mod http;
 pub mod layout;
 pub mod metrics;
 pub mod model;
@@ -63,10 +60,6 @@ pub mod reactors;
 pub mod rebuild;
 pub mod redrive;
 mod runner;
-#[cfg(feature = "service")]
-pub mod service;
-#[cfg(feature = "service")]
-mod service_config;
 pub mod shutdown;
 mod startup;
 pub mod store;

@@ -1,8 +1,8 @@
-//! Counters, gauges and an apply-latency histogram per consumer, rendered in
-//! the Prometheus text exposition format.
+//! Counters, gauges and an apply-latency histogram per consumer: plain
+//! atomics the runners update. The server exposes them in the Prometheus
+//! format through `prometheus-client`; this crate stays free of it.
 
 use std::{
-    fmt::Write as _,
     sync::{
         Arc, Mutex,
         atomic::{AtomicU64, Ordering},
@@ -39,7 +39,8 @@ pub struct ConsumerMetrics {
     pub lag: AtomicU64,
     /// The committed checkpoint.
     pub checkpoint: AtomicU64,
-    buckets: [AtomicU64; LATENCY_BUCKETS.len()],
+    /// Per-bucket (not cumulative) counts; the last is above every bound.
+    buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
     latency_count: AtomicU64,
     latency_sum_nanos: AtomicU64,
 }
@@ -61,14 +62,27 @@ impl ConsumerMetrics {
     /// Records how long applying one event took.
     pub fn observe_apply(&self, elapsed: Duration) {
         let secs = elapsed.as_secs_f64();
-        for (bound, bucket) in LATENCY_BUCKETS.iter().zip(&self.buckets) {
-            if secs <= *bound {
-                bucket.fetch_add(1, Ordering::Relaxed);
-            }
-        }
+        let bucket = LATENCY_BUCKETS
+            .iter()
+            .position(|bound| secs <= *bound)
+            .unwrap_or(LATENCY_BUCKETS.len());
+        self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
         self.latency_count.fetch_add(1, Ordering::Relaxed);
         let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
         self.latency_sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+
+    /// The apply-latency histogram: `(upper bound in seconds, count)` per
+    /// bucket, not cumulative, the last bound `f64::MAX` (`+Inf`); then the
+    /// sum in seconds and the count of observations.
+    pub fn apply_latency(&self) -> (Vec<(f64, u64)>, f64, u64) {
+        let bounds = LATENCY_BUCKETS.iter().copied().chain([f64::MAX]);
+        let buckets = bounds
+            .zip(&self.buckets)
+            .map(|(bound, count)| (bound, Self::get(count)))
+            .collect();
+        let sum = Self::get(&self.latency_sum_nanos) as f64 / 1e9;
+        (buckets, sum, Self::get(&self.latency_count))
     }
 
     /// Reads a counter.
@@ -81,8 +95,8 @@ impl ConsumerMetrics {
     }
 }
 
-type Named = Vec<(String, Arc<ConsumerMetrics>)>;
-type Field = fn(&ConsumerMetrics) -> &AtomicU64;
+/// Consumers' metrics by consumer name.
+pub type Named = Vec<(String, Arc<ConsumerMetrics>)>;
 
 /// Every consumer's metrics, by consumer name.
 #[derive(Debug, Default, Clone)]
@@ -113,53 +127,9 @@ impl Metrics {
         metrics
     }
 
-    /// The Prometheus text exposition of every metric.
-    pub fn render(&self) -> String {
-        let consumers = self.consumers.lock().expect("metrics lock").clone();
-        let mut out = String::new();
-        let counters: [(&str, &str, Field); 8] = [
-            ("backbone_events_applied_total", "counter", |m| &m.applied),
-            ("backbone_events_skipped_total", "counter", |m| &m.skipped),
-            ("backbone_events_duplicate_total", "counter", |m| {
-                &m.duplicates
-            }),
-            ("backbone_dead_letters_total", "counter", |m| {
-                &m.dead_letters
-            }),
-            ("backbone_retries_total", "counter", |m| &m.retries),
-            ("backbone_settle_failures_total", "counter", |m| {
-                &m.settle_failures
-            }),
-            ("backbone_consumer_lag", "gauge", |m| &m.lag),
-            ("backbone_checkpoint", "gauge", |m| &m.checkpoint),
-        ];
-        for (name, kind, field) in counters {
-            let _ = writeln!(out, "# TYPE {name} {kind}");
-            for (consumer, m) in &consumers {
-                let v = ConsumerMetrics::get(field(m));
-                let _ = writeln!(out, "{name}{{consumer=\"{consumer}\"}} {v}");
-            }
-        }
-        let name = "backbone_apply_latency_seconds";
-        let _ = writeln!(out, "# TYPE {name} histogram");
-        for (consumer, m) in &consumers {
-            for (bound, bucket) in LATENCY_BUCKETS.iter().zip(&m.buckets) {
-                let v = ConsumerMetrics::get(bucket);
-                let _ = writeln!(
-                    out,
-                    "{name}_bucket{{consumer=\"{consumer}\",le=\"{bound}\"}} {v}"
-                );
-            }
-            let count = ConsumerMetrics::get(&m.latency_count);
-            let sum = ConsumerMetrics::get(&m.latency_sum_nanos) as f64 / 1e9;
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{consumer=\"{consumer}\",le=\"+Inf\"}} {count}"
-            );
-            let _ = writeln!(out, "{name}_sum{{consumer=\"{consumer}\"}} {sum}");
-            let _ = writeln!(out, "{name}_count{{consumer=\"{consumer}\"}} {count}");
-        }
-        out
+    /// Every consumer's metrics, by name, in registration order.
+    pub fn consumers(&self) -> Named {
+        self.consumers.lock().expect("metrics lock").clone()
     }
 }
 
@@ -168,16 +138,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn renders_counters_and_cumulative_buckets() {
+    fn each_observation_lands_in_one_bucket() {
         let metrics = Metrics::new();
         let m = metrics.consumer("billing");
-        ConsumerMetrics::add(&m.applied, 3);
         m.observe_apply(Duration::from_micros(300));
-        let text = metrics.render();
-        assert!(text.contains("backbone_events_applied_total{consumer=\"billing\"} 3"));
-        assert!(text.contains("le=\"0.00025\"} 0"));
-        assert!(text.contains("le=\"0.0005\"} 1"));
-        assert!(text.contains("backbone_apply_latency_seconds_count{consumer=\"billing\"} 1"));
+        m.observe_apply(Duration::from_secs(5));
+        let (buckets, sum, count) = m.apply_latency();
+        assert_eq!(buckets.len(), LATENCY_BUCKETS.len() + 1);
+        assert_eq!(buckets[2], (0.0005, 1));
+        assert_eq!(buckets.last(), Some(&(f64::MAX, 1)));
+        assert_eq!(buckets.iter().map(|(_, n)| n).sum::<u64>(), 2);
+        assert_eq!(count, 2);
+        assert!((sum - 5.0003).abs() < 1e-9);
         assert!(Arc::ptr_eq(&m, &metrics.consumer("billing")));
     }
 }

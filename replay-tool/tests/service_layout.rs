@@ -1,13 +1,13 @@
-//! The consumer service and `replay-tool` share one data-dir layout: the
-//! service run on `<dir>` (no `[backend]` table: the embedded log in
+//! The server and `replay-tool` share one data-dir layout: the
+//! server run on `<dir>` (no `[backend]` table: the embedded log in
 //! `<dir>/log`, stores in `<dir>/read-models/<name>`), then
 //! `replay-tool --data-dir <dir>` reports everything as locked while it
 //! runs (exit 5), and after the service stops finds its read models in
 //! `status` and rebuilds one in place.
 //!
-//! The service runs in this test's process (`backbone_consumers::service`,
-//! what the `backbone-consumer` binary runs); `replay-tool` is this
-//! package's binary, a process of its own.
+//! The server runs in this test's process (`backbone_server::Server`, what
+//! the `backbone-server` binary runs); `replay-tool` is this package's
+//! binary, a process of its own.
 
 use std::{
     path::Path,
@@ -15,11 +15,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use backbone_consumers::{
-    Metrics,
-    service::{ServiceConfig, run_service},
-    shutdown_channel,
-};
+use backbone_consumers::{Metrics, shutdown_channel};
+use backbone_server::{Server, ServerConfig};
 
 fn replay(data: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_replay-tool"))
@@ -43,10 +40,10 @@ fn assert_exit(output: &Output, code: i32) {
     );
 }
 
-fn service_config(data: &Path) -> ServiceConfig {
-    ServiceConfig::from_toml(&format!(
+fn service_config(data: &Path) -> ServerConfig {
+    ServerConfig::from_toml(&format!(
         "data_dir = {data:?}\nmodels = [\"billing\", \"audit\"]\nfetch_wait = \"100ms\"\n\
-         ack_wait = \"1s\"\ngrace_time = \"10s\"\n"
+         ack_wait = \"1s\"\ngrace_time = \"10s\"\n[http]\nlisten = \"127.0.0.1:0\"\n"
     ))
     .unwrap()
 }
@@ -101,8 +98,10 @@ async fn replay_tool_finds_the_service_stores_and_reports_them_locked_while_it_r
     let config = service_config(&data);
     let broker = config.connect().await.unwrap();
     let (trigger, shutdown) = shutdown_channel();
-    let service =
-        tokio::spawn(async move { run_service(&config, broker, Metrics::new(), shutdown).await });
+    let server = Server::start(&config, broker, Metrics::new())
+        .await
+        .unwrap();
+    let service = tokio::spawn(server.run(shutdown));
     let wait_data = data.clone();
     tokio::task::spawn_blocking(move || wait_until_running(&wait_data))
         .await

@@ -90,6 +90,22 @@ pub enum DecodeErrorKind {
     PayloadNotDecodable,
 }
 
+impl DecodeErrorKind {
+    /// The kind's name, e.g. `"MissingHeader"`: how the server's HTTP
+    /// errors and other languages name it (`docs/wire-contract.md`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::InvalidSubject => "InvalidSubject",
+            Self::MissingHeader(_) => "MissingHeader",
+            Self::InvalidHeader { .. } => "InvalidHeader",
+            Self::UnknownType(_) => "UnknownType",
+            Self::TypeMismatch { .. } => "TypeMismatch",
+            Self::KeyMismatch { .. } => "KeyMismatch",
+            Self::PayloadNotDecodable => "PayloadNotDecodable",
+        }
+    }
+}
+
 impl fmt::Display for DecodeErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

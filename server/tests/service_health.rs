@@ -1,6 +1,7 @@
-//! `/healthz` of the service on the in-memory adapter, through a broker
+//! `/healthz` of the server on the in-memory adapter, through a broker
 //! wrapper that can make the broker unreachable.
 
+#[path = "../../consumers/tests/common/mod.rs"]
 mod common;
 
 use std::{
@@ -18,13 +19,9 @@ use backbone_broker::{
     PublishReceipt, ReadError, ReadRequest, StoredMessage, StreamConfig, StreamError, StreamInfo,
     memory::MemoryBroker,
 };
-use backbone_consumers::{
-    Metrics,
-    service::{ServiceConfig, run_service},
-    shutdown_channel,
-};
+use backbone_consumers::{Metrics, RunReport, shutdown_channel};
+use backbone_server::{Server, ServerConfig, ServerError};
 use common::*;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 /// Delegates to a real broker; while `down` is set, consumers cannot be
 /// created and fetches fail as if the broker were unreachable.
@@ -132,30 +129,38 @@ impl Broker for Outage {
     }
 }
 
-fn config(data: &std::path::Path, port: u16) -> ServiceConfig {
-    ServiceConfig::from_toml(&format!(
+fn config(data: &std::path::Path) -> ServerConfig {
+    ServerConfig::from_toml(&format!(
         "data_dir = {:?}\nmodels = [\"billing\"]\nreactors = [\"follow-notifier\"]\n\
          fetch_wait = \"50ms\"\nack_wait = \"2s\"\nunhealthy_after = \"1s\"\n\
-         metrics_addr = \"127.0.0.1:{port}\"\n[backend]\nkind = \"embedded\"\npath = \"unused\"\n",
+         [http]\nlisten = \"127.0.0.1:0\"\n[backend]\nkind = \"embedded\"\npath = \"unused\"\n",
         data
     ))
     .unwrap()
 }
 
-/// The status code and JSON body of `GET /healthz`, or `None` while the
-/// server is not up yet.
+type Running = tokio::task::JoinHandle<Result<Vec<(String, RunReport)>, ServerError>>;
+
+/// Starts the server in this process on a port the system picks.
+async fn start(
+    data: &std::path::Path,
+    broker: Arc<dyn Broker>,
+    shutdown: backbone_consumers::Shutdown,
+) -> (u16, Running) {
+    let server = Server::start(&config(data), broker, Metrics::new())
+        .await
+        .unwrap();
+    let port = server.local_addr().port();
+    (port, tokio::spawn(server.run(shutdown)))
+}
+
+/// The status code and JSON body of `GET /healthz`.
 async fn healthz(port: u16) -> Option<(u16, serde_json::Value)> {
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+    let response = reqwest::get(format!("http://127.0.0.1:{port}/healthz"))
         .await
         .ok()?;
-    s.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
-        .await
-        .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.ok()?;
-    let status = out.split_whitespace().nth(1)?.parse().ok()?;
-    let body = out.split("\r\n\r\n").nth(1)?;
-    Some((status, serde_json::from_str(body).ok()?))
+    let status = response.status().as_u16();
+    Some((status, response.json().await.ok()?))
 }
 
 /// Polls `/healthz` until it answers `status`; returns the body.
@@ -185,11 +190,8 @@ async fn healthz_turns_503_while_the_broker_stays_unreachable_and_recovers() {
         down: down.clone(),
     });
     let data = tempfile::tempdir().unwrap();
-    let port = backbone_testkit::free_port();
-    let config = config(data.path(), port);
     let (trigger, shutdown) = shutdown_channel();
-    let service =
-        tokio::spawn(async move { run_service(&config, broker, Metrics::new(), shutdown).await });
+    let (port, service) = start(data.path(), broker, shutdown).await;
 
     let body = wait_for_status(port, 200).await;
     assert_eq!(body["runners"], 2, "billing and follow-notifier: {body}");
@@ -225,11 +227,8 @@ async fn healthz_names_a_runner_that_cannot_bind_until_the_broker_is_back() {
         down: down.clone(),
     });
     let data = tempfile::tempdir().unwrap();
-    let port = backbone_testkit::free_port();
-    let config = config(data.path(), port);
     let (trigger, shutdown) = shutdown_channel();
-    let service =
-        tokio::spawn(async move { run_service(&config, broker, Metrics::new(), shutdown).await });
+    let (port, service) = start(data.path(), broker, shutdown).await;
 
     let body = wait_for_status(port, 503).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);

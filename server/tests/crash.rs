@@ -1,4 +1,4 @@
-//! Crash safety: a consumer killed at random points (kill -9 of a real
+//! Crash safety: the server killed at random points (kill -9 of a real
 //! child process for the embedded log and JetStream; an aborted task for the
 //! in-memory adapter) ends with exactly the read model a from-scratch
 //! rebuild gives: nothing lost, nothing applied twice. Also: SIGTERM during a
@@ -6,11 +6,13 @@
 //!
 //! `BACKBONE_CRASH_TRIALS` sets the number of kills per adapter (default 20).
 
+#[path = "../../consumers/tests/common/mod.rs"]
 mod common;
+mod support;
 
 use std::{
     path::Path,
-    process::{Child, Command, Stdio},
+    process::{Child, Command},
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -52,7 +54,7 @@ fn write_config(dir: &Path, backend: &str, grace_secs: u64) -> std::path::PathBu
     let path = dir.join("consumer.toml");
     let text = format!(
         "data_dir = {:?}\nmodels = {:?}\nbatch_size = 16\nfetch_wait = \"100ms\"\nack_wait = \"1s\"\nmax_deliver = 1000\n\
-         grace_time = \"{grace_secs}s\"\nmetrics_addr = \"127.0.0.1:{}\"\n{backend}",
+         grace_time = \"{grace_secs}s\"\n[http]\nlisten = \"127.0.0.1:{}\"\n{backend}",
         dir.join("data"),
         MODELS,
         free_port(),
@@ -73,14 +75,7 @@ fn spawn_consumer(config: &Path) -> Child {
         .append(true)
         .open(child_log(config))
         .unwrap();
-    Command::new(env!("CARGO_BIN_EXE_backbone-consumer"))
-        .arg("--config")
-        .arg(config)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap()
+    support::spawn(config, log)
 }
 
 fn kill_at_random_points(config: &Path, seed: u64) {
@@ -296,7 +291,7 @@ async fn sigterm_during_a_busy_run_exits_zero_with_a_committed_checkpoint() {
     let data = dir.path().join("data");
     let metrics_port = metrics_port(&config);
     let started = Instant::now();
-    while applied_so_far(metrics_port) == 0 {
+    while applied_so_far(metrics_port).await == 0 {
         assert!(
             started.elapsed() < Duration::from_secs(30),
             "the service applied nothing"
@@ -344,10 +339,7 @@ async fn sigterm_during_a_busy_run_exits_zero_with_a_committed_checkpoint() {
 
 fn metrics_port(config: &Path) -> u16 {
     let text = std::fs::read_to_string(config).unwrap();
-    let line = text
-        .lines()
-        .find(|l| l.starts_with("metrics_addr"))
-        .unwrap();
+    let line = text.lines().find(|l| l.starts_with("listen")).unwrap();
     line.trim_end_matches('"')
         .rsplit(':')
         .next()
@@ -357,14 +349,11 @@ fn metrics_port(config: &Path) -> u16 {
 }
 
 /// Events applied so far, summed over consumers, read from `/metrics`.
-fn applied_so_far(port: u16) -> u64 {
-    use std::io::{Read as _, Write as _};
-    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+async fn applied_so_far(port: u16) -> u64 {
+    let Ok(response) = reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await else {
         return 0;
     };
-    let _ = stream.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n");
-    let mut body = String::new();
-    let _ = stream.read_to_string(&mut body);
+    let body = response.text().await.unwrap_or_default();
     body.lines()
         .filter(|l| l.starts_with("backbone_events_applied_total{"))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())

@@ -1,4 +1,4 @@
-//! [`ServiceConfig`]: the consumer service's TOML configuration.
+//! [`ServerConfig`]: the server's TOML configuration.
 //!
 //! ```toml
 //! data_dir = "/var/lib/backbone"  # <data_dir>/log, <data_dir>/read-models/<name>
@@ -7,10 +7,14 @@
 //! durable_prefix = ""             # durable name = prefix + model name
 //! batch_size = 256
 //! grace_time = "10s"
-//! metrics_addr = "127.0.0.1:9464"
 //! reactors = ["follow-notifier"]  # side effects; none by default
 //! ack_wait = "30s"                # also bounds the wait after a restart
 //! unhealthy_after = "30s"         # /healthz: how long a runner may keep failing
+//!
+//! [http]
+//! listen = "127.0.0.1:7070"       # every route: /v1/..., /healthz, /metrics
+//! max_body_bytes = 1048576        # larger requests answer 413
+//! max_in_flight = 512             # more concurrent requests answer 503
 //!
 //! [backend]                       # optional: the embedded log in <data_dir>/log
 //! kind = "jetstream"
@@ -34,12 +38,13 @@ use std::{
 use backbone_broker::{Backend, Broker, embedded::EmbeddedOptions};
 use serde::Deserialize;
 
-use crate::{config::RuntimeConfig, error::Error, layout, models::resolve, reactors};
+use backbone_consumers::{RuntimeConfig, layout, models::resolve, reactors};
+use backbone_core::Error;
 
 /// The service's configuration file.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ServiceConfig {
+pub struct ServerConfig {
     /// The event log; the embedded log in `<data_dir>/log` when absent.
     #[serde(default)]
     pub backend: Option<Backend>,
@@ -61,9 +66,9 @@ pub struct ServiceConfig {
     /// Time to finish in-flight work after SIGINT/SIGTERM.
     #[serde(default = "default_grace", with = "humantime_serde")]
     pub grace_time: Duration,
-    /// Address of `/healthz` and `/metrics`; none when absent.
+    /// The HTTP listener and its bounds.
     #[serde(default)]
-    pub metrics_addr: Option<SocketAddr>,
+    pub http: HttpConfig,
     /// Deliveries before a failing event is dead-lettered.
     #[serde(default = "default_max_deliver")]
     pub max_deliver: u32,
@@ -88,6 +93,32 @@ pub struct ServiceConfig {
     /// it (same `ce-id`); `replay-tool rebuild --dedup-horizon` must match.
     #[serde(default = "default_dedup_horizon", with = "humantime_serde")]
     pub dedup_horizon: Duration,
+}
+
+/// The `[http]` table: where the server listens and how much it takes on.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// The address every route is served on.
+    pub listen: SocketAddr,
+    /// The largest request body accepted; larger ones answer 413.
+    pub max_body_bytes: usize,
+    /// Requests handled at once; beyond that the server answers 503 with
+    /// `Retry-After` instead of queueing without bound.
+    pub max_in_flight: usize,
+}
+
+/// The default listen address: loopback, so nothing is exposed by accident.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7070";
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: DEFAULT_LISTEN.parse().expect("a valid address"),
+            max_body_bytes: 1024 * 1024,
+            max_in_flight: 512,
+        }
+    }
 }
 
 fn all_models() -> Vec<String> {
@@ -120,68 +151,82 @@ fn default_dedup_horizon() -> Duration {
     RuntimeConfig::default().dedup_horizon
 }
 fn default_unhealthy_after() -> Duration {
-    crate::health::DEFAULT_UNHEALTHY_AFTER
+    backbone_consumers::health::DEFAULT_UNHEALTHY_AFTER
 }
 
-/// Why the service could not start or run.
+/// Why the server could not start or run.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ServiceErrorKind {
+pub enum ServerErrorKind {
     /// The config file is unreadable or invalid.
     Config,
     /// The broker could not be opened or reached.
     Connect,
     /// A read-model store could not be opened (e.g. `Locked`).
     Store,
-    /// The metrics address could not be bound.
+    /// The HTTP address could not be bound.
     Http,
     /// A read model's run failed.
     Run,
 }
 
-impl fmt::Display for ServiceErrorKind {
+impl fmt::Display for ServerErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Self::Config => "invalid configuration",
             Self::Connect => "cannot connect to the broker",
             Self::Store => "cannot open a read-model store",
-            Self::Http => "cannot serve metrics",
+            Self::Http => "cannot serve HTTP",
             Self::Run => "a read model failed",
         })
     }
 }
 
-/// Error of the service.
-pub type ServiceError = Error<ServiceErrorKind>;
+/// Error of the server.
+pub type ServerError = Error<ServerErrorKind>;
 
-impl ServiceConfig {
+impl ServerConfig {
     /// Parses a TOML config.
-    pub fn from_toml(text: &str) -> Result<Self, ServiceError> {
+    pub fn from_toml(text: &str) -> Result<Self, ServerError> {
         let config: Self = toml::from_str(text)
-            .map_err(|e| ServiceError::with_source(ServiceErrorKind::Config, e))?;
+            .map_err(|e| ServerError::with_source(ServerErrorKind::Config, e))?;
         resolve(&config.models)
-            .map_err(|e| ServiceError::with_source(ServiceErrorKind::Config, e))?;
+            .map_err(|e| ServerError::with_source(ServerErrorKind::Config, e))?;
         reactors::validate(&config.reactors)
-            .map_err(|e| ServiceError::with_source(ServiceErrorKind::Config, e))?;
+            .map_err(|e| ServerError::with_source(ServerErrorKind::Config, e))?;
         if config.ack_wait.is_zero() {
-            return Err(ServiceError::with_detail(
-                ServiceErrorKind::Config,
+            return Err(ServerError::with_detail(
+                ServerErrorKind::Config,
                 "ack_wait must be positive",
             ));
         }
+        if config.http.max_body_bytes == 0 || config.http.max_in_flight == 0 {
+            return Err(ServerError::with_detail(
+                ServerErrorKind::Config,
+                "http.max_body_bytes and http.max_in_flight must be positive",
+            ));
+        }
         if config.batch_size == 0 {
-            return Err(ServiceError::with_detail(
-                ServiceErrorKind::Config,
+            return Err(ServerError::with_detail(
+                ServerErrorKind::Config,
                 "batch_size must be positive",
             ));
         }
         Ok(config)
     }
 
+    /// The defaults for a data directory, as `backbone-server --data-dir`
+    /// runs without a config file: every read model, no reactor, the
+    /// embedded log.
+    pub fn for_data_dir(data_dir: PathBuf) -> Self {
+        Self::from_toml("data_dir = \"\"")
+            .map(|config| Self { data_dir, ..config })
+            .expect("the defaults are valid")
+    }
+
     /// Reads and parses a TOML config file.
-    pub fn load(path: &Path) -> Result<Self, ServiceError> {
+    pub fn load(path: &Path) -> Result<Self, ServerError> {
         let text = std::fs::read_to_string(path).map_err(|e| {
-            ServiceError::with_source(ServiceErrorKind::Config, e)
-                .detail(path.display().to_string())
+            ServerError::with_source(ServerErrorKind::Config, e).detail(path.display().to_string())
         })?;
         Self::from_toml(&text)
     }
@@ -217,11 +262,11 @@ impl ServiceConfig {
     }
 
     /// Opens or connects to the configured broker.
-    pub async fn connect(&self) -> Result<Arc<dyn Broker>, ServiceError> {
+    pub async fn connect(&self) -> Result<Arc<dyn Broker>, ServerError> {
         let backend = self.backend();
         tracing::info!(backend = %backend.describe(), "connecting");
         backend.connect().await.map_err(|e| {
-            ServiceError::with_source(ServiceErrorKind::Connect, e).detail(backend.describe())
+            ServerError::with_source(ServerErrorKind::Connect, e).detail(backend.describe())
         })
     }
 }
@@ -234,7 +279,7 @@ mod tests {
 
     #[test]
     fn parses_a_full_config_with_defaults() {
-        let config = ServiceConfig::from_toml(
+        let config = ServerConfig::from_toml(
             "data_dir = \"/tmp/bb\"\nmodels = [\"billing\"]\n[backend]\nkind = \"jetstream\"\n\
              urls = [\"nats://127.0.0.1:4222\"]\nauth = { user_password = { user = \"billing\", password = \"pw\" } }\n",
         )
@@ -256,12 +301,22 @@ mod tests {
         assert_eq!(config.runtime("billing").ack_wait, Duration::from_secs(30));
         assert_eq!(config.unhealthy_after, Duration::from_secs(30));
         assert_eq!(config.read_models_dir(), Path::new("/tmp/bb/read-models"));
+        assert_eq!(config.http, HttpConfig::default());
+    }
+
+    #[test]
+    fn the_local_example_parses_and_matches_the_data_dir_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/local.toml");
+        let config = ServerConfig::load(&path).unwrap();
+        assert_eq!(config.backend, None);
+        let defaults = ServerConfig::for_data_dir(config.data_dir.clone());
+        assert_eq!(defaults.http, config.http);
     }
 
     #[test]
     fn the_shipped_example_parses() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/consumer.toml");
-        let config = ServiceConfig::load(&path).unwrap();
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/server.toml");
+        let config = ServerConfig::load(&path).unwrap();
         let Backend::Jetstream(options) = config.backend() else {
             panic!("the example uses JetStream");
         };
@@ -272,7 +327,7 @@ mod tests {
 
     #[test]
     fn durations_are_humantime_strings() {
-        let config = ServiceConfig::from_toml(
+        let config = ServerConfig::from_toml(
             "data_dir = \"x\"\nmodels = []\nreactors = [\"follow-notifier\"]\nack_wait = \"5s\"\n\
              fetch_wait = \"50ms\"\nbackoff_base = \"1s\"\ngrace_time = \"2m\"\nunhealthy_after = \"1s\"\n",
         )
@@ -287,7 +342,7 @@ mod tests {
 
     #[test]
     fn without_a_backend_table_the_log_is_in_the_data_dir() {
-        let config = ServiceConfig::from_toml("data_dir = \"/srv/bb\"\n").unwrap();
+        let config = ServerConfig::from_toml("data_dir = \"/srv/bb\"\n").unwrap();
         assert_eq!(
             config.backend(),
             Backend::Embedded(EmbeddedOptions {
@@ -307,13 +362,17 @@ mod tests {
             "data_dir = \"x\"\nreactors = [\"nope\"]\n",
             "data_dir = \"x\"\nack_wait = \"0s\"\n",
             "data_dir = \"x\"\nack_wait = \"thirty\"\n",
+            "data_dir = \"x\"\n[http]\nlisten = \"nowhere\"\n",
+            "data_dir = \"x\"\n[http]\nmax_in_flight = 0\n",
+            // The listener moved into [http]; the old key is rejected.
+            "data_dir = \"x\"\nmetrics_addr = \"127.0.0.1:9464\"\n",
             // The integer-seconds keys of earlier versions are rejected, not ignored.
             "data_dir = \"x\"\nack_wait_secs = 30\n",
             "data_dir = \"x\"\n[backend]\nkind = \"jetstream\"\nauth = { password = \"p\" }\n",
         ];
         for text in cases {
-            let err = ServiceConfig::from_toml(text).unwrap_err();
-            assert_eq!(err.kind(), &ServiceErrorKind::Config, "{text}");
+            let err = ServerConfig::from_toml(text).unwrap_err();
+            assert_eq!(err.kind(), &ServerErrorKind::Config, "{text}");
         }
     }
 }

@@ -1,21 +1,20 @@
-//! `backbone-consumer`: runs read models as a long-running service.
+//! `backbone-server`: owns the log, runs read models and reactors, serves
+//! HTTP.
 //!
 //! ```text
-//! backbone-consumer --config consumer.toml [--models billing,audit] [--reactors follow-notifier]
+//! backbone-server --data-dir ./backbone-data [--listen 127.0.0.1:7070]
+//! backbone-server --config server.toml [--models billing,audit] [--reactors follow-notifier]
 //! ```
 //!
-//! SIGINT or SIGTERM stops fetching; in-flight batches finish and commit,
-//! then the process exits 0. If that takes longer than the configured grace
+//! SIGINT or SIGTERM stops accepting requests and fetching; in-flight
+//! requests and batches finish and commit, then the process exits 0. If that takes longer than the configured grace
 //! time it exits 2 (nothing is lost: the next start resumes from the
 //! committed checkpoints).
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
-use backbone_consumers::{
-    Metrics,
-    service::{ServiceConfig, run_service},
-    shutdown_channel,
-};
+use backbone_consumers::{Metrics, shutdown_channel};
+use backbone_server::{Server, ServerConfig};
 use clap::Parser;
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -25,13 +24,25 @@ use tokio::signal::unix::{SignalKind, signal};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Runs Backbone read models from a TOML config.
+/// Owns the Backbone log, runs read models and reactors, serves HTTP.
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
-    /// The TOML config file.
-    #[arg(long, short, env = "BACKBONE_CONSUMER_CONFIG")]
-    config: PathBuf,
+    /// The TOML config file; without it, the defaults for `--data-dir`.
+    #[arg(
+        long,
+        short,
+        env = "BACKBONE_SERVER_CONFIG",
+        required_unless_present = "data_dir"
+    )]
+    config: Option<PathBuf>,
+    /// The data directory (the embedded log and the read models),
+    /// overriding the config's.
+    #[arg(long, env = "BACKBONE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// The HTTP address, overriding the config's (default 127.0.0.1:7070).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
     /// Read models to run (comma-separated), overriding the config's list.
     #[arg(long, value_delimiter = ',')]
     models: Option<Vec<String>>,
@@ -60,13 +71,23 @@ fn init_logs(json: bool) {
 async fn main() -> ExitCode {
     let args = Args::parse();
     init_logs(args.json_logs);
-    let mut config = match ServiceConfig::load(&args.config) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("backbone-consumer: {e}");
-            return ExitCode::from(1);
-        }
+    let mut config = match (&args.config, &args.data_dir) {
+        (Some(path), _) => match ServerConfig::load(path) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("backbone-server: {e}");
+                return ExitCode::from(1);
+            }
+        },
+        (None, Some(dir)) => ServerConfig::for_data_dir(dir.clone()),
+        (None, None) => unreachable!("clap requires --config or --data-dir"),
     };
+    if let Some(dir) = args.data_dir {
+        config.data_dir = dir;
+    }
+    if let Some(listen) = args.listen {
+        config.http.listen = listen;
+    }
     if let Some(models) = args.models {
         config.models = models;
     }
@@ -76,22 +97,30 @@ async fn main() -> ExitCode {
     let broker = match config.connect().await {
         Ok(b) => b,
         Err(e) => {
-            eprintln!("backbone-consumer: {e}");
+            eprintln!("backbone-server: {e}");
             return ExitCode::from(1);
         }
     };
+    let server = match Server::start(&config, broker, Metrics::new()).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("backbone-server: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    eprintln!(
+        "backbone-server: listening on http://{}",
+        server.local_addr()
+    );
     let (trigger, shutdown) = shutdown_channel();
-    let service_config = config.clone();
-    let mut service = tokio::spawn(async move {
-        run_service(&service_config, broker, Metrics::new(), shutdown).await
-    });
+    let mut service = tokio::spawn(server.run(shutdown));
     let (mut term, mut int) = match (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
     ) {
         (Ok(t), Ok(i)) => (t, i),
         _ => {
-            eprintln!("backbone-consumer: cannot install signal handlers");
+            eprintln!("backbone-server: cannot install signal handlers");
             return ExitCode::from(1);
         }
     };
@@ -108,7 +137,7 @@ async fn main() -> ExitCode {
             match tokio::time::timeout(config.grace_time, &mut service).await {
                 Ok(result) => result,
                 Err(_) => {
-                    eprintln!("backbone-consumer: grace time exceeded; exiting without waiting");
+                    eprintln!("backbone-server: grace time exceeded; exiting without waiting");
                     return ExitCode::from(2);
                 }
             }
@@ -122,11 +151,11 @@ async fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Ok(Err(e)) => {
-            eprintln!("backbone-consumer: {e}");
+            eprintln!("backbone-server: {e}");
             ExitCode::from(1)
         }
         Err(e) => {
-            eprintln!("backbone-consumer: {e}");
+            eprintln!("backbone-server: {e}");
             ExitCode::from(1)
         }
     }

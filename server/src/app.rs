@@ -1,0 +1,98 @@
+//! The axum application: shared state, the router, and the bounds every
+//! request goes through (body size, requests in flight).
+
+use std::sync::Arc;
+
+use axum::{
+    Router,
+    extract::{DefaultBodyLimit, Request, State, rejection::BytesRejection},
+    http::StatusCode,
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use backbone_broker::Broker;
+use backbone_consumers::Metrics;
+use tokio::sync::Semaphore;
+
+use crate::{
+    api_error::ApiError,
+    config::HttpConfig,
+    metrics::{self, ServerMetrics},
+    routes::{health, publish},
+};
+
+/// What every handler shares.
+#[derive(Debug)]
+pub struct AppState {
+    /// The log the server publishes to and reads from.
+    pub broker: Arc<dyn Broker>,
+    /// The stream the read models consume.
+    pub stream: String,
+    /// The runners' counters and health.
+    pub metrics: Metrics,
+    /// The Prometheus registry.
+    pub server_metrics: ServerMetrics,
+    /// The HTTP bounds.
+    pub http: HttpConfig,
+    in_flight: Arc<Semaphore>,
+}
+
+impl AppState {
+    /// State over `broker`, counting into `metrics`.
+    pub fn new(
+        broker: Arc<dyn Broker>,
+        stream: String,
+        metrics: Metrics,
+        http: HttpConfig,
+    ) -> Self {
+        Self {
+            broker,
+            stream,
+            server_metrics: ServerMetrics::new(&metrics),
+            metrics,
+            in_flight: Arc::new(Semaphore::new(http.max_in_flight)),
+            http,
+        }
+    }
+
+    /// The answer to a body that could not be read: 413 over the limit.
+    pub(crate) fn body_rejection(&self, rejection: &BytesRejection) -> ApiError {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::body_too_large(self.http.max_body_bytes)
+        } else {
+            ApiError::malformed(rejection.body_text())
+        }
+    }
+}
+
+/// Every route of the server.
+pub fn router(state: Arc<AppState>) -> Router {
+    let max_body = state.http.max_body_bytes;
+    Router::new()
+        .route("/v1/events", post(publish::publish))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics::scrape))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
+        .layer(middleware::from_fn_with_state(state.clone(), bounded))
+        .with_state(state)
+}
+
+/// Answers 503 `Overloaded` with `Retry-After` when `max_in_flight`
+/// requests are already being handled, instead of queueing without bound.
+async fn bounded(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    match state.in_flight.clone().try_acquire_owned() {
+        Ok(_permit) => next.run(request).await,
+        Err(_) => ApiError::overloaded().into_response(),
+    }
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such route")
+}
