@@ -1,7 +1,7 @@
 //! The axum application: shared state, the router, and the bounds every
 //! request goes through (body size, requests in flight).
 
-use std::sync::Arc;
+use std::{collections::BTreeMap, sync::Arc};
 
 use axum::{
     Router,
@@ -12,14 +12,14 @@ use axum::{
     routing::{get, post},
 };
 use backbone_broker::Broker;
-use backbone_consumers::Metrics;
+use backbone_consumers::{Metrics, ProjectionStore};
 use tokio::sync::Semaphore;
 
 use crate::{
     api_error::ApiError,
     config::HttpConfig,
     metrics::{self, ServerMetrics},
-    routes::{health, publish},
+    routes::{health, models, publish},
 };
 
 /// What every handler shares.
@@ -29,6 +29,8 @@ pub struct AppState {
     pub broker: Arc<dyn Broker>,
     /// The stream the read models consume.
     pub stream: String,
+    /// The read models this server runs, by name, for queries.
+    pub stores: BTreeMap<String, ProjectionStore>,
     /// The runners' counters and health.
     pub metrics: Metrics,
     /// The Prometheus registry.
@@ -43,12 +45,14 @@ impl AppState {
     pub fn new(
         broker: Arc<dyn Broker>,
         stream: String,
+        stores: BTreeMap<String, ProjectionStore>,
         metrics: Metrics,
         http: HttpConfig,
     ) -> Self {
         Self {
             broker,
             stream,
+            stores,
             server_metrics: ServerMetrics::new(&metrics),
             metrics,
             in_flight: Arc::new(Semaphore::new(http.max_in_flight)),
@@ -74,6 +78,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::scrape))
+        .merge(models::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn_with_state(

@@ -15,7 +15,8 @@
 //! - **Runners**: every configured read model and reactor, each its own
 //!   durable consumer, as `backbone-consumers` runs them.
 //! - **HTTP** ([`app`], on axum): `POST /v1/events` publishes one event or
-//!   a batch per the CloudEvents HTTP binding ([`cloudevents`]); `/healthz`,
+//!   a batch per the CloudEvents HTTP binding ([`cloudevents`]);
+//!   `GET /v1/models/...` answers the read models' queries; `/healthz`,
 //!   `/readyz` and `/metrics` (Prometheus, through `prometheus-client`).
 //!   Every failure is an [`ApiError`]: a status and a JSON `kind`.
 //!
@@ -67,7 +68,7 @@ impl Server {
         broker: Arc<dyn Broker>,
         metrics: Metrics,
     ) -> Result<Self, ServerError> {
-        let runners = runners::open(config, &broker, &metrics).await?;
+        let runners::Opened { runners, stores } = runners::open(config, &broker, &metrics).await?;
         let listener = TcpListener::bind(config.http.listen).await.map_err(|e| {
             ServerError::with_source(ServerErrorKind::Http, e)
                 .detail(config.http.listen.to_string())
@@ -75,6 +76,7 @@ impl Server {
         let state = Arc::new(app::AppState::new(
             broker,
             config.stream.clone(),
+            stores,
             metrics,
             config.http.clone(),
         ));

@@ -1,7 +1,7 @@
 //! The server's read models and reactors: each its own durable consumer,
 //! opened from the config and run until shutdown.
 
-use std::sync::Arc;
+use std::{collections::BTreeMap, sync::Arc};
 
 use backbone_broker::{
     Broker, StreamErrorKind,
@@ -21,6 +21,12 @@ pub(crate) enum Runner {
     Reactor(ReactorRunner),
 }
 
+/// The runners to start, and the read models' stores by name (for queries).
+pub(crate) struct Opened {
+    pub(crate) runners: Vec<(String, Runner)>,
+    pub(crate) stores: BTreeMap<String, ProjectionStore>,
+}
+
 /// Creates the event stream when the config consumes it and it is missing,
 /// then opens every configured read model and reactor on `broker`. A store
 /// that cannot be opened (e.g. held by another process) fails the start.
@@ -28,7 +34,7 @@ pub(crate) async fn open(
     config: &ServerConfig,
     broker: &Arc<dyn Broker>,
     metrics: &Metrics,
-) -> Result<Vec<(String, Runner)>, ServerError> {
+) -> Result<Opened, ServerError> {
     let models = resolve(&config.models)
         .map_err(|e| ServerError::with_source(ServerErrorKind::Config, e))?;
     if config.stream == EVENT_STREAM
@@ -43,11 +49,13 @@ pub(crate) async fn open(
     metrics.health().set_unhealthy_after(config.unhealthy_after);
     let stores = config.read_models_dir();
     let mut runners: Vec<(String, Runner)> = Vec::new();
+    let mut queryable = BTreeMap::new();
     for model in models {
         let store = ProjectionStore::open(live_path(&stores, model.name())).map_err(|e| {
             ServerError::with_source(ServerErrorKind::Store, e).detail(model.name())
         })?;
         let name = model.name().to_owned();
+        queryable.insert(name.clone(), store.clone());
         let runner =
             ProjectionRunner::new(broker.clone(), model, store, config.runtime(&name), metrics);
         runners.push((name, Runner::Projection(runner)));
@@ -70,7 +78,10 @@ pub(crate) async fn open(
         );
         runners.push((name.clone(), Runner::Reactor(runner)));
     }
-    Ok(runners)
+    Ok(Opened {
+        runners,
+        stores: queryable,
+    })
 }
 
 type Handles = Vec<(

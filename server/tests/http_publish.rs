@@ -230,6 +230,11 @@ async fn exercise(server: &ServerProcess) {
             "InvalidHeader",
         ),
         (client.get(server.url("/v1/nowhere")), 404, "NotFound"),
+        (
+            client.get(server.url("/v1/models/inbox/users/u-1/unread")),
+            404,
+            "UnknownReadModel",
+        ),
     ];
     for (request, status, kind) in cases {
         refused(request, status, kind).await;
@@ -260,6 +265,18 @@ async fn exercise(server: &ServerProcess) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let balances: Value = client
+        .get(server.url("/v1/models/billing/users/u-1/balances"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        balances["balances"],
+        json!([{"currency": "EUR", "balance_minor": 119}])
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -178,19 +178,33 @@ impl Audit {
         query: &AuditQuery,
         limit: usize,
     ) -> Result<Vec<AuditEntry>, StoreError> {
+        Self::query_after(store, query, None, limit)
+    }
+
+    /// [`query`](Self::query) from after `after`, the `(time_ms, seq)` of
+    /// the last entry of the previous page: the entries that follow it in
+    /// the query's order.
+    pub fn query_after(
+        store: &ProjectionStore,
+        query: &AuditQuery,
+        after: Option<(i64, u64)>,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        let after_seq = after.map_or(0, |(_, seq)| seq);
         let (index, value): (&[u8], &str) = match query {
             AuditQuery::Key(v) => (b"key", v),
             AuditQuery::Type(v) => (b"type", v),
             AuditQuery::Source(v) => (b"source", v),
             AuditQuery::Correlation(v) => (b"correlation", v),
             AuditQuery::TimeRange { from_ms, to_ms } => {
-                return Self::time_range(store, *from_ms, *to_ms, limit);
+                return Self::time_range(store, (*from_ms, *to_ms), after, limit);
             }
         };
         let mut seqs = Vec::new();
         for block in store.scan_prefix(&prefix(&[index, value.as_bytes()])) {
             let (_, block) = block?;
-            seqs.extend(postings(&block)?.take(limit - seqs.len()));
+            let block = postings(&block)?.filter(|seq| *seq > after_seq);
+            seqs.extend(block.take(limit - seqs.len()));
             if seqs.len() >= limit {
                 break;
             }
@@ -200,10 +214,11 @@ impl Audit {
 
     fn time_range(
         store: &ProjectionStore,
-        from_ms: i64,
-        to_ms: i64,
+        (from_ms, to_ms): (i64, i64),
+        after: Option<(i64, u64)>,
         limit: usize,
     ) -> Result<Vec<AuditEntry>, StoreError> {
+        let from_ms = after.map_or(from_ms, |(ms, _)| from_ms.max(ms));
         let p = prefix(&[b"time"]);
         let (first_second, end_second) = (from_ms.div_euclid(1000), to_ms.div_euclid(1000));
         // (ms, seq) of each second in the range, all of its blocks together.
@@ -223,7 +238,7 @@ impl Audit {
             let hits = seconds.entry(second).or_default();
             for pair in postings(&block)?.collect::<Vec<_>>().chunks_exact(2) {
                 let ms = (pair[0] ^ (1 << 63)) as i64;
-                if (from_ms..to_ms).contains(&ms) {
+                if (from_ms..to_ms).contains(&ms) && after.is_none_or(|a| (ms, pair[1]) > a) {
                     hits.push((ms, pair[1]));
                 }
             }
@@ -419,6 +434,22 @@ mod tests {
             in_range.truncate(limit);
             let expected: Vec<u64> = in_range.iter().map(|&(_, s)| s).collect();
             prop_assert_eq!(seqs(&AuditQuery::TimeRange { from_ms, to_ms }, limit), expected);
+
+            // Pages of `limit`, each after the last entry of the one before,
+            // add up to the whole answer, for an index and a time range.
+            let queries = [AuditQuery::Key("u-1".into()), AuditQuery::TimeRange { from_ms, to_ms }];
+            for q in &queries {
+                let (mut paged, mut after) = (Vec::new(), None);
+                loop {
+                    let page = Audit::query_after(&store, q, after, limit).unwrap();
+                    paged.extend(page.iter().map(|e| e.seq));
+                    match page.last() {
+                        Some(last) if page.len() == limit => after = Some((last.time_ms, last.seq)),
+                        _ => break,
+                    }
+                }
+                prop_assert_eq!(paged, seqs(q, usize::MAX));
+            }
 
             for (seq, e) in indexed.iter().step_by(7) {
                 let entry = Audit::by_id(&store, &e.id.to_string()).unwrap().unwrap();

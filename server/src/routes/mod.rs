@@ -1,4 +1,5 @@
 //! The server's routes, one file per area.
 
 pub(crate) mod health;
+pub(crate) mod models;
 pub(crate) mod publish;
