@@ -16,6 +16,7 @@ use backbone_consumers::{Metrics, ProjectionStore};
 use tokio::sync::Semaphore;
 
 use crate::{
+    access::{self, Access},
     api_error::ApiError,
     config::HttpConfig,
     metrics::{self, ServerMetrics},
@@ -37,6 +38,8 @@ pub struct AppState {
     pub server_metrics: ServerMetrics,
     /// The HTTP bounds.
     pub http: HttpConfig,
+    /// The bearer tokens.
+    pub access: Access,
     in_flight: Arc<Semaphore>,
 }
 
@@ -48,6 +51,7 @@ impl AppState {
         stores: BTreeMap<String, ProjectionStore>,
         metrics: Metrics,
         http: HttpConfig,
+        access: Access,
     ) -> Self {
         Self {
             broker,
@@ -57,6 +61,7 @@ impl AppState {
             metrics,
             in_flight: Arc::new(Semaphore::new(http.max_in_flight)),
             http,
+            access,
         }
     }
 
@@ -73,12 +78,18 @@ impl AppState {
 /// Every route of the server.
 pub fn router(state: Arc<AppState>) -> Router {
     let max_body = state.http.max_body_bytes;
-    Router::new()
+    let v1 = Router::new()
         .route("/v1/events", post(publish::publish))
+        .merge(models::routes())
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            access::authenticate,
+        ));
+    Router::new()
+        .merge(v1)
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::scrape))
-        .merge(models::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn_with_state(

@@ -39,6 +39,8 @@ use backbone_broker::{Backend, Broker, embedded::EmbeddedOptions};
 use serde::Deserialize;
 
 use backbone_consumers::{RuntimeConfig, layout, models::resolve, reactors};
+
+use crate::access::TokenConfig;
 use backbone_core::Error;
 
 /// The service's configuration file.
@@ -69,6 +71,10 @@ pub struct ServerConfig {
     /// The HTTP listener and its bounds.
     #[serde(default)]
     pub http: HttpConfig,
+    /// Bearer tokens and their scopes; none: the server is open
+    /// ([`crate::access`]).
+    #[serde(default)]
+    pub tokens: Vec<TokenConfig>,
     /// Deliveries before a failing event is dead-lettered.
     #[serde(default = "default_max_deliver")]
     pub max_deliver: u32,
@@ -204,6 +210,18 @@ impl ServerConfig {
                 ServerErrorKind::Config,
                 "http.max_body_bytes and http.max_in_flight must be positive",
             ));
+        }
+        let mut hashes = std::collections::BTreeSet::new();
+        for token in &config.tokens {
+            if let Some(problem) = token.problem() {
+                return Err(ServerError::with_detail(ServerErrorKind::Config, problem));
+            }
+            if !hashes.insert(token.sha256.to_ascii_lowercase()) {
+                return Err(ServerError::with_detail(
+                    ServerErrorKind::Config,
+                    format!("token {}: the same sha256 is configured twice", token.name),
+                ));
+            }
         }
         if config.batch_size == 0 {
             return Err(ServerError::with_detail(
@@ -366,6 +384,10 @@ mod tests {
             "data_dir = \"x\"\n[http]\nmax_in_flight = 0\n",
             // The listener moved into [http]; the old key is rejected.
             "data_dir = \"x\"\nmetrics_addr = \"127.0.0.1:9464\"\n",
+            "data_dir = \"x\"\n[[tokens]]\nname = \"a\"\nsha256 = \"not-hex\"\n",
+            "data_dir = \"x\"\n[[tokens]]\nname = \"a\"\nsha256 = \"00000000000000000000000000000000000000000000000000000000000000ff\"\npublish = [\"nope.*\"]\n",
+            "data_dir = \"x\"\n[[tokens]]\nname = \"a\"\nsha256 = \"00000000000000000000000000000000000000000000000000000000000000ff\"\n\
+             [[tokens]]\nname = \"b\"\nsha256 = \"00000000000000000000000000000000000000000000000000000000000000FF\"\n",
             // The integer-seconds keys of earlier versions are rejected, not ignored.
             "data_dir = \"x\"\nack_wait_secs = 30\n",
             "data_dir = \"x\"\n[backend]\nkind = \"jetstream\"\nauth = { password = \"p\" }\n",

@@ -19,9 +19,13 @@
 //!   `GET /v1/models/...` answers the read models' queries; `/healthz`,
 //!   `/readyz` and `/metrics` (Prometheus, through `prometheus-client`).
 //!   Every failure is an [`ApiError`]: a status and a JSON `kind`.
+//! - **Access** ([`access`]): bearer tokens from the config, hashed at
+//!   rest, scoped to the event types a service publishes and the read
+//!   models it reads.
 //!
 //! See `docs/server.md` for the operator's view.
 
+pub mod access;
 pub mod api_error;
 pub mod app;
 pub mod cloudevents;
@@ -79,6 +83,7 @@ impl Server {
             stores,
             metrics,
             config.http.clone(),
+            access::Access::new(&config.tokens),
         ));
         Ok(Self {
             listener,

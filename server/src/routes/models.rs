@@ -12,7 +12,7 @@
 use std::{fmt::Display, str::FromStr, sync::Arc};
 
 use axum::{
-    Json, Router,
+    Extension, Json, Router,
     extract::{Path, Query, State, rejection::QueryRejection},
     http::StatusCode,
     routing::get,
@@ -24,7 +24,7 @@ use backbone_consumers::{
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::{api_error::ApiError, app::AppState};
+use crate::{access::Principal, api_error::ApiError, app::AppState};
 
 /// The read-model routes.
 pub(crate) fn routes() -> Router<Arc<AppState>> {
@@ -57,6 +57,25 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         )
         .route("/v1/models/audit/events", get(audit_events))
         .route("/v1/models/audit/events/{id}", get(audit_event))
+        .route_layer(axum::middleware::from_fn(read_scope))
+}
+
+/// 403 unless the request's token may read the model its path names
+/// (`/v1/models/<model>/...`; the list filters instead).
+async fn read_scope(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let model = request.uri().path().split('/').nth(3).map(str::to_owned);
+    let principal = request.extensions().get::<Principal>().cloned();
+    match (model, principal) {
+        (Some(model), Some(principal)) => match principal.check_read(&model) {
+            Ok(()) => next.run(request).await,
+            Err(e) => e.into_response(),
+        },
+        _ => next.run(request).await,
+    }
 }
 
 /// The largest page.
@@ -179,9 +198,16 @@ type State_ = State<Arc<AppState>>;
 type PagingQuery = Result<Query<Paging>, QueryRejection>;
 
 /// `GET /v1/models`: the read models this server runs, with checkpoints.
-async fn list(State(state): State_) -> Result<Json<Value>, ApiError> {
+async fn list(
+    State(state): State_,
+    Extension(principal): Extension<Principal>,
+) -> Result<Json<Value>, ApiError> {
     let mut models = Vec::new();
-    for (name, store) in &state.stores {
+    let readable = state
+        .stores
+        .iter()
+        .filter(|(name, _)| principal.check_read(name).is_ok());
+    for (name, store) in readable {
         let checkpoint = store.checkpoint().map_err(store_error)?;
         models.push(json!({ "name": name, "checkpoint": checkpoint }));
     }

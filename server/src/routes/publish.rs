@@ -13,12 +13,14 @@
 //! - **400** an invalid event (`kind` from `DecodeErrorKind`), **413** over
 //!   the size limit, **415** an unreadable `content-type`, **409**
 //!   `WrongLastSequence` when `backbone-expected-last-subject-seq` does not
-//!   match, **503** with `Retry-After` when the broker is unreachable.
+//!   match, **503** with `Retry-After` when the broker is unreachable;
+//!   **403** `Forbidden` when the token may not publish an event's type
+//!   (a batch is refused whole).
 
 use std::sync::Arc;
 
 use axum::{
-    Json,
+    Extension, Json,
     body::Bytes,
     extract::{State, rejection::BytesRejection},
     http::{HeaderMap, StatusCode},
@@ -29,7 +31,7 @@ use backbone_schemas::Envelope;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::{api_error::ApiError, app::AppState, cloudevents};
+use crate::{access::Principal, api_error::ApiError, app::AppState, cloudevents};
 
 /// The header of an optimistic append: the subject's last stored sequence
 /// the client expects (0: the subject has no event yet).
@@ -65,11 +67,17 @@ impl Receipt {
 /// `POST /v1/events`.
 pub(crate) async fn publish(
     State(state): State<Arc<AppState>>,
+    Extension(principal): Extension<Principal>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let body = body.map_err(|e| state.body_rejection(&e))?;
     let events = cloudevents::events(&headers, body)?;
+    for (i, event) in events.iter().enumerate() {
+        principal
+            .check_publish(&event.event_type)
+            .map_err(|e| if events.len() > 1 { e.at(i) } else { e })?;
+    }
     let expected = expected_last_subject_seq(&headers)?;
     if events.len() == 1 {
         let envelope = &events[0];
