@@ -181,7 +181,7 @@ async fn audit_queries(
     Ok(())
 }
 
-fn measured(
+pub(crate) fn measured(
     plan: &Plan,
     report: &mut BenchReport,
     name: &str,
@@ -199,7 +199,7 @@ fn measured(
     });
 }
 
-fn compared(
+pub(crate) fn compared(
     plan: &Plan,
     report: &mut BenchReport,
     scenario: Scenario,

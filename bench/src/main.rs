@@ -15,6 +15,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod embedded;
 pub(crate) mod error;
+mod http;
 mod jetstream;
 mod latency;
 mod machine;
@@ -121,6 +122,7 @@ pub(crate) async fn run(args: &BenchArgs) -> Result<BenchReport, BenchError> {
         }
     }
     embedded::run(&plan, &mut report).await?;
+    http::run(&plan, &mut report).await?;
 
     report.total_seconds = started.elapsed().as_secs_f64();
     report.machine.load = cpu_at_start.and_then(machine::CpuTimes::load_since);

@@ -99,6 +99,13 @@ pub(crate) enum Scenario {
     /// `ce-id` remembered), against the same rebuild with the horizon off:
     /// the cost of idempotency beyond the broker's duplicate window.
     DedupCost,
+    /// One event per HTTP request to `backbone-server` on the embedded
+    /// log, against publishing the same messages in-process one at a time,
+    /// the same number in flight.
+    HttpPublish,
+    /// Batches of 100 structured CloudEvents per HTTP request, against
+    /// in-process batches of 100.
+    HttpPublishBatch,
 }
 
 impl Scenario {
@@ -111,6 +118,8 @@ impl Scenario {
             Self::Rebuild => 0.8,
             Self::EmbeddedPublish | Self::EmbeddedRebuild => 0.5,
             Self::DedupCost => 0.9,
+            Self::HttpPublish => 0.25,
+            Self::HttpPublishBatch => 0.5,
         }
     }
 
@@ -123,6 +132,8 @@ impl Scenario {
             Self::EmbeddedPublish => "embedded publish vs raw file append",
             Self::EmbeddedRebuild => "embedded rebuild vs raw sled",
             Self::DedupCost => "embedded rebuild with dedup horizon vs without",
+            Self::HttpPublish => "HTTP publish (one event per request) vs in-process",
+            Self::HttpPublishBatch => "HTTP publish (batches of 100) vs in-process",
         }
     }
 }

@@ -33,6 +33,8 @@ async fn quick_run_measures_every_scenario_and_writes_results() {
         Scenario::EmbeddedPublish,
         Scenario::EmbeddedRebuild,
         Scenario::DedupCost,
+        Scenario::HttpPublish,
+        Scenario::HttpPublishBatch,
     ] {
         assert!(
             scenarios.contains(&scenario),
@@ -45,16 +47,18 @@ async fn quick_run_measures_every_scenario_and_writes_results() {
             .iter()
             .all(|c| c.raw.events > 0 && c.backbone.events > 0)
     );
+    let http_latency = 1;
     assert_eq!(
         report.latencies.len(),
-        2 * 3
-            * report
-                .comparisons
-                .iter()
-                .filter(|c| c.scenario == Scenario::Rebuild)
-                .count()
+        http_latency
+            + 2 * 3
+                * report
+                    .comparisons
+                    .iter()
+                    .filter(|c| c.scenario == Scenario::Rebuild)
+                    .count()
     );
-    assert_eq!(report.throughputs.len(), 4);
+    assert_eq!(report.throughputs.len(), 5);
     assert_eq!(report.audit.len(), 2);
     assert!(
         report.audit.iter().all(|a| a.matches > 0),

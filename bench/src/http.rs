@@ -1,0 +1,292 @@
+//! Publishing over HTTP: `backbone-server` on the embedded log, in this
+//! process, against publishing the same messages into the same kind of log
+//! in-process, with the same number in flight.
+//!
+//! The HTTP client runs in this process too, so on a small machine the
+//! load generator's CPU counts against the server: the figures are a floor.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use backbone_broker::{Broker, OutboundMessage};
+use backbone_consumers::Metrics;
+use backbone_server::{Server, ServerConfig};
+use base64::Engine as _;
+use futures::{StreamExt as _, stream};
+use reqwest::Client;
+use serde_json::{Value, json};
+
+use super::{
+    embedded,
+    error::{BenchError, BenchErrorKind},
+    latency::{Recorder, Schedule},
+    pipeline::backbone_error,
+    plan::Plan,
+    report::{BenchReport, Scenario, Throughput},
+    server::FsyncPolicy,
+    workload::Workload,
+};
+
+/// Requests in flight, HTTP and in-process alike.
+const IN_FLIGHT: usize = 64;
+/// Events per batch request.
+const BATCH: usize = 100;
+/// Target of single-event HTTP publish, events/s.
+const SINGLE_TARGET: f64 = 10_000.0;
+/// The open-loop rate whose p99 is the latency target.
+const LATENCY_RATE: u64 = 5_000;
+
+/// Runs the HTTP publish scenarios.
+pub(crate) async fn run(plan: &Plan, report: &mut BenchReport) -> Result<(), BenchError> {
+    let events = (plan.events / 4).max(BATCH as u64);
+    let workload = Workload::new(128);
+    let messages: Vec<OutboundMessage> = (0..events).map(|n| workload.typed_message(n)).collect();
+
+    let raw_dir = tempfile::tempdir().map_err(backbone_error)?;
+    let raw_broker = embedded::open(&raw_dir.path().join("log")).await?;
+    let raw_single = in_process_single(raw_broker.as_ref(), &messages).await?;
+    let raw_batch =
+        in_process_batches(raw_broker.as_ref(), &messages_again(&workload, events)).await?;
+
+    let server = HttpServer::start().await?;
+    let single = server.publish_single(&messages).await?;
+    embedded::compared(plan, report, Scenario::HttpPublish, raw_single, single);
+    embedded::measured(
+        plan,
+        report,
+        "HTTP publish, one event per request",
+        single,
+        SINGLE_TARGET,
+    );
+    let batch = server
+        .publish_batches(&messages_again(&workload, events))
+        .await?;
+    embedded::compared(plan, report, Scenario::HttpPublishBatch, raw_batch, batch);
+
+    let latency_events = plan.latency_events(LATENCY_RATE);
+    let latency = server
+        .open_loop(&workload, LATENCY_RATE, latency_events, events * 2)
+        .await?;
+    let summary = latency.summary(
+        "http publish -> 201",
+        FsyncPolicy::EmbeddedGroupCommit,
+        LATENCY_RATE,
+    );
+    plan.progress(&format!(
+        "HTTP publish at {LATENCY_RATE}/s: p50 {:.2} ms, p99 {:.2} ms (target p99 <= 10 ms)",
+        summary.p50_us as f64 / 1000.0,
+        summary.p99_us as f64 / 1000.0
+    ));
+    report.latencies.push(summary);
+    server.stop().await
+}
+
+/// The same events again with fresh ids, so the broker does not drop them as
+/// duplicates of the first pass.
+fn messages_again(workload: &Workload, events: u64) -> Vec<OutboundMessage> {
+    (events..2 * events)
+        .map(|n| workload.typed_message(n))
+        .collect()
+}
+
+async fn in_process_single(
+    broker: &dyn Broker,
+    messages: &[OutboundMessage],
+) -> Result<Throughput, BenchError> {
+    let started = Instant::now();
+    let mut results = stream::iter(messages.iter().cloned())
+        .map(|m| broker.publish(m))
+        .buffer_unordered(IN_FLIGHT);
+    while let Some(result) = results.next().await {
+        result.map_err(backbone_error)?;
+    }
+    Ok(Throughput::new(messages.len() as u64, started.elapsed()))
+}
+
+async fn in_process_batches(
+    broker: &dyn Broker,
+    messages: &[OutboundMessage],
+) -> Result<Throughput, BenchError> {
+    let started = Instant::now();
+    let mut results = stream::iter(messages.chunks(BATCH))
+        .map(|chunk| broker.publish_batch(chunk.to_vec()))
+        .buffer_unordered(IN_FLIGHT / 4);
+    while let Some(batch) = results.next().await {
+        for result in batch {
+            result.map_err(backbone_error)?;
+        }
+    }
+    Ok(Throughput::new(messages.len() as u64, started.elapsed()))
+}
+
+/// `backbone-server` on a fresh embedded log, publishing only (no read
+/// model competes for the CPU).
+struct HttpServer {
+    url: String,
+    client: Client,
+    trigger: backbone_consumers::ShutdownTrigger,
+    task: tokio::task::JoinHandle<
+        Result<Vec<(String, backbone_consumers::RunReport)>, backbone_server::ServerError>,
+    >,
+    _dir: tempfile::TempDir,
+}
+
+impl HttpServer {
+    async fn start() -> Result<Self, BenchError> {
+        let dir = tempfile::tempdir().map_err(backbone_error)?;
+        let config = ServerConfig::from_toml(&format!(
+            "data_dir = {:?}\nmodels = []\n[http]\nlisten = \"127.0.0.1:0\"\nmax_in_flight = 4096\n",
+            dir.path()
+        ))
+        .map_err(backbone_error)?;
+        let broker = config.connect().await.map_err(backbone_error)?;
+        let server = Server::start(&config, broker, Metrics::new())
+            .await
+            .map_err(backbone_error)?;
+        let url = format!("http://{}/v1/events", server.local_addr());
+        let (trigger, shutdown) = backbone_consumers::shutdown_channel();
+        let task = tokio::spawn(server.run(shutdown));
+        let client = Client::builder()
+            .pool_max_idle_per_host(IN_FLIGHT)
+            .build()
+            .map_err(backbone_error)?;
+        Ok(Self {
+            url,
+            client,
+            trigger,
+            task,
+            _dir: dir,
+        })
+    }
+
+    /// A binary-mode request carrying `message`'s attributes as `ce-*`
+    /// headers and its protobuf payload as the body.
+    fn binary(&self, message: &OutboundMessage) -> reqwest::RequestBuilder {
+        let mut request = self
+            .client
+            .post(&self.url)
+            .header("content-type", "application/protobuf");
+        for (name, value) in message.headers.iter() {
+            if name.starts_with("ce-") || name == "traceparent" {
+                request = request.header(name, value);
+            }
+        }
+        request.body(message.payload.clone())
+    }
+
+    async fn send(request: reqwest::RequestBuilder) -> Result<(), BenchError> {
+        let response = request.send().await.map_err(backbone_error)?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            let detail = format!(
+                "{}: {}",
+                response.status(),
+                response.text().await.unwrap_or_default()
+            );
+            Err(BenchError::with_detail(BenchErrorKind::Backbone, detail))
+        }
+    }
+
+    async fn publish_single(&self, messages: &[OutboundMessage]) -> Result<Throughput, BenchError> {
+        let started = Instant::now();
+        let mut results = stream::iter(messages)
+            .map(|m| Self::send(self.binary(m)))
+            .buffer_unordered(IN_FLIGHT);
+        while let Some(result) = results.next().await {
+            result?;
+        }
+        Ok(Throughput::new(messages.len() as u64, started.elapsed()))
+    }
+
+    async fn publish_batches(
+        &self,
+        messages: &[OutboundMessage],
+    ) -> Result<Throughput, BenchError> {
+        let bodies: Vec<String> = messages
+            .chunks(BATCH)
+            .map(|chunk| Value::Array(chunk.iter().map(structured).collect()).to_string())
+            .collect();
+        let started = Instant::now();
+        let mut results = stream::iter(bodies)
+            .map(|body| {
+                Self::send(
+                    self.client
+                        .post(&self.url)
+                        .header("content-type", "application/cloudevents-batch+json")
+                        .body(body),
+                )
+            })
+            .buffer_unordered(IN_FLIGHT / 4);
+        while let Some(result) = results.next().await {
+            result?;
+        }
+        Ok(Throughput::new(messages.len() as u64, started.elapsed()))
+    }
+
+    /// Open loop at `rate`: each request is sent when due, and timed from
+    /// its scheduled send until its 201 arrives.
+    async fn open_loop(
+        &self,
+        workload: &Workload,
+        rate: u64,
+        count: u64,
+        first: u64,
+    ) -> Result<Recorder, BenchError> {
+        let schedule = Schedule::new(rate);
+        let recorder = Recorder::new(schedule)?;
+        let failures = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let mut tasks = tokio::task::JoinSet::new();
+        schedule
+            .drive(count, |n| {
+                let request = self.binary(&workload.typed_message(first + n));
+                let (recorder, failures) = (recorder.clone(), failures.clone());
+                tasks.spawn(async move {
+                    match Self::send(request).await {
+                        Ok(()) => recorder.observed(n),
+                        Err(_) => {
+                            failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
+                });
+            })
+            .await;
+        let drained = tokio::time::timeout(Duration::from_secs(60), async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
+        let failed = failures.load(std::sync::atomic::Ordering::Relaxed);
+        if drained.is_err() || failed > 0 {
+            return Err(BenchError::new(BenchErrorKind::Incomplete {
+                expected: count,
+                seen: recorder.count(),
+            }));
+        }
+        Ok(recorder)
+    }
+
+    async fn stop(self) -> Result<(), BenchError> {
+        self.trigger.trigger();
+        self.task
+            .await
+            .map_err(backbone_error)?
+            .map_err(backbone_error)?;
+        Ok(())
+    }
+}
+
+/// `message` as a structured-mode CloudEvent with its protobuf payload in
+/// `data_base64`.
+fn structured(message: &OutboundMessage) -> Value {
+    let mut event = serde_json::Map::new();
+    for (name, value) in message.headers.iter() {
+        if let Some(attribute) = name.strip_prefix("ce-") {
+            event.insert(attribute.to_owned(), json!(value));
+        }
+    }
+    let data = base64::engine::general_purpose::STANDARD.encode(&message.payload);
+    event.insert("data_base64".into(), json!(data));
+    Value::Object(event)
+}
