@@ -66,6 +66,13 @@ pub(crate) async fn run(plan: &Plan, report: &mut BenchReport) -> Result<(), Ben
     embedded::compared(plan, report, Scenario::HttpPublishBatch, raw_batch, batch);
 
     let latency_events = plan.latency_events(LATENCY_RATE);
+    let in_process =
+        in_process_open_loop(raw_broker.clone(), &workload, latency_events, events * 4).await?;
+    report.latencies.push(in_process.summary(
+        "in-process publish -> ack",
+        FsyncPolicy::EmbeddedGroupCommit,
+        LATENCY_RATE,
+    ));
     let latency = server
         .open_loop(&workload, LATENCY_RATE, latency_events, events * 2)
         .await?;
@@ -89,6 +96,38 @@ fn messages_again(workload: &Workload, events: u64) -> Vec<OutboundMessage> {
     (events..2 * events)
         .map(|n| workload.typed_message(n))
         .collect()
+}
+
+/// The open-loop baseline: the same events published in-process when due,
+/// timed until the log acknowledges them.
+async fn in_process_open_loop(
+    broker: Arc<dyn Broker>,
+    workload: &Workload,
+    count: u64,
+    first: u64,
+) -> Result<Recorder, BenchError> {
+    let schedule = Schedule::new(LATENCY_RATE);
+    let recorder = Recorder::new(schedule)?;
+    let mut tasks = tokio::task::JoinSet::new();
+    schedule
+        .drive(count, |n| {
+            let (broker, recorder) = (broker.clone(), recorder.clone());
+            let message = workload.typed_message(first + n);
+            tasks.spawn(async move {
+                if broker.publish(message).await.is_ok() {
+                    recorder.observed(n);
+                }
+            });
+        })
+        .await;
+    while tasks.join_next().await.is_some() {}
+    if recorder.count() < count {
+        return Err(BenchError::new(BenchErrorKind::Incomplete {
+            expected: count,
+            seen: recorder.count(),
+        }));
+    }
+    Ok(recorder)
 }
 
 async fn in_process_single(

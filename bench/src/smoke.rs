@@ -47,7 +47,7 @@ async fn quick_run_measures_every_scenario_and_writes_results() {
             .iter()
             .all(|c| c.raw.events > 0 && c.backbone.events > 0)
     );
-    let http_latency = 1;
+    let http_latency = 2;
     assert_eq!(
         report.latencies.len(),
         http_latency

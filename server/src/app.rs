@@ -1,7 +1,10 @@
 //! The axum application: shared state, the router, and the bounds every
 //! request goes through (body size, requests in flight).
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+};
 
 use axum::{
     Router,
@@ -21,6 +24,7 @@ use crate::{
     config::HttpConfig,
     metrics::{self, ServerMetrics},
     routes::{health, models, publish},
+    webhook::{self, Webhook},
 };
 
 /// What every handler shares.
@@ -40,6 +44,8 @@ pub struct AppState {
     pub http: HttpConfig,
     /// The bearer tokens.
     pub access: Access,
+    /// The webhook routes, by name.
+    pub webhooks: HashMap<String, Webhook>,
     in_flight: Arc<Semaphore>,
 }
 
@@ -52,6 +58,7 @@ impl AppState {
         metrics: Metrics,
         http: HttpConfig,
         access: Access,
+        webhooks: HashMap<String, Webhook>,
     ) -> Self {
         Self {
             broker,
@@ -62,6 +69,7 @@ impl AppState {
             in_flight: Arc::new(Semaphore::new(http.max_in_flight)),
             http,
             access,
+            webhooks,
         }
     }
 
@@ -87,6 +95,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         ));
     Router::new()
         .merge(v1)
+        .route("/v1/webhooks/{name}", post(webhook::ingest))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::scrape))

@@ -62,17 +62,36 @@ enum Data {
     Json(Value),
 }
 
+/// The validated events of one request.
+#[derive(Debug)]
+pub struct Incoming {
+    /// The events, in request order.
+    pub events: Vec<Envelope>,
+    /// Whether they came as a batch (answered with `results`), even of one.
+    pub batch: bool,
+}
+
 /// The events of a `POST /v1/events` request, each validated, or the first
 /// error (with its batch `index`). A batch is all or nothing: one invalid
 /// event refuses the request before anything is published.
-pub fn events(headers: &HeaderMap, body: Bytes) -> Result<Vec<Envelope>, ApiError> {
+pub fn events(headers: &HeaderMap, body: Bytes) -> Result<Incoming, ApiError> {
+    let batch = media_type(headers).as_deref() == Some(BATCH);
+    read(headers, body).map(|events| Incoming { events, batch })
+}
+
+fn media_type(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+}
+
+fn read(headers: &HeaderMap, body: Bytes) -> Result<Vec<Envelope>, ApiError> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
-    let media_type = content_type
-        .and_then(|v| v.split(';').next())
-        .map(|v| v.trim().to_ascii_lowercase());
-    match media_type.as_deref() {
+    match media_type(headers).as_deref() {
         Some(wire::CONTENT_TYPE_PROTOBUF) => Ok(vec![envelope(
             binary_attributes(headers)?,
             Data::Protobuf(body),
@@ -133,7 +152,7 @@ fn binary_attributes(headers: &HeaderMap) -> Result<Headers, DecodeError> {
 
 /// A structured-mode event: attributes as members, data in `data` or
 /// `data_base64`.
-fn structured(event: Value) -> Result<Envelope, ApiError> {
+pub(crate) fn structured(event: Value) -> Result<Envelope, ApiError> {
     let Value::Object(mut event) = event else {
         return Err(ApiError::malformed("a CloudEvent is a JSON object"));
     };
@@ -273,14 +292,14 @@ mod tests {
         binary(&pairs)
     }
 
-    fn kind(result: Result<Vec<Envelope>, ApiError>) -> &'static str {
+    fn kind(result: Result<Incoming, ApiError>) -> &'static str {
         result.unwrap_err().kind
     }
 
     #[test]
     fn binary_json_fills_in_time_subject_and_schema() {
         let body = json!({"followerId": "u-1", "followeeId": "u-2"}).to_string();
-        let events = events(&followed(&[]), body.into()).unwrap();
+        let events = events(&followed(&[]), body.into()).unwrap().events;
         assert_eq!(events[0].subject(), "events.user.followed.u-1");
         assert_eq!(events[0].id.to_string(), ID);
         assert_eq!(events[0].data_schema, "backbone.user.v1.UserFollowed");
@@ -326,7 +345,7 @@ mod tests {
             "data": {"followerId": "u-1", "followeeId": "u-2"},
         });
         let headers = binary(&[("content-type", STRUCTURED)]);
-        let one = events(&headers, event.to_string().into()).unwrap();
+        let one = events(&headers, event.to_string().into()).unwrap().events;
         assert_eq!(one[0].key, "u-1");
         let mut second = event.clone();
         second["id"] = json!(7);

@@ -40,11 +40,11 @@ use serde::Deserialize;
 
 use backbone_consumers::{RuntimeConfig, layout, models::resolve, reactors};
 
-use crate::access::TokenConfig;
+use crate::{access::TokenConfig, webhook::WebhookConfig};
 use backbone_core::Error;
 
 /// The service's configuration file.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
     /// The event log; the embedded log in `<data_dir>/log` when absent.
@@ -75,6 +75,9 @@ pub struct ServerConfig {
     /// ([`crate::access`]).
     #[serde(default)]
     pub tokens: Vec<TokenConfig>,
+    /// Webhook routes, one per provider ([`crate::webhook`]).
+    #[serde(default)]
+    pub webhooks: Vec<WebhookConfig>,
     /// Deliveries before a failing event is dead-lettered.
     #[serde(default = "default_max_deliver")]
     pub max_deliver: u32,
@@ -222,6 +225,11 @@ impl ServerConfig {
                     format!("token {}: the same sha256 is configured twice", token.name),
                 ));
             }
+        }
+        for webhook in &config.webhooks {
+            webhook
+                .resolve_mapping()
+                .map_err(|problem| ServerError::with_detail(ServerErrorKind::Config, problem))?;
         }
         if config.batch_size == 0 {
             return Err(ServerError::with_detail(
@@ -385,6 +393,9 @@ mod tests {
             // The listener moved into [http]; the old key is rejected.
             "data_dir = \"x\"\nmetrics_addr = \"127.0.0.1:9464\"\n",
             "data_dir = \"x\"\n[[tokens]]\nname = \"a\"\nsha256 = \"not-hex\"\n",
+            "data_dir = \"x\"\n[[webhooks]]\nname = \"w\"\nmapping = \"carrier-pigeon\"\nsecret_env = \"S\"\n",
+            "data_dir = \"x\"\n[[webhooks]]\nname = \"w\"\nsecret_env = \"S\"\n[webhooks.mapping]\nsignature_header = \"x\"\n\
+             [[webhooks.mapping.events]]\ntype = \"payment.received\"\nid = \"/id\"\nfields = { colour = \"/c\" }\n",
             "data_dir = \"x\"\n[[tokens]]\nname = \"a\"\nsha256 = \"00000000000000000000000000000000000000000000000000000000000000ff\"\npublish = [\"nope.*\"]\n",
             "data_dir = \"x\"\n[[tokens]]\nname = \"a\"\nsha256 = \"00000000000000000000000000000000000000000000000000000000000000ff\"\n\
              [[tokens]]\nname = \"b\"\nsha256 = \"00000000000000000000000000000000000000000000000000000000000000FF\"\n",

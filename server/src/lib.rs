@@ -19,6 +19,11 @@
 //!   `GET /v1/models/...` answers the read models' queries; `/healthz`,
 //!   `/readyz` and `/metrics` (Prometheus, through `prometheus-client`).
 //!   Every failure is an [`ApiError`]: a status and a JSON `kind`.
+//! - **Webhooks** ([`webhook`]): `POST /v1/webhooks/{name}` verifies the
+//!   provider's HMAC-SHA256 signature and maps its JSON to events
+//!   (declarative JSON-pointer mappings; WhatsApp Cloud, an image
+//!   callback and a payment provider shipped), idempotent by the
+//!   provider's ids.
 //! - **Access** ([`access`]): bearer tokens from the config, hashed at
 //!   rest, scoped to the event types a service publishes and the read
 //!   models it reads.
@@ -33,6 +38,7 @@ pub mod config;
 pub mod metrics;
 mod routes;
 mod runners;
+pub mod webhook;
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -72,6 +78,7 @@ impl Server {
         broker: Arc<dyn Broker>,
         metrics: Metrics,
     ) -> Result<Self, ServerError> {
+        let webhooks = webhook::open(&config.webhooks)?;
         let runners::Opened { runners, stores } = runners::open(config, &broker, &metrics).await?;
         let listener = TcpListener::bind(config.http.listen).await.map_err(|e| {
             ServerError::with_source(ServerErrorKind::Http, e)
@@ -84,6 +91,7 @@ impl Server {
             metrics,
             config.http.clone(),
             access::Access::new(&config.tokens),
+            webhooks,
         ));
         Ok(Self {
             listener,

@@ -72,30 +72,37 @@ pub(crate) async fn publish(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let body = body.map_err(|e| state.body_rejection(&e))?;
-    let events = cloudevents::events(&headers, body)?;
-    for (i, event) in events.iter().enumerate() {
+    let incoming = cloudevents::events(&headers, body)?;
+    for (i, event) in incoming.events.iter().enumerate() {
         principal
             .check_publish(&event.event_type)
-            .map_err(|e| if events.len() > 1 { e.at(i) } else { e })?;
+            .map_err(|e| if incoming.batch { e.at(i) } else { e })?;
     }
     let expected = expected_last_subject_seq(&headers)?;
-    if events.len() == 1 {
-        let envelope = &events[0];
-        let mut message = OutboundMessage::from(envelope);
-        message.expected_last_subject_seq = expected;
-        let receipt = Receipt::new(envelope, state.broker.publish(message).await?);
-        let status = if receipt.duplicate {
-            StatusCode::OK
-        } else {
-            StatusCode::CREATED
-        };
-        return Ok((status, Json(receipt)).into_response());
+    if incoming.batch {
+        if expected.is_some() {
+            return Err(ApiError::malformed(format!(
+                "{EXPECTED_LAST_SUBJECT_SEQ} applies to one event, not a batch"
+            )));
+        }
+        return Ok(store(&state, &incoming.events).await);
     }
-    if expected.is_some() {
-        return Err(ApiError::malformed(format!(
-            "{EXPECTED_LAST_SUBJECT_SEQ} applies to one event, not a batch"
-        )));
-    }
+    let envelope = &incoming.events[0];
+    let mut message = OutboundMessage::from(envelope);
+    message.expected_last_subject_seq = expected;
+    let receipt = Receipt::new(envelope, state.broker.publish(message).await?);
+    let status = if receipt.duplicate {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((status, Json(receipt)).into_response())
+}
+
+/// Publishes validated `events` in order and answers with every event's
+/// receipt or error in `results`: 201 when all were stored (duplicates
+/// included), else the first failure's status and error.
+pub(crate) async fn store(state: &AppState, events: &[Envelope]) -> Response {
     let messages = events.iter().map(OutboundMessage::from).collect();
     let results = state.broker.publish_batch(messages).await;
     let mut first_failure: Option<ApiError> = None;
@@ -114,10 +121,10 @@ pub(crate) async fn publish(
         })
         .collect();
     match first_failure {
-        None => Ok((StatusCode::CREATED, Json(json!({ "results": results }))).into_response()),
+        None => (StatusCode::CREATED, Json(json!({ "results": results }))).into_response(),
         Some(failure) => {
             let body = json!({ "error": failure.body(), "results": results });
-            Ok(failure.respond_with(body))
+            failure.respond_with(body)
         }
     }
 }
