@@ -1,6 +1,8 @@
 //! Publishing over HTTP: `backbone-server` on the embedded log, in this
 //! process, against publishing the same messages into the same kind of log
-//! in-process, with the same number in flight.
+//! in-process, with the same number in flight; and webhook ingest (signed
+//! payment-provider deliveries, verified and mapped) against the same
+//! in-process baseline.
 //!
 //! The HTTP client runs in this process too, so on a small machine the
 //! load generator's CPU counts against the server: the figures are a floor.
@@ -15,8 +17,10 @@ use backbone_consumers::Metrics;
 use backbone_server::{Server, ServerConfig};
 use base64::Engine as _;
 use futures::{StreamExt as _, stream};
+use hmac::{Hmac, Mac as _};
 use reqwest::Client;
 use serde_json::{Value, json};
+use sha2::Sha256;
 
 use super::{
     embedded,
@@ -35,6 +39,8 @@ const IN_FLIGHT: usize = 64;
 const BATCH: usize = 100;
 /// Target of single-event HTTP publish, events/s.
 const SINGLE_TARGET: f64 = 10_000.0;
+/// The webhook's signing secret.
+const WEBHOOK_SECRET: &str = "bench-webhook-secret";
 /// The open-loop rate whose p99 is the latency target.
 const LATENCY_RATE: u64 = 5_000;
 
@@ -64,6 +70,8 @@ pub(crate) async fn run(plan: &Plan, report: &mut BenchReport) -> Result<(), Ben
         .publish_batches(&messages_again(&workload, events))
         .await?;
     embedded::compared(plan, report, Scenario::HttpPublishBatch, raw_batch, batch);
+    let webhooks = server.ingest_webhooks(events).await?;
+    embedded::compared(plan, report, Scenario::WebhookIngest, raw_single, webhooks);
 
     let latency_events = plan.latency_events(LATENCY_RATE);
     let in_process =
@@ -163,6 +171,7 @@ async fn in_process_batches(
 /// `backbone-server` on a fresh embedded log, publishing only (no read
 /// model competes for the CPU).
 struct HttpServer {
+    base: String,
     url: String,
     client: Client,
     trigger: backbone_consumers::ShutdownTrigger,
@@ -175,8 +184,11 @@ struct HttpServer {
 impl HttpServer {
     async fn start() -> Result<Self, BenchError> {
         let dir = tempfile::tempdir().map_err(backbone_error)?;
+        let secret = dir.path().join("webhook.secret");
+        std::fs::write(&secret, WEBHOOK_SECRET).map_err(backbone_error)?;
         let config = ServerConfig::from_toml(&format!(
-            "data_dir = {:?}\nmodels = []\n[http]\nlisten = \"127.0.0.1:0\"\nmax_in_flight = 4096\n",
+            "data_dir = {:?}\nmodels = []\n[http]\nlisten = \"127.0.0.1:0\"\nmax_in_flight = 4096\n\
+             [[webhooks]]\nname = \"payments\"\nmapping = \"payment-provider\"\nsecret_file = {secret:?}\n",
             dir.path()
         ))
         .map_err(backbone_error)?;
@@ -184,7 +196,8 @@ impl HttpServer {
         let server = Server::start(&config, broker, Metrics::new())
             .await
             .map_err(backbone_error)?;
-        let url = format!("http://{}/v1/events", server.local_addr());
+        let base = format!("http://{}", server.local_addr());
+        let url = format!("{base}/v1/events");
         let (trigger, shutdown) = backbone_consumers::shutdown_channel();
         let task = tokio::spawn(server.run(shutdown));
         let client = Client::builder()
@@ -192,6 +205,7 @@ impl HttpServer {
             .build()
             .map_err(backbone_error)?;
         Ok(Self {
+            base,
             url,
             client,
             trigger,
@@ -263,6 +277,38 @@ impl HttpServer {
             result?;
         }
         Ok(Throughput::new(messages.len() as u64, started.elapsed()))
+    }
+
+    /// `count` signed payment-provider deliveries of one payment each, to
+    /// the `payment-provider` webhook.
+    async fn ingest_webhooks(&self, count: u64) -> Result<Throughput, BenchError> {
+        let url = format!("{}/v1/webhooks/payments", self.base);
+        let deliveries: Vec<(String, String)> = (0..count)
+            .map(|n| {
+                let body = json!({"id": format!("evt_{n:012}"), "type": "payment.succeeded", "created": 1764756000,
+                    "data": {"id": format!("pi_{n}"), "payment_id": format!("pay-{n}"), "amount": 1999, "currency": "EUR",
+                             "metadata": {"user_id": format!("u-{}", n % 1000), "sku": "pack-40"}}})
+                .to_string();
+                let mut mac = Hmac::<Sha256>::new_from_slice(WEBHOOK_SECRET.as_bytes()).expect("any key length");
+                mac.update(body.as_bytes());
+                (format!("sha256={}", hex::encode(mac.finalize().into_bytes())), body)
+            })
+            .collect();
+        let started = Instant::now();
+        let mut results = stream::iter(deliveries)
+            .map(|(signature, body)| {
+                Self::send(
+                    self.client
+                        .post(&url)
+                        .header("x-signature", signature)
+                        .body(body),
+                )
+            })
+            .buffer_unordered(IN_FLIGHT);
+        while let Some(result) = results.next().await {
+            result?;
+        }
+        Ok(Throughput::new(count, started.elapsed()))
     }
 
     /// Open loop at `rate`: each request is sent when due, and timed from

@@ -106,6 +106,10 @@ pub(crate) enum Scenario {
     /// Batches of 100 structured CloudEvents per HTTP request, against
     /// in-process batches of 100.
     HttpPublishBatch,
+    /// Signed payment-provider deliveries, one payment each, verified and
+    /// mapped by the `payment-provider` webhook, against in-process publish
+    /// one at a time.
+    WebhookIngest,
 }
 
 impl Scenario {
@@ -120,6 +124,7 @@ impl Scenario {
             Self::DedupCost => 0.9,
             Self::HttpPublish => 0.25,
             Self::HttpPublishBatch => 0.5,
+            Self::WebhookIngest => 0.25,
         }
     }
 
@@ -134,6 +139,7 @@ impl Scenario {
             Self::DedupCost => "embedded rebuild with dedup horizon vs without",
             Self::HttpPublish => "HTTP publish (one event per request) vs in-process",
             Self::HttpPublishBatch => "HTTP publish (batches of 100) vs in-process",
+            Self::WebhookIngest => "webhook ingest (signed, mapped, one event each) vs in-process",
         }
     }
 }

@@ -35,6 +35,7 @@ async fn quick_run_measures_every_scenario_and_writes_results() {
         Scenario::DedupCost,
         Scenario::HttpPublish,
         Scenario::HttpPublishBatch,
+        Scenario::WebhookIngest,
     ] {
         assert!(
             scenarios.contains(&scenario),
