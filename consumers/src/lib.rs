@@ -35,6 +35,8 @@
 //!   (`follow-notifier`, writing a de-duplicated outbox).
 //! - **Rebuild swaps** are journaled; opening a store completes or undoes an
 //!   interrupted one ([`swap`]).
+//! - **Status** (`status`, with `models`): the report `replay-tool status`
+//!   prints and the server's admin API answers.
 //! - **Health and metrics** ([`health`], [`metrics`]): what each runner
 //!   reports, for the server's `/healthz` and `/metrics`.
 //!
@@ -62,6 +64,8 @@ pub mod redrive;
 mod runner;
 pub mod shutdown;
 mod startup;
+#[cfg(feature = "models")]
+pub mod status;
 pub mod store;
 pub mod swap;
 pub mod transaction;

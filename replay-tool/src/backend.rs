@@ -132,6 +132,8 @@ mod tests {
             data_dir: PathBuf::from("/srv/bb"),
             data_dir_explicit: true,
             output: OutputFormat::Table,
+            server: None,
+            token: None,
         }
     }
 

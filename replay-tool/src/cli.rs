@@ -96,6 +96,13 @@ pub(crate) struct GlobalOptions {
     /// Client key (PEM) for mutual TLS.
     #[arg(long, global = true, env = "BACKBONE_TLS_KEY", value_name = "FILE")]
     pub(crate) tls_key: Option<PathBuf>,
+    /// A running backbone-server to ask instead of the data directory
+    /// (`status`) [default: the one whose <data-dir>/server.json exists].
+    #[arg(long, global = true, env = "BACKBONE_SERVER", value_name = "URL")]
+    pub(crate) server: Option<String>,
+    /// Bearer token for --server (admin scope for status).
+    #[arg(long, global = true, env = "BACKBONE_TOKEN", hide_env_values = true)]
+    pub(crate) token: Option<String>,
     /// Output format [default: table].
     #[arg(long, global = true, env = "BACKBONE_OUTPUT", value_enum)]
     pub(crate) output: Option<OutputFormat>,

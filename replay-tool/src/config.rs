@@ -75,6 +75,10 @@ pub(crate) struct Settings {
     pub(crate) data_dir_explicit: bool,
     /// The output format.
     pub(crate) output: OutputFormat,
+    /// A running server to ask (`--server`).
+    pub(crate) server: Option<String>,
+    /// Its bearer token (`--token`).
+    pub(crate) token: Option<String>,
 }
 
 fn read_file(path: &Path) -> CliResult<FileConfig> {
@@ -121,6 +125,8 @@ pub(crate) fn resolve(options: &GlobalOptions) -> CliResult<Settings> {
         data_dir_explicit: data_dir.is_some(),
         data_dir: data_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
         output,
+        server: options.server.clone(),
+        token: options.token.clone(),
     })
 }
 

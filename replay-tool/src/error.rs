@@ -116,6 +116,9 @@ pub enum CliError {
     /// Reading or writing a file or a stream of the process failed.
     #[error("I/O error: {0}")]
     Io(#[source] std::io::Error),
+    /// A running server did not answer, or refused.
+    #[error(transparent)]
+    Server(Box<crate::server_client::ServerFailure>),
 }
 
 /// The class of a connect failure, as the other errors name theirs.
@@ -170,6 +173,12 @@ impl CliError {
             Self::OutputClosed => exit::SUCCESS,
             Self::Failed(_) | Self::Verification(_) | Self::Io(_) => exit::FAILURE,
             Self::Usage(_) => exit::USAGE,
+            Self::Server(failure) => match failure.status {
+                None | Some(502..=504) => exit::UNAVAILABLE,
+                Some(401 | 403 | 400) => exit::BAD_INPUT,
+                Some(404) => exit::NOT_FOUND,
+                Some(_) => exit::FAILURE,
+            },
             Self::BadInput(_) => exit::BAD_INPUT,
             Self::Connect(e) => match e.kind() {
                 ConnectErrorKind::Locked => exit::LOCKED,
@@ -241,6 +250,15 @@ impl CliError {
     /// A generic failure from anything printable.
     pub(crate) fn failed(message: impl std::fmt::Display) -> Self {
         Self::Failed(message.to_string())
+    }
+}
+
+impl From<backbone_consumers::status::StatusError> for CliError {
+    fn from(e: backbone_consumers::status::StatusError) -> Self {
+        match e {
+            backbone_consumers::status::StatusError::Streams(e) => Self::Stream(e),
+            backbone_consumers::status::StatusError::Consumers(e) => Self::Consumer(e),
+        }
     }
 }
 

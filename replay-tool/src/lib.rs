@@ -12,6 +12,7 @@ mod output;
 mod predicate;
 mod progress;
 mod read_models;
+pub mod server_client;
 
 use std::process::ExitCode;
 

@@ -9,14 +9,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use backbone_consumers::{
-    ProjectionStore, ReadModel, StoreErrorKind,
+    ProjectionStore, ReadModel,
     models::{READ_MODEL_NAMES, read_model},
-    rebuild::{live_path, shadow_path},
 };
-use serde_json::{Value, json};
 
 use crate::error::{CliError, CliResult};
-use crate::output::Records;
 
 /// The read-model directory of `data_dir` (shared with the consumer
 /// service: [`backbone_consumers::layout`]).
@@ -38,42 +35,4 @@ pub(crate) fn by_name(name: &str) -> CliResult<Arc<dyn ReadModel>> {
 pub(crate) fn open_store(path: &Path, what: &str) -> CliResult<ProjectionStore> {
     ProjectionStore::open(path)
         .map_err(|e| CliError::Store(e.context(format!("{what} at {}", path.display()))))
-}
-
-/// One row per read model: checkpoint, entries, digest, or why not readable.
-pub(crate) fn checkpoints(data_dir: &Path) -> Records {
-    let dir = models_dir(data_dir);
-    let mut records = Records::new(&["read_model", "checkpoint", "entries", "state"]);
-    for name in READ_MODEL_NAMES {
-        let live = live_path(&dir, name);
-        let shadow = shadow_path(&dir, name);
-        let row = if !live.exists() {
-            vec![json!(name), Value::Null, Value::Null, json!("absent")]
-        } else {
-            match ProjectionStore::open(&live) {
-                Ok(store) => {
-                    let state = if shadow.exists() {
-                        "ok (interrupted rebuild pending)"
-                    } else {
-                        "ok"
-                    };
-                    vec![
-                        json!(name),
-                        store.checkpoint().map_or(Value::Null, |c| json!(c)),
-                        json!(store.len()),
-                        json!(state),
-                    ]
-                }
-                Err(e) if e.kind() == &StoreErrorKind::Locked => vec![
-                    json!(name),
-                    Value::Null,
-                    Value::Null,
-                    json!("held by a running service"),
-                ],
-                Err(e) => vec![json!(name), Value::Null, Value::Null, json!(e.to_string())],
-            }
-        };
-        records.push(row);
-    }
-    records
 }

@@ -1,9 +1,10 @@
 //! The server and `replay-tool` share one data-dir layout: the
 //! server run on `<dir>` (no `[backend]` table: the embedded log in
 //! `<dir>/log`, stores in `<dir>/read-models/<name>`), then
-//! `replay-tool --data-dir <dir>` reports everything as locked while it
-//! runs (exit 5), and after the service stops finds its read models in
-//! `status` and rebuilds one in place.
+//! `replay-tool --data-dir <dir> status` answers through the server while
+//! it runs (its discovery file is in the data dir), `rebuild` reports the
+//! store locked (exit 5), and after the server stops `status` reads the
+//! data dir itself and `rebuild` rebuilds in place.
 //!
 //! The server runs in this test's process (`backbone_server::Server`, what
 //! the `backbone-server` binary runs); `replay-tool` is this package's
@@ -108,8 +109,25 @@ async fn replay_tool_finds_the_service_stores_and_reports_them_locked_while_it_r
         .unwrap();
     // Let the service apply both events before it is stopped.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let status = replay_async(&data, &["status"]).await;
-    assert_exit(&status, 5);
+    let status = replay_async(&data, &["--output", "json", "status"]).await;
+    assert_exit(&status, 0);
+    let through_server: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let billing = through_server["read_models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["read_model"] == "billing")
+        .unwrap();
+    assert_eq!(billing["state"], "ok", "{through_server}");
+    assert_eq!(billing["checkpoint"], 2, "{through_server}");
+    assert!(
+        through_server["streams"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["stream"] == "EVENTS" && s["last_seq"] == 2),
+        "{through_server}"
+    );
     let rebuild = replay_async(&data, &["rebuild", "billing"]).await;
     assert_exit(&rebuild, 5);
     assert!(
@@ -124,6 +142,10 @@ async fn replay_tool_finds_the_service_stores_and_reports_them_locked_while_it_r
     assert!(
         data.join("log").is_dir(),
         "the embedded log is <data-dir>/log"
+    );
+    assert!(
+        !data.join(backbone_server::DISCOVERY_FILE).exists(),
+        "a stopped server leaves no discovery file"
     );
 
     let status = replay(&data, &["--output", "json", "status"]);
@@ -146,4 +168,59 @@ async fn replay_tool_finds_the_service_stores_and_reports_them_locked_while_it_r
         &["--output", "json", "rebuild", "billing", "--verify"],
     );
     assert_exit(&rebuild, 0);
+}
+
+/// `--server` with the server's tokens: the admin token reads the status,
+/// no token or one without admin scope is refused (exit 3, bad input), and
+/// an unreachable server is exit 4.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_through_a_server_needs_an_admin_token() {
+    use sha2::{Digest as _, Sha256};
+    let hash = |t: &str| -> String {
+        Sha256::digest(t)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = ServerConfig::from_toml(&format!(
+        "data_dir = {data:?}\nmodels = [\"billing\"]\nfetch_wait = \"100ms\"\n[http]\nlisten = \"127.0.0.1:0\"\n\
+         [[tokens]]\nname = \"ops\"\nsha256 = \"{}\"\nadmin = true\n\
+         [[tokens]]\nname = \"billing\"\nsha256 = \"{}\"\nread = [\"billing\"]\n",
+        hash("ops-token"),
+        hash("billing-token"),
+    ))
+    .unwrap();
+    let broker = config.connect().await.unwrap();
+    let server = Server::start(&config, broker, Metrics::new())
+        .await
+        .unwrap();
+    let url = format!("http://{}", server.local_addr());
+    let (trigger, shutdown) = shutdown_channel();
+    let running = tokio::spawn(server.run(shutdown));
+    let status = |token: Option<&'static str>, url: String| {
+        let data = data.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut args = vec!["--server".to_owned(), url, "--output".into(), "json".into()];
+            if let Some(t) = token {
+                args.extend(["--token".into(), t.into()]);
+            }
+            args.push("status".into());
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            replay(&data, &args)
+        })
+    };
+    let ok = status(Some("ops-token"), url.clone()).await.unwrap();
+    assert_exit(&ok, 0);
+    let report: serde_json::Value = serde_json::from_slice(&ok.stdout).unwrap();
+    assert!(report["read_models"].is_array(), "{report}");
+    assert_exit(&status(None, url.clone()).await.unwrap(), 3);
+    assert_exit(
+        &status(Some("billing-token"), url.clone()).await.unwrap(),
+        3,
+    );
+    trigger.trigger();
+    running.await.unwrap().unwrap();
+    assert_exit(&status(Some("ops-token"), url).await.unwrap(), 4);
 }

@@ -21,9 +21,10 @@ use tokio::sync::Semaphore;
 use crate::{
     access::{self, Access},
     api_error::ApiError,
-    config::HttpConfig,
+    config::{HttpConfig, ServerConfig},
     metrics::{self, ServerMetrics},
-    routes::{health, models, publish},
+    routes::{admin, health, models, publish},
+    spool::Spool,
     webhook::{self, Webhook},
 };
 
@@ -34,6 +35,8 @@ pub struct AppState {
     pub broker: Arc<dyn Broker>,
     /// The stream the read models consume.
     pub stream: String,
+    /// The data directory (read models not run here are read from it).
+    pub data_dir: std::path::PathBuf,
     /// The read models this server runs, by name, for queries.
     pub stores: BTreeMap<String, ProjectionStore>,
     /// The runners' counters and health.
@@ -46,30 +49,33 @@ pub struct AppState {
     pub access: Access,
     /// The webhook routes, by name.
     pub webhooks: HashMap<String, Webhook>,
+    /// Where events wait while the broker is unreachable (JetStream).
+    pub spool: Option<Arc<Spool>>,
     in_flight: Arc<Semaphore>,
 }
 
 impl AppState {
-    /// State over `broker`, counting into `metrics`.
+    /// State over `broker` for `config`, counting into `metrics`.
     pub fn new(
+        config: &ServerConfig,
         broker: Arc<dyn Broker>,
-        stream: String,
         stores: BTreeMap<String, ProjectionStore>,
         metrics: Metrics,
-        http: HttpConfig,
-        access: Access,
         webhooks: HashMap<String, Webhook>,
+        spool: Option<Arc<Spool>>,
     ) -> Self {
         Self {
             broker,
-            stream,
+            stream: config.stream.clone(),
+            data_dir: config.data_dir.clone(),
             stores,
             server_metrics: ServerMetrics::new(&metrics),
             metrics,
-            in_flight: Arc::new(Semaphore::new(http.max_in_flight)),
-            http,
-            access,
+            in_flight: Arc::new(Semaphore::new(config.http.max_in_flight)),
+            http: config.http.clone(),
+            access: Access::new(&config.tokens),
             webhooks,
+            spool,
         }
     }
 
@@ -89,6 +95,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     let v1 = Router::new()
         .route("/v1/events", post(publish::publish))
         .merge(models::routes())
+        .merge(admin::routes())
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             access::authenticate,

@@ -40,7 +40,7 @@ use serde::Deserialize;
 
 use backbone_consumers::{RuntimeConfig, layout, models::resolve, reactors};
 
-use crate::{access::TokenConfig, webhook::WebhookConfig};
+use crate::{access::TokenConfig, spool::SpoolConfig, webhook::WebhookConfig};
 use backbone_core::Error;
 
 /// The service's configuration file.
@@ -78,6 +78,10 @@ pub struct ServerConfig {
     /// Webhook routes, one per provider ([`crate::webhook`]).
     #[serde(default)]
     pub webhooks: Vec<WebhookConfig>,
+    /// The durable spool for events the broker cannot take
+    /// ([`crate::spool`]); JetStream backends only.
+    #[serde(default)]
+    pub spool: SpoolConfig,
     /// Deliveries before a failing event is dead-lettered.
     #[serde(default = "default_max_deliver")]
     pub max_deliver: u32,
@@ -265,6 +269,12 @@ impl ServerConfig {
                 ..Default::default()
             })
         })
+    }
+
+    /// `<data_dir>/spool`, where events wait while the broker is
+    /// unreachable.
+    pub fn spool_dir(&self) -> PathBuf {
+        self.data_dir.join("spool")
     }
 
     /// `<data_dir>/read-models`, where every store of the service lives.

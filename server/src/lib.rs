@@ -24,6 +24,9 @@
 //!   (declarative JSON-pointer mappings; WhatsApp Cloud, an image
 //!   callback and a payment provider shipped), idempotent by the
 //!   provider's ids.
+//! - **Spool** ([`spool`]): on JetStream, events the broker cannot take
+//!   are fsynced locally, answered 202, and published in order when it
+//!   answers again.
 //! - **Access** ([`access`]): bearer tokens from the config, hashed at
 //!   rest, scoped to the event types a service publishes and the read
 //!   models it reads.
@@ -38,16 +41,23 @@ pub mod config;
 pub mod metrics;
 mod routes;
 mod runners;
+pub mod spool;
 pub mod webhook;
 
 use std::{net::SocketAddr, sync::Arc};
 
 pub use api_error::ApiError;
-use backbone_broker::Broker;
+use backbone_broker::{Backend, Broker};
 use backbone_consumers::{Metrics, RunReport, Shutdown};
 pub use config::{HttpConfig, ServerConfig, ServerError, ServerErrorKind};
 pub use routes::publish::{EXPECTED_LAST_SUBJECT_SEQ, Receipt};
 use tokio::net::TcpListener;
+
+/// The file in the data directory naming where the server that holds it
+/// listens (`{"url": "http://127.0.0.1:7070", "pid": 4242}`): how
+/// `replay-tool` finds the server instead of reporting the log locked. It
+/// exists while the server serves.
+pub const DISCOVERY_FILE: &str = "server.json";
 
 /// A started server: its listener bound and its stores open, not yet
 /// serving.
@@ -79,19 +89,19 @@ impl Server {
         metrics: Metrics,
     ) -> Result<Self, ServerError> {
         let webhooks = webhook::open(&config.webhooks)?;
+        let spool = match config.backend() {
+            Backend::Jetstream(_) if config.spool.enabled => Some(Arc::new(
+                spool::Spool::open(&config.spool_dir(), config.spool.max_bytes).await?,
+            )),
+            _ => None,
+        };
         let runners::Opened { runners, stores } = runners::open(config, &broker, &metrics).await?;
         let listener = TcpListener::bind(config.http.listen).await.map_err(|e| {
             ServerError::with_source(ServerErrorKind::Http, e)
                 .detail(config.http.listen.to_string())
         })?;
         let state = Arc::new(app::AppState::new(
-            broker,
-            config.stream.clone(),
-            stores,
-            metrics,
-            config.http.clone(),
-            access::Access::new(&config.tokens),
-            webhooks,
+            config, broker, stores, metrics, webhooks, spool,
         ));
         Ok(Self {
             listener,
@@ -112,8 +122,17 @@ impl Server {
     /// accepting requests, lets the runners commit, and closes the broker.
     /// Returns each runner's report by name.
     pub async fn run(self, shutdown: Shutdown) -> Result<Vec<(String, RunReport)>, ServerError> {
-        tracing::info!(addr = %self.local_addr(), "serving HTTP");
+        let addr = self.local_addr();
+        tracing::info!(%addr, "serving HTTP");
+        let discovery = self.state.data_dir.join(DISCOVERY_FILE);
+        if let Err(e) = write_discovery(&discovery, addr) {
+            tracing::warn!(error = %e, path = %discovery.display(), "cannot write the discovery file");
+        }
         let handles = runners::spawn(self.runners, &shutdown);
+        let drainer =
+            self.state.spool.clone().map(|spool| {
+                tokio::spawn(spool.drain(self.state.broker.clone(), shutdown.clone()))
+            });
         let app = app::router(self.state.clone());
         let mut http_shutdown = shutdown.clone();
         let http = tokio::spawn(async move {
@@ -127,9 +146,28 @@ impl Server {
             Ok(Err(e)) => tracing::warn!(error = %e, "HTTP server failed"),
             Err(e) => tracing::warn!(error = %e, "HTTP task failed"),
         }
+        if let Some(drainer) = drainer {
+            let _ = drainer.await;
+        }
+        if let Some(spool) = &self.state.spool {
+            spool.close().await;
+        }
         if let Err(e) = self.state.broker.close().await {
             tracing::warn!(error = %e, "closing the broker failed");
         }
+        let _ = std::fs::remove_file(&discovery);
         reports
     }
+}
+
+/// Writes the discovery file: the URL a local client reaches `addr` at.
+fn write_discovery(path: &std::path::Path, mut addr: SocketAddr) -> std::io::Result<()> {
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let body = serde_json::json!({ "url": format!("http://{addr}"), "pid": std::process::id() });
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(path, body.to_string() + "\n")
 }

@@ -294,7 +294,7 @@ async fn http_publish_on_the_embedded_log() {
 async fn http_publish_on_jetstream_and_503_while_nats_is_down() {
     let mut nats = NatsServer::new();
     let server = ServerProcess::start(&format!(
-        "models = [\"billing\"]\n[backend]\nkind = \"jetstream\"\nurls = [{:?}]\nrequest_timeout = \"1s\"\n[http]\nmax_body_bytes = {LIMIT}\n",
+        "models = [\"billing\"]\n[backend]\nkind = \"jetstream\"\nurls = [{:?}]\nrequest_timeout = \"1s\"\n[spool]\nenabled = false\n[http]\nmax_body_bytes = {LIMIT}\n",
         nats.url()
     ))
     .await;

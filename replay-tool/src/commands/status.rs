@@ -1,111 +1,156 @@
 //! `status`: streams, durable consumers and their lag, dead-letter depth,
 //! and the checkpoint of every read model in the data directory.
+//!
+//! While a `backbone-server` holds the data directory (its discovery file
+//! is there), or with `--server`, the same report comes from the server's
+//! `GET /v1/admin/status` instead of exiting 5.
 
-use backbone_broker::{Broker, stream::DEAD_LETTER_STREAM};
+use backbone_broker::ConnectErrorKind;
+use backbone_consumers::status::{StatusReport, read_model_rows};
 use clap::Args;
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 
 use crate::backend;
 use crate::cli::OutputFormat;
 use crate::config::Settings;
-use crate::error::CliResult;
-use crate::event_view::format_time;
+use crate::error::{CliError, CliResult};
 use crate::output::{Records, reject_csv};
-use crate::read_models;
+use crate::server_client::ServerClient;
 
 /// Arguments of `status`.
 #[derive(Debug, Args)]
 pub(crate) struct StatusArgs {}
 
+const STREAM_COLUMNS: [&str; 7] = [
+    "stream",
+    "subjects",
+    "messages",
+    "bytes",
+    "first_seq",
+    "last_seq",
+    "last_time",
+];
+const CONSUMER_COLUMNS: [&str; 7] = [
+    "stream",
+    "consumer",
+    "delivered",
+    "ack_floor",
+    "lag",
+    "ack_pending",
+    "redelivered",
+];
+const READ_MODEL_COLUMNS: [&str; 4] = ["read_model", "checkpoint", "entries", "state"];
+
 /// Runs `status`.
 pub(crate) async fn run(settings: &Settings, _args: StatusArgs) -> CliResult {
     reject_csv(settings.output, "status")?;
+    let report = match ServerClient::explicit(settings) {
+        Some(server) => server.get("/v1/admin/status").await?,
+        None => match local(settings).await {
+            Err(CliError::Connect(e)) if e.kind() == &ConnectErrorKind::Locked => {
+                match ServerClient::discovered(settings) {
+                    Some(server) => server.get("/v1/admin/status").await?,
+                    None => return Err(CliError::Connect(e)),
+                }
+            }
+            other => other?,
+        },
+    };
+    print(&report, settings)
+}
+
+/// The report from the data directory and the configured broker.
+async fn local(settings: &Settings) -> CliResult<StatusReport> {
     let broker = backend::connect(settings).await?;
     backend::require_event_log(broker.as_ref()).await?;
-    let result = collect(broker.as_ref(), settings).await;
+    let rows = read_model_rows(&settings.data_dir, |_| None);
+    let report = StatusReport::collect(broker.as_ref(), rows).await;
     broker.close().await?;
-    let (streams, consumers, models, dead_letters) = result?;
+    Ok(report?)
+}
+
+/// `rows` as records of `columns` (the rows' field names).
+fn records<T: Serialize>(columns: &[&'static str], rows: &[T]) -> Records {
+    let mut records = Records::new(columns);
+    for row in rows {
+        let row = serde_json::to_value(row).unwrap_or(Value::Null);
+        records.push(columns.iter().map(|c| row[*c].clone()).collect());
+    }
+    records
+}
+
+fn print(report: &StatusReport, settings: &Settings) -> CliResult {
     match settings.output {
         OutputFormat::Table => {
             println!("streams:");
-            streams.print(OutputFormat::Table)?;
+            records(&STREAM_COLUMNS, &report.streams).print(OutputFormat::Table)?;
             println!("\nconsumers:");
-            consumers.print(OutputFormat::Table)?;
+            records(&CONSUMER_COLUMNS, &report.consumers).print(OutputFormat::Table)?;
             println!("\nread models ({}):", settings.data_dir.display());
-            models.print(OutputFormat::Table)?;
-            println!("\ndead letters: {dead_letters}");
+            records(&READ_MODEL_COLUMNS, &report.read_models).print(OutputFormat::Table)?;
+            println!("\ndead letters: {}", report.dead_letters);
         }
-        format => {
-            let to_json = |r: &Records| -> CliResult<Value> {
-                let mut out = Vec::new();
-                r.write(OutputFormat::Json, &mut out)?;
-                Ok(serde_json::from_slice(&out).unwrap_or(Value::Null))
-            };
-            let all = json!({
-                "streams": to_json(&streams)?,
-                "consumers": to_json(&consumers)?,
-                "read_models": to_json(&models)?,
-                "dead_letters": dead_letters,
-            });
-            if format == OutputFormat::Json {
-                println!("{}", serde_json::to_string_pretty(&all).unwrap_or_default());
-            } else {
-                println!("{all}");
-            }
+        OutputFormat::Json => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(report).unwrap_or_default()
+            );
         }
+        _ => println!("{}", serde_json::to_string(report).unwrap_or_default()),
     }
     Ok(())
 }
 
-async fn collect(
-    broker: &dyn Broker,
-    settings: &Settings,
-) -> CliResult<(Records, Records, Records, u64)> {
-    let mut streams = Records::new(&[
-        "stream",
-        "subjects",
-        "messages",
-        "bytes",
-        "first_seq",
-        "last_seq",
-        "last_time",
-    ]);
-    let mut consumers = Records::new(&[
-        "stream",
-        "consumer",
-        "delivered",
-        "ack_floor",
-        "lag",
-        "ack_pending",
-        "redelivered",
-    ]);
-    let mut dead_letters = 0;
-    for info in broker.streams().await? {
-        if info.config.name == DEAD_LETTER_STREAM {
-            dead_letters = info.messages;
+#[cfg(test)]
+mod tests {
+    use backbone_consumers::status::{ConsumerRow, ReadModelRow, StreamRow};
+
+    use super::*;
+
+    /// Every column is a field of its row, in the field order, so the
+    /// table and the JSON show the same things.
+    #[test]
+    fn columns_are_the_rows_fields_in_order() {
+        fn keys<T: Serialize>(row: T) -> Vec<String> {
+            let Value::Object(map) = serde_json::to_value(row).unwrap() else {
+                panic!("a row is an object");
+            };
+            let mut keys: Vec<String> = map.keys().cloned().collect();
+            keys.sort();
+            keys
         }
-        streams.push(vec![
-            json!(info.config.name),
-            json!(info.config.subjects.join(",")),
-            json!(info.messages),
-            json!(info.bytes),
-            json!(info.first_seq),
-            json!(info.last_seq),
-            info.last_time
-                .map_or(Value::Null, |t| json!(format_time(t))),
-        ]);
-        for c in broker.consumers(&info.config.name).await? {
-            consumers.push(vec![
-                json!(c.stream),
-                json!(c.name),
-                json!(c.delivered_stream_seq),
-                json!(c.ack_floor_stream_seq),
-                json!(c.num_pending),
-                json!(c.num_ack_pending),
-                json!(c.num_redelivered),
-            ]);
+        fn sorted(columns: &[&str]) -> Vec<String> {
+            let mut c: Vec<String> = columns.iter().map(|c| (*c).to_owned()).collect();
+            c.sort();
+            c
         }
+        let stream = StreamRow {
+            stream: "EVENTS".into(),
+            subjects: "events.>".into(),
+            messages: 1,
+            bytes: 1,
+            first_seq: 1,
+            last_seq: 1,
+            last_time: None,
+        };
+        let consumer = ConsumerRow {
+            stream: "EVENTS".into(),
+            consumer: "billing".into(),
+            delivered: 1,
+            ack_floor: 1,
+            lag: 0,
+            ack_pending: 0,
+            redelivered: 0,
+        };
+        let model = ReadModelRow {
+            read_model: "billing".into(),
+            checkpoint: None,
+            entries: None,
+            state: "absent".into(),
+        };
+        assert_eq!(keys(stream), sorted(&STREAM_COLUMNS));
+        assert_eq!(keys(consumer), sorted(&CONSUMER_COLUMNS));
+        assert_eq!(keys(model), sorted(&READ_MODEL_COLUMNS));
     }
-    let models = read_models::checkpoints(&settings.data_dir);
-    Ok((streams, consumers, models, dead_letters))
 }

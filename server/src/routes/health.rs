@@ -13,7 +13,7 @@ use axum::{Json, extract::State, http::StatusCode};
 use backbone_consumers::HealthReport;
 use serde::Serialize;
 
-use crate::app::AppState;
+use crate::{app::AppState, spool::SpoolDepth};
 
 /// How long `/readyz` waits for the broker.
 const BROKER_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -32,6 +32,9 @@ pub(crate) struct Readiness {
     ready: bool,
     broker: BrokerProbe,
     runners: HealthReport,
+    /// What waits in the spool for the broker, when there is a spool.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    spool: Option<SpoolDepth>,
 }
 
 /// Whether the broker answered a stream lookup.
@@ -65,12 +68,14 @@ pub(crate) async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, J
     };
     let runners = state.metrics.health().report();
     let ready = broker.reachable && runners.healthy;
+    let spool = state.spool.as_ref().map(|s| s.depth());
     (
         status(ready),
         Json(Readiness {
             ready,
             broker,
             runners,
+            spool,
         }),
     )
 }

@@ -1,5 +1,6 @@
 //! The server's routes, one file per area.
 
+pub(crate) mod admin;
 pub(crate) mod health;
 pub(crate) mod models;
 pub(crate) mod publish;

@@ -13,7 +13,9 @@
 //! - **400** an invalid event (`kind` from `DecodeErrorKind`), **413** over
 //!   the size limit, **415** an unreadable `content-type`, **409**
 //!   `WrongLastSequence` when `backbone-expected-last-subject-seq` does not
-//!   match, **503** with `Retry-After` when the broker is unreachable;
+//!   match, **503** with `Retry-After` when the broker is unreachable and
+//!   there is no spool (or it is full: `SpoolFull`); **202** `spooled`
+//!   when the spool took it ([`crate::spool`]);
 //!   **403** `Forbidden` when the token may not publish an event's type
 //!   (a batch is refused whole).
 
@@ -26,12 +28,14 @@ use axum::{
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
 };
-use backbone_broker::{OutboundMessage, PublishReceipt};
+use backbone_broker::{OutboundMessage, PublishError, PublishErrorKind, PublishReceipt};
 use backbone_schemas::Envelope;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::{access::Principal, api_error::ApiError, app::AppState, cloudevents};
+use crate::{
+    access::Principal, api_error::ApiError, app::AppState, cloudevents, spool::is_transient,
+};
 
 /// The header of an optimistic append: the subject's last stored sequence
 /// the client expects (0: the subject has no event yet).
@@ -64,6 +68,11 @@ impl Receipt {
     }
 }
 
+/// What the server answers for an event it spooled (202).
+fn spooled(envelope: &Envelope) -> Value {
+    json!({ "id": envelope.id.to_string(), "subject": envelope.subject(), "spooled": true })
+}
+
 /// `POST /v1/events`.
 pub(crate) async fn publish(
     State(state): State<Arc<AppState>>,
@@ -90,38 +99,105 @@ pub(crate) async fn publish(
     let envelope = &incoming.events[0];
     let mut message = OutboundMessage::from(envelope);
     message.expected_last_subject_seq = expected;
-    let receipt = Receipt::new(envelope, state.broker.publish(message).await?);
+    // An optimistic append needs the broker's answer: never spooled.
+    let Some(spool) = state.spool.as_ref().filter(|_| expected.is_none()) else {
+        let receipt = Receipt::new(envelope, state.broker.publish(message).await?);
+        return Ok(stored(receipt));
+    };
+    if !spool.pending() {
+        match state.broker.publish(message.clone()).await {
+            Ok(receipt) => return Ok(stored(Receipt::new(envelope, receipt))),
+            Err(e) if !is_transient(&e) => return Err(e.into()),
+            Err(_) => {}
+        }
+    }
+    spool.push(vec![message]).await?;
+    Ok((StatusCode::ACCEPTED, Json(spooled(envelope))).into_response())
+}
+
+/// 201 with the receipt, or 200 for a duplicate.
+fn stored(receipt: Receipt) -> Response {
     let status = if receipt.duplicate {
         StatusCode::OK
     } else {
         StatusCode::CREATED
     };
-    Ok((status, Json(receipt)).into_response())
+    (status, Json(receipt)).into_response()
 }
 
 /// Publishes validated `events` in order and answers with every event's
-/// receipt or error in `results`: 201 when all were stored (duplicates
-/// included), else the first failure's status and error.
+/// receipt, `spooled` mark or error in `results`: 201 when all were stored
+/// (duplicates included), 202 when some were spooled, else the first
+/// failure's status and error. Events the broker could not take go to the
+/// spool, when there is one; while it holds events, all go there.
 pub(crate) async fn store(state: &AppState, events: &[Envelope]) -> Response {
-    let messages = events.iter().map(OutboundMessage::from).collect();
-    let results = state.broker.publish_batch(messages).await;
+    let messages: Vec<OutboundMessage> = events.iter().map(OutboundMessage::from).collect();
+    // `Err(None)`: not tried, the spool holds events. With a spool the
+    // messages are kept, for what the broker does not take.
+    let publish = |messages| async {
+        let results = state.broker.publish_batch(messages).await;
+        results
+            .into_iter()
+            .map(|r| r.map_err(Some))
+            .collect::<Vec<_>>()
+    };
+    let (results, retained) = match &state.spool {
+        Some(spool) if spool.pending() => {
+            (messages.iter().map(|_| Err(None)).collect(), Some(messages))
+        }
+        Some(_) => (publish(messages.clone()).await, Some(messages)),
+        None => (publish(messages).await, None),
+    };
+    let to_spool: Vec<usize> = results
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| match r {
+            Err(None) => true,
+            Err(Some(e)) => state.spool.is_some() && is_transient(e),
+            Ok(_) => false,
+        })
+        .map(|(i, _)| i)
+        .collect();
+    let spool_result = match (&state.spool, &retained) {
+        (Some(spool), Some(retained)) if !to_spool.is_empty() => {
+            let waiting = to_spool.iter().map(|&i| retained[i].clone()).collect();
+            Some(spool.push(waiting).await)
+        }
+        _ => None,
+    };
     let mut first_failure: Option<ApiError> = None;
+    let mut any_spooled = false;
     let results: Vec<Value> = events
         .iter()
         .zip(results)
         .enumerate()
-        .map(|(i, (envelope, result))| match result {
-            Ok(receipt) => json!(Receipt::new(envelope, receipt)),
-            Err(e) => {
-                let error = ApiError::from(e).at(i);
-                let body = json!({ "error": error.body() });
-                first_failure.get_or_insert(error);
-                body
+        .map(|(i, (envelope, result))| {
+            let error = match result {
+                Ok(receipt) => return json!(Receipt::new(envelope, receipt)),
+                Err(_) if to_spool.contains(&i) && matches!(spool_result, Some(Ok(()))) => {
+                    any_spooled = true;
+                    return spooled(envelope);
+                }
+                Err(_) if to_spool.contains(&i) => match &spool_result {
+                    Some(Err(e)) => e.clone(),
+                    _ => ApiError::from(PublishError::new(PublishErrorKind::BrokerUnavailable)),
+                },
+                Err(Some(e)) => ApiError::from(e),
+                Err(None) => ApiError::from(PublishError::new(PublishErrorKind::BrokerUnavailable)),
             }
+            .at(i);
+            let body = json!({ "error": error.body() });
+            first_failure.get_or_insert(error);
+            body
         })
         .collect();
+    let status = if any_spooled {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::CREATED
+    };
     match first_failure {
-        None => (StatusCode::CREATED, Json(json!({ "results": results }))).into_response(),
+        None => (status, Json(json!({ "results": results }))).into_response(),
         Some(failure) => {
             let body = json!({ "error": failure.body(), "results": results });
             failure.respond_with(body)
