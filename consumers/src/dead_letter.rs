@@ -132,6 +132,48 @@ pub async fn publish_dead_letter(
         .await
 }
 
+/// The subject pattern of `consumer`'s dead letters
+/// (`deadletter.<consumer>.>`), to list or purge them.
+pub fn letters_of(consumer: &str) -> String {
+    format!("deadletter.{consumer}.>")
+}
+
+/// A dead letter at a glance, as `replay-tool dlq list` prints it and the
+/// server's `GET /v1/admin/dead-letters` answers it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LetterSummary {
+    /// The letter's sequence in the dead-letter stream.
+    pub seq: u64,
+    /// The durable consumer that gave up.
+    pub consumer: Option<String>,
+    /// The original subject.
+    pub subject: Option<String>,
+    /// The original stream sequence.
+    pub original_seq: Option<String>,
+    /// Deliveries made before giving up.
+    pub deliveries: Option<String>,
+    /// Why the consumer gave up.
+    pub error: Option<String>,
+    /// When, RFC 3339 UTC.
+    pub time: Option<String>,
+}
+
+impl LetterSummary {
+    /// The summary of the dead letter `letter`.
+    pub fn of(letter: &StoredMessage) -> Self {
+        let header = |name| letter.headers.get(name).map(str::to_owned);
+        Self {
+            seq: letter.seq,
+            consumer: header(DLQ_CONSUMER),
+            subject: header(DLQ_SUBJECT),
+            original_seq: header(DLQ_SEQUENCE),
+            deliveries: header(DLQ_DELIVERIES),
+            error: header(DLQ_ERROR),
+            time: header(DLQ_TIME),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

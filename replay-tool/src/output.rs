@@ -27,6 +27,16 @@ impl Records {
         }
     }
 
+    /// `rows` as records of `columns`, each column a field of the rows.
+    pub(crate) fn from_rows<T: serde::Serialize>(columns: &[&'static str], rows: &[T]) -> Self {
+        let mut records = Self::new(columns);
+        for row in rows {
+            let row = serde_json::to_value(row).unwrap_or(Value::Null);
+            records.push(columns.iter().map(|c| row[*c].clone()).collect());
+        }
+        records
+    }
+
     /// Adds a row; values line up with the columns.
     pub(crate) fn push(&mut self, row: Vec<Value>) {
         debug_assert_eq!(row.len(), self.columns.len());

@@ -23,12 +23,12 @@ use backbone_broker::{
     stream::{DEAD_LETTER_STREAM, EVENT_STREAM, StreamConfig},
 };
 use backbone_consumers::{
-    dead_letter::{DLQ_CONSUMER, DLQ_DELIVERIES, DLQ_ERROR, DLQ_SEQUENCE, DLQ_SUBJECT, DLQ_TIME},
+    dead_letter::{DLQ_CONSUMER, DLQ_SEQUENCE, LetterSummary},
     redrive::{REDRIVE_CONSUMER, REDRIVE_OF, redrive_message},
 };
 use clap::{Args, Subcommand};
 use futures::StreamExt;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::backend;
 use crate::config::Settings;
@@ -91,17 +91,8 @@ impl Letter {
         Ok(redrive)
     }
 
-    fn row(&self) -> Vec<Value> {
-        let h = |name| self.header(name).map_or(Value::Null, |v| json!(v));
-        vec![
-            json!(self.message.seq),
-            h(DLQ_CONSUMER),
-            h(DLQ_SUBJECT),
-            h(DLQ_SEQUENCE),
-            h(DLQ_DELIVERIES),
-            h(DLQ_ERROR),
-            h(DLQ_TIME),
-        ]
+    fn summary(&self) -> LetterSummary {
+        LetterSummary::of(&self.message)
     }
 }
 
@@ -139,10 +130,9 @@ pub(crate) async fn run(settings: &Settings, args: DlqArgs) -> CliResult {
 async fn dispatch(broker: &dyn Broker, settings: &Settings, action: DlqAction) -> CliResult {
     match action {
         DlqAction::List => {
-            let mut records = Records::new(LIST_COLUMNS);
-            for letter in letters(broker).await? {
-                records.push(letter.row());
-            }
+            let summaries: Vec<LetterSummary> =
+                letters(broker).await?.iter().map(Letter::summary).collect();
+            let records = Records::from_rows(LIST_COLUMNS, &summaries);
             records.print(settings.output)?;
             eprintln!("{} dead letter(s)", records.len());
             Ok(())
@@ -166,7 +156,7 @@ async fn dispatch(broker: &dyn Broker, settings: &Settings, action: DlqAction) -
                 ..letter.message.clone()
             });
             let object = json!({
-                "letter": LIST_COLUMNS.iter().zip(letter.row()).map(|(c, v)| ((*c).to_owned(), v)).collect::<serde_json::Map<_, _>>(),
+                "letter": letter.summary(),
                 "event": view.to_json(),
             });
             let text = serde_json::to_string_pretty(&object).map_err(CliError::failed)?;
@@ -185,7 +175,9 @@ async fn dispatch(broker: &dyn Broker, settings: &Settings, action: DlqAction) -
             redrive(broker, settings, &chosen).await
         }
         DlqAction::Purge { consumer } => {
-            let filter = consumer.map(|c| format!("deadletter.{c}.>"));
+            let filter = consumer
+                .as_deref()
+                .map(backbone_consumers::dead_letter::letters_of);
             ensure_letters_stream(broker).await?;
             let removed = broker.purge(DEAD_LETTER_STREAM, filter.as_deref()).await?;
             println!("purged {removed} dead letter(s)");

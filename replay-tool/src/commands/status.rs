@@ -8,8 +8,6 @@
 use backbone_broker::ConnectErrorKind;
 use backbone_consumers::status::{StatusReport, read_model_rows};
 use clap::Args;
-use serde::Serialize;
-use serde_json::Value;
 
 use crate::backend;
 use crate::cli::OutputFormat;
@@ -70,25 +68,16 @@ async fn local(settings: &Settings) -> CliResult<StatusReport> {
     Ok(report?)
 }
 
-/// `rows` as records of `columns` (the rows' field names).
-fn records<T: Serialize>(columns: &[&'static str], rows: &[T]) -> Records {
-    let mut records = Records::new(columns);
-    for row in rows {
-        let row = serde_json::to_value(row).unwrap_or(Value::Null);
-        records.push(columns.iter().map(|c| row[*c].clone()).collect());
-    }
-    records
-}
-
 fn print(report: &StatusReport, settings: &Settings) -> CliResult {
     match settings.output {
         OutputFormat::Table => {
             println!("streams:");
-            records(&STREAM_COLUMNS, &report.streams).print(OutputFormat::Table)?;
+            Records::from_rows(&STREAM_COLUMNS, &report.streams).print(OutputFormat::Table)?;
             println!("\nconsumers:");
-            records(&CONSUMER_COLUMNS, &report.consumers).print(OutputFormat::Table)?;
+            Records::from_rows(&CONSUMER_COLUMNS, &report.consumers).print(OutputFormat::Table)?;
             println!("\nread models ({}):", settings.data_dir.display());
-            records(&READ_MODEL_COLUMNS, &report.read_models).print(OutputFormat::Table)?;
+            Records::from_rows(&READ_MODEL_COLUMNS, &report.read_models)
+                .print(OutputFormat::Table)?;
             println!("\ndead letters: {}", report.dead_letters);
         }
         OutputFormat::Json => {
@@ -105,6 +94,8 @@ fn print(report: &StatusReport, settings: &Settings) -> CliResult {
 #[cfg(test)]
 mod tests {
     use backbone_consumers::status::{ConsumerRow, ReadModelRow, StreamRow};
+    use serde::Serialize;
+    use serde_json::Value;
 
     use super::*;
 

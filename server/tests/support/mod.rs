@@ -24,7 +24,14 @@ impl ServerProcess {
     /// every read model, short fetch waits and the free port; waits until
     /// `/readyz` answers 200.
     pub async fn start(extra: &str) -> Self {
+        Self::start_prepared(extra, |_| {}).await
+    }
+
+    /// [`start`](Self::start), after `prepare` ran on the data dir (to
+    /// provision the embedded log beforehand, say).
+    pub async fn start_prepared(extra: &str, prepare: impl FnOnce(&Path)) -> Self {
         let dir = tempfile::tempdir().unwrap();
+        prepare(&dir.path().join("data"));
         let port = free_port();
         let config = dir.path().join("server.toml");
         std::fs::write(
