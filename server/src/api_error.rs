@@ -104,6 +104,11 @@ impl ApiError {
         .retry_after(RETRY_AFTER)
     }
 
+    /// 400 `InvalidQuery`: query parameters the route does not take.
+    pub fn invalid_query(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "InvalidQuery", message)
+    }
+
     /// 404 `NotFound`.
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "NotFound", message)

@@ -7,33 +7,20 @@ mod support;
 
 use reqwest::{Client, RequestBuilder};
 use serde_json::{Value, json};
-use sha2::{Digest as _, Sha256};
-use support::ServerProcess;
+use support::{ServerProcess, cloud_event, sha256_hex};
 
 const SOCIAL: &str = "social-api-token-3b1f";
 const BILLING: &str = "billing-token-77aa";
 
-fn sha256(token: &str) -> String {
-    Sha256::digest(token)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-fn event(type_name: &str, data: Value) -> Value {
-    json!({"specversion": "1.0", "id": uuid::Uuid::now_v7().to_string(), "source": "access-test",
-           "type": type_name, "data": data})
-}
-
 fn follow() -> Value {
-    event(
+    cloud_event(
         "user.followed",
         json!({"followerId": "u-1", "followeeId": "u-2"}),
     )
 }
 
 fn payment() -> Value {
-    event(
+    cloud_event(
         "payment.received",
         json!({"paymentId": "p-1", "userId": "u-1", "amountMinor": "5", "currency": "EUR"}),
     )
@@ -56,8 +43,8 @@ async fn tokens_gate_publish_and_read_by_scope() {
         "models = [\"notifications\", \"billing\"]\n\
          [[tokens]]\nname = \"social-api\"\nsha256 = \"{}\"\npublish = [\"user.*\"]\nread = [\"notifications\"]\n\
          [[tokens]]\nname = \"billing\"\nsha256 = \"{}\"\npublish = [\"payment.received\"]\nread = [\"*\"]\n",
-        sha256(SOCIAL),
-        sha256(BILLING).to_uppercase(),
+        sha256_hex(SOCIAL),
+        sha256_hex(BILLING).to_uppercase(),
     ))
     .await;
     let client = Client::new();

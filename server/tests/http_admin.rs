@@ -13,23 +13,10 @@ use backbone_broker::{
 };
 use reqwest::{Client, Method};
 use serde_json::{Value, json};
-use sha2::{Digest as _, Sha256};
-use support::ServerProcess;
+use support::{ServerProcess, cloud_event, sha256_hex};
 
 const ADMIN: &str = "admin-token-1";
 const READER: &str = "reader-token-1";
-
-fn sha256(token: &str) -> String {
-    Sha256::digest(token)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-fn event(type_name: &str, data: Value) -> Value {
-    json!({"specversion": "1.0", "id": uuid::Uuid::now_v7().to_string(), "source": "admin-test",
-           "type": type_name, "data": data})
-}
 
 struct Admin<'a> {
     client: Client,
@@ -112,8 +99,8 @@ async fn dead_letters_are_listed_shown_redriven_and_purged() {
             "models = [\"billing\"]\n\
              [[tokens]]\nname = \"ops\"\nsha256 = \"{}\"\nadmin = true\npublish = [\"*\"]\nread = [\"*\"]\n\
              [[tokens]]\nname = \"reader\"\nsha256 = \"{}\"\nread = [\"*\"]\n",
-            sha256(ADMIN),
-            sha256(READER)
+            sha256_hex(ADMIN),
+            sha256_hex(READER)
         ),
         provision,
     )
@@ -124,7 +111,7 @@ async fn dead_letters_are_listed_shown_redriven_and_purged() {
     };
 
     admin
-        .publish(event(
+        .publish(cloud_event(
             "payment.refunded",
             json!({"refundId": "r-1", "paymentId": "p-late", "userId": "u-1",
             "amountMinor": "30", "currency": "EUR"}),
@@ -146,7 +133,7 @@ async fn dead_letters_are_listed_shown_redriven_and_purged() {
 
     // The payment arrives; the redriven refund now applies, once.
     admin
-        .publish(event(
+        .publish(cloud_event(
             "payment.received",
             json!({"paymentId": "p-late", "userId": "u-1", "amountMinor": "100",
             "currency": "EUR"}),
@@ -214,7 +201,7 @@ async fn dead_letters_are_listed_shown_redriven_and_purged() {
             "/v1/admin/dead-letters?cursor=x".to_owned(),
             Some(ADMIN),
             400,
-            "InvalidQuery",
+            "InvalidCursor",
         ),
         (
             Method::DELETE,

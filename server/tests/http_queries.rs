@@ -9,12 +9,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::Client;
 use serde_json::{Value, json};
-use support::ServerProcess;
-
-fn event(type_name: &str, data: Value) -> Value {
-    json!({"specversion": "1.0", "id": uuid::Uuid::now_v7().to_string(), "source": "query-test",
-           "type": type_name, "data": data})
-}
+use support::{ServerProcess, cloud_event};
 
 async fn get(client: &Client, server: &ServerProcess, path: &str) -> (u16, Value) {
     let response = client.get(server.url(path)).send().await.unwrap();
@@ -54,29 +49,29 @@ async fn every_read_model_answers_its_routes() {
     let client = Client::new();
     let mut batch: Vec<Value> = (2..=8)
         .map(|i| {
-            event(
+            cloud_event(
                 "user.followed",
                 json!({"followerId": format!("u-{i}"), "followeeId": "u-1"}),
             )
         })
         .collect();
-    batch.push(event(
+    batch.push(cloud_event(
         "user.unfollowed",
         json!({"followerId": "u-5", "followeeId": "u-1"}),
     ));
     for (i, amount) in [500, 250, 125].iter().enumerate() {
         let payment = json!({"paymentId": format!("p-{i}"), "userId": "u-1", "amountMinor": amount.to_string(), "currency": "EUR"});
-        batch.push(event("payment.received", payment));
+        batch.push(cloud_event("payment.received", payment));
     }
-    batch.push(event("image.processed", json!({"imageId": "img-1", "userId": "u-1",
+    batch.push(cloud_event("image.processed", json!({"imageId": "img-1", "userId": "u-1",
         "processed": {"url": "https://cdn.example/img-1.jpg", "contentType": "image/jpeg"}, "widthPx": 640, "heightPx": 480})));
-    batch.push(event("tune.created", json!({"tuneId": "t-1", "userId": "u-1", "packId": "pack-1", "title": "Portraits", "baseModel": "sdxl"})));
-    batch.push(event(
+    batch.push(cloud_event("tune.created", json!({"tuneId": "t-1", "userId": "u-1", "packId": "pack-1", "title": "Portraits", "baseModel": "sdxl"})));
+    batch.push(cloud_event(
         "pack.images_updated",
         json!({"packId": "pack-1", "userId": "u-1", "revision": "2", "imageIds": ["img-1"]}),
     ));
     for (conversation, text) in [("c-1", "hi"), ("c-2", "hello"), ("c-1", "again")] {
-        batch.push(event(
+        batch.push(cloud_event(
             "message.received",
             json!({"conversationId": conversation,
             "providerMessageId": format!("wamid.{text}"), "senderUserId": "u-1", "text": text}),

@@ -36,7 +36,12 @@ use futures::StreamExt as _;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::{access::Principal, api_error::ApiError, app::AppState};
+use crate::{
+    access::Principal,
+    api_error::ApiError,
+    app::AppState,
+    routes::models::{PagingQuery, paging},
+};
 
 /// The admin routes.
 pub(crate) fn routes() -> Router<Arc<AppState>> {
@@ -81,36 +86,18 @@ fn read_failure(e: &ReadError) -> BrokerFailure {
     }
 }
 
-/// `?limit=&cursor=` of the letter list; the cursor is the last letter's
-/// sequence.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LetterPaging {
-    limit: Option<usize>,
-    cursor: Option<u64>,
-}
-
 /// `GET /v1/admin/dead-letters`.
 async fn letters(
     State(state): State<Arc<AppState>>,
     Extension(principal): Extension<Principal>,
-    query: Result<Query<LetterPaging>, QueryRejection>,
+    query: PagingQuery,
 ) -> Result<Json<Value>, ApiError> {
     principal.check_admin()?;
-    let Query(paging) =
-        query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "InvalidQuery", e.body_text()))?;
-    let limit = match paging.limit.unwrap_or(100) {
-        limit @ 1..=1000 => limit,
-        _ => {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "InvalidQuery",
-                "limit must be 1 to 1000",
-            ));
-        }
-    };
+    // The cursor is the last letter's sequence.
+    let paging = paging(query)?;
+    let (limit, after) = (paging.limit()?, paging.cursor::<u64>()?);
     let request = ReadRequest {
-        start: ReadStart::Sequence(paging.cursor.map_or(1, |c| c + 1)),
+        start: ReadStart::Sequence(after.map_or(1, |c| c + 1)),
         ..Default::default()
     };
     let mut read = match state.broker.read(DEAD_LETTER_STREAM, request).await {
@@ -213,18 +200,15 @@ async fn purge(
     query: Result<Query<PurgeQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     principal.check_admin()?;
-    let Query(query) =
-        query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "InvalidQuery", e.body_text()))?;
+    let Query(query) = query.map_err(|e| ApiError::invalid_query(e.body_text()))?;
     if let Some(consumer) = query
         .consumer
         .as_deref()
         .filter(|c| !backbone_core::subject::valid_name(c))
     {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "InvalidQuery",
-            format!("{consumer:?} is not a consumer name"),
-        ));
+        return Err(ApiError::invalid_query(format!(
+            "{consumer:?} is not a consumer name"
+        )));
     }
     let filter = query
         .consumer

@@ -91,14 +91,18 @@ pub(crate) struct Paging {
 }
 
 impl Paging {
-    fn limit(&self) -> Result<usize, ApiError> {
+    /// The page size asked for, 1 to [`MAX_LIMIT`].
+    pub(crate) fn limit(&self) -> Result<usize, ApiError> {
         match self.limit.unwrap_or(DEFAULT_LIMIT) {
             limit @ 1..=MAX_LIMIT => Ok(limit),
-            _ => Err(invalid_query(format!("limit must be 1 to {MAX_LIMIT}"))),
+            _ => Err(ApiError::invalid_query(format!(
+                "limit must be 1 to {MAX_LIMIT}"
+            ))),
         }
     }
 
-    fn cursor<K: FromStr>(&self) -> Result<Option<K>, ApiError> {
+    /// The cursor, as the list's key type.
+    pub(crate) fn cursor<K: FromStr>(&self) -> Result<Option<K>, ApiError> {
         self.cursor
             .as_deref()
             .map(|c| c.parse().map_err(|_| invalid_cursor()))
@@ -148,10 +152,6 @@ where
     Ok(Json(Page { items, next_cursor }))
 }
 
-fn invalid_query(message: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, "InvalidQuery", message)
-}
-
 fn invalid_cursor() -> ApiError {
     ApiError::new(
         StatusCode::BAD_REQUEST,
@@ -168,10 +168,11 @@ fn store_error(e: StoreError) -> ApiError {
     )
 }
 
-fn paging(query: Result<Query<Paging>, QueryRejection>) -> Result<Paging, ApiError> {
+/// The paging parameters, or 400 `InvalidQuery`.
+pub(crate) fn paging(query: Result<Query<Paging>, QueryRejection>) -> Result<Paging, ApiError> {
     query
         .map(|Query(p)| p)
-        .map_err(|e| invalid_query(e.body_text()))
+        .map_err(|e| ApiError::invalid_query(e.body_text()))
 }
 
 impl AppState {
@@ -195,7 +196,7 @@ fn found<T: Serialize>(value: Option<T>, what: &str) -> Result<Json<T>, ApiError
 }
 
 type State_ = State<Arc<AppState>>;
-type PagingQuery = Result<Query<Paging>, QueryRejection>;
+pub(crate) type PagingQuery = Result<Query<Paging>, QueryRejection>;
 
 /// `GET /v1/models`: the read models this server runs, with checkpoints.
 async fn list(
@@ -368,7 +369,9 @@ impl AuditParams {
                 Some(t) => {
                     time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
                         .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
-                        .map_err(|_| invalid_query(format!("{t:?} is not an RFC 3339 time")))
+                        .map_err(|_| {
+                            ApiError::invalid_query(format!("{t:?} is not an RFC 3339 time"))
+                        })
                 }
             };
             Ok::<_, ApiError>(AuditQuery::TimeRange {
@@ -379,7 +382,7 @@ impl AuditParams {
         match (lookups.next(), lookups.next(), time) {
             (Some(lookup), None, None) => Ok(lookup),
             (None, None, Some(range)) => range,
-            _ => Err(invalid_query(
+            _ => Err(ApiError::invalid_query(
                 "give exactly one of key, type, source, correlation, or a from/to range",
             )),
         }
@@ -402,7 +405,7 @@ async fn audit_events(
     State(state): State_,
     q: Result<Query<AuditParams>, QueryRejection>,
 ) -> Result<Json<Page<backbone_consumers::models::audit::AuditEntry>>, ApiError> {
-    let Query(params) = q.map_err(|e| invalid_query(e.body_text()))?;
+    let Query(params) = q.map_err(|e| ApiError::invalid_query(e.body_text()))?;
     let limit = Paging {
         limit: params.limit,
         cursor: None,

@@ -9,6 +9,22 @@ use std::{
 };
 
 use backbone_testkit::free_port;
+use serde_json::{Value, json};
+use sha2::{Digest as _, Sha256};
+
+/// The hex SHA-256 of `token`, as `[[tokens]] sha256` wants it.
+pub fn sha256_hex(token: &str) -> String {
+    Sha256::digest(token)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A structured-mode CloudEvent of `type_name` with a fresh id.
+pub fn cloud_event(type_name: &str, data: Value) -> Value {
+    json!({"specversion": "1.0", "id": uuid::Uuid::now_v7().to_string(), "source": "http-test",
+           "type": type_name, "data": data})
+}
 
 /// A running `backbone-server`.
 pub struct ServerProcess {
