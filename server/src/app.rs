@@ -23,6 +23,7 @@ use crate::{
     api_error::ApiError,
     config::{HttpConfig, ServerConfig},
     metrics::{self, ServerMetrics},
+    openapi,
     routes::{admin, health, models, publish},
     spool::Spool,
     webhook::{self, Webhook},
@@ -106,6 +107,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::scrape))
+        .route("/openapi.json", get(openapi::document))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn_with_state(

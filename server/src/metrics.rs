@@ -128,6 +128,13 @@ pub(crate) async fn track(
 }
 
 /// `GET /metrics`.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "health",
+    summary = "Prometheus (OpenMetrics) exposition",
+    responses((status = 200, description = "OK")),
+)]
 pub(crate) async fn scrape(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     (
         StatusCode::OK,

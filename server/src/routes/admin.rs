@@ -87,7 +87,15 @@ fn read_failure(e: &ReadError) -> BrokerFailure {
 }
 
 /// `GET /v1/admin/dead-letters`.
-async fn letters(
+#[utoipa::path(
+    get,
+    path = "/v1/admin/dead-letters",
+    tag = "admin",
+    summary = "Dead letters in order, paged",
+    params(("limit" = Option<usize>, Query, description = "Page size, 1 to 1000 (default 100)"), ("cursor" = Option<String>, Query, description = "The previous page's next_cursor")),
+    responses((status = 200, description = "OK"), (status = 400, description = "Bad request", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token (or signature)", body = crate::openapi::ErrorBody), (status = 403, description = "Outside the token's scopes", body = crate::openapi::ErrorBody), (status = 503, description = "Unavailable; retry after Retry-After", body = crate::openapi::ErrorBody)),
+)]
+pub(crate) async fn letters(
     State(state): State<Arc<AppState>>,
     Extension(principal): Extension<Principal>,
     query: PagingQuery,
@@ -126,7 +134,15 @@ async fn letters(
 }
 
 /// `GET /v1/admin/dead-letters/{seq}`.
-async fn letter(
+#[utoipa::path(
+    get,
+    path = "/v1/admin/dead-letters/{seq}",
+    tag = "admin",
+    summary = "One dead letter and its event",
+    params(("seq" = u64, Path, description = "The letter's sequence")),
+    responses((status = 200, description = "OK"), (status = 401, description = "No valid token (or signature)", body = crate::openapi::ErrorBody), (status = 403, description = "Outside the token's scopes", body = crate::openapi::ErrorBody), (status = 404, description = "Not found", body = crate::openapi::ErrorBody), (status = 503, description = "Unavailable; retry after Retry-After", body = crate::openapi::ErrorBody)),
+)]
+pub(crate) async fn letter(
     State(state): State<Arc<AppState>>,
     Extension(principal): Extension<Principal>,
     Path(seq): Path<u64>,
@@ -157,7 +173,15 @@ async fn letter(
 }
 
 /// `POST /v1/admin/dead-letters/{seq}/redrive`.
-async fn redrive(
+#[utoipa::path(
+    post,
+    path = "/v1/admin/dead-letters/{seq}/redrive",
+    tag = "admin",
+    summary = "Put a letter's event back for the consumer that gave up on it",
+    params(("seq" = u64, Path, description = "The letter's sequence")),
+    responses((status = 200, description = "OK"), (status = 401, description = "No valid token (or signature)", body = crate::openapi::ErrorBody), (status = 403, description = "Outside the token's scopes", body = crate::openapi::ErrorBody), (status = 404, description = "Not found", body = crate::openapi::ErrorBody), (status = 422, description = "Unprocessable", body = crate::openapi::ErrorBody), (status = 503, description = "Unavailable; retry after Retry-After", body = crate::openapi::ErrorBody)),
+)]
+pub(crate) async fn redrive(
     State(state): State<Arc<AppState>>,
     Extension(principal): Extension<Principal>,
     Path(seq): Path<u64>,
@@ -189,12 +213,20 @@ async fn redrive(
 /// `?consumer=` of a purge.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct PurgeQuery {
+pub(crate) struct PurgeQuery {
     consumer: Option<String>,
 }
 
 /// `DELETE /v1/admin/dead-letters`.
-async fn purge(
+#[utoipa::path(
+    delete,
+    path = "/v1/admin/dead-letters",
+    tag = "admin",
+    summary = "Purge handled letters, all or one consumer's",
+    params(("consumer" = Option<String>, Query, description = "Only this consumer's letters")),
+    responses((status = 200, description = "OK"), (status = 400, description = "Bad request", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token (or signature)", body = crate::openapi::ErrorBody), (status = 403, description = "Outside the token's scopes", body = crate::openapi::ErrorBody)),
+)]
+pub(crate) async fn purge(
     State(state): State<Arc<AppState>>,
     Extension(principal): Extension<Principal>,
     query: Result<Query<PurgeQuery>, QueryRejection>,
@@ -234,7 +266,14 @@ async fn purge(
 }
 
 /// `GET /v1/admin/status`.
-async fn status(
+#[utoipa::path(
+    get,
+    path = "/v1/admin/status",
+    tag = "admin",
+    summary = "Streams, consumers with lag, dead letters, read-model checkpoints",
+    responses((status = 200, description = "OK"), (status = 401, description = "No valid token (or signature)", body = crate::openapi::ErrorBody), (status = 403, description = "Outside the token's scopes", body = crate::openapi::ErrorBody), (status = 503, description = "Unavailable; retry after Retry-After", body = crate::openapi::ErrorBody)),
+)]
+pub(crate) async fn status(
     State(state): State<Arc<AppState>>,
     Extension(principal): Extension<Principal>,
 ) -> Result<Json<StatusReport>, ApiError> {

@@ -19,6 +19,13 @@ use crate::{app::AppState, spool::SpoolDepth};
 const BROKER_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// `GET /healthz`.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "health",
+    summary = "Liveness: every runner running and none stuck failing",
+    responses((status = 200, description = "OK"), (status = 503, description = "Unavailable; retry after Retry-After", body = crate::openapi::ErrorBody)),
+)]
 pub(crate) async fn healthz(
     State(state): State<Arc<AppState>>,
 ) -> (StatusCode, Json<HealthReport>) {
@@ -46,6 +53,13 @@ struct BrokerProbe {
 }
 
 /// `GET /readyz`.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "health",
+    summary = "Readiness: runners healthy and the broker answering",
+    responses((status = 200, description = "OK"), (status = 503, description = "Unavailable; retry after Retry-After", body = crate::openapi::ErrorBody)),
+)]
 pub(crate) async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Readiness>) {
     let probe = tokio::time::timeout(
         BROKER_PROBE_TIMEOUT,

@@ -199,7 +199,14 @@ type State_ = State<Arc<AppState>>;
 pub(crate) type PagingQuery = Result<Query<Paging>, QueryRejection>;
 
 /// `GET /v1/models`: the read models this server runs, with checkpoints.
-async fn list(
+#[utoipa::path(
+    get,
+    path = "/v1/models",
+    tag = "queries",
+    summary = "The read models this server runs, with checkpoints",
+    responses((status = 200, description = "OK"), (status = 401, description = "No valid token (or signature)", body = crate::openapi::ErrorBody)),
+)]
+pub(crate) async fn list(
     State(state): State_,
     Extension(principal): Extension<Principal>,
 ) -> Result<Json<Value>, ApiError> {
@@ -215,7 +222,15 @@ async fn list(
     Ok(Json(json!({ "models": models })))
 }
 
-async fn follow_counts(
+#[utoipa::path(
+    get,
+    path = "/v1/models/notifications/users/{user}",
+    tag = "queries",
+    summary = "Follower and following counts",
+    params(("user" = String, Path, description = "The user id")),
+    responses((status = 200, description = "OK"), (status = 401, description = "No valid token (or signature)", body = crate::openapi::ErrorBody), (status = 403, description = "Outside the token's scopes", body = crate::openapi::ErrorBody), (status = 404, description = "Not found", body = crate::openapi::ErrorBody)),
+)]
+pub(crate) async fn follow_counts(
     State(state): State_,
     Path(user): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
@@ -227,7 +242,15 @@ async fn follow_counts(
     ))
 }
 
-async fn followers(
+#[utoipa::path(
+    get,
+    path = "/v1/models/notifications/users/{user}/followers",
+    tag = "queries",
+    summary = "Followers of a user, sorted, paged",
+    params(("user" = String, Path, description = "The user id"), ("limit" = Option<usize>, Query, description = "Page size, 1 to 1000 (default 100)"), ("cursor" = Option<String>, Query, description = "The previous page's next_cursor")),
+    responses((status = 200, description = "OK"), (status = 400, description = "Bad request", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token (or signature)", body = crate::openapi::ErrorBody), (status = 403, description = "Outside the token's scopes", body = crate::openapi::ErrorBody), (status = 404, description = "Not found", body = crate::openapi::ErrorBody)),
+)]
+pub(crate) async fn followers(
     State(state): State_,
     Path(user): Path<String>,
     q: PagingQuery,
@@ -237,7 +260,15 @@ async fn followers(
     page(items, &paging(q)?, Order::Ascending, Clone::clone)
 }
 
-async fn following(
+#[utoipa::path(
+    get,
+    path = "/v1/models/notifications/users/{user}/following",
+    tag = "queries",
+    summary = "Users a user follows, sorted, paged",
+    params(("user" = String, Path, description = "The user id"), ("limit" = Option<usize>, Query, description = "Page size, 1 to 1000 (default 100)"), ("cursor" = Option<String>, Query, description = "The previous page's next_cursor")),
+    responses((status = 200, description = "OK"), (status = 400, description = "Bad request", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token (or signature)", body = crate::openapi::ErrorBody), (status = 403, description = "Outside the token's scopes", body = crate::openapi::ErrorBody), (status = 404, description = "Not found", body = crate::openapi::ErrorBody)),
+)]
+pub(crate) async fn following(
     State(state): State_,
     Path(user): Path<String>,
     q: PagingQuery,
@@ -247,7 +278,15 @@ async fn following(
     page(items, &paging(q)?, Order::Ascending, Clone::clone)
 }
 
-async fn feed(
+#[utoipa::path(
+    get,
+    path = "/v1/models/notifications/users/{user}/feed",
+    tag = "queries",
+    summary = "A user's feed, newest first, paged",
+    params(("user" = String, Path, description = "The user id"), ("limit" = Option<usize>, Query, description = "Page size, 1 to 1000 (default 100)"), ("cursor" = Option<String>, Query, description = "The previous page's next_cursor")),
+    responses((status = 200, description = "OK"), (status = 400, description = "Bad request", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token (or signature)", body = crate::openapi::ErrorBody), (status = 403, description = "Outside the token's scopes", body = crate::openapi::ErrorBody), (status = 404, description = "Not found", body = crate::openapi::ErrorBody)),
+)]
+pub(crate) async fn feed(
     State(state): State_,
     Path(user): Path<String>,
     q: PagingQuery,
@@ -257,7 +296,18 @@ async fn feed(
     page(items, &paging(q)?, Order::Descending, |i| i.seq)
 }
 
-async fn balances(State(state): State_, Path(user): Path<String>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(
+    get,
+    path = "/v1/models/billing/users/{user}/balances",
+    tag = "queries",
+    summary = "A user's balances by currency",
+    params(("user" = String, Path, description = "The user id")),
+    responses((status = 200, description = "OK"), (status = 401, description = "No valid token (or signature)", body = crate::openapi::ErrorBody), (status = 403, description = "Outside the token's scopes", body = crate::openapi::ErrorBody), (status = 404, description = "Not found", body = crate::openapi::ErrorBody)),
+)]
+pub(crate) async fn balances(
+    State(state): State_,
+    Path(user): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let balances = Billing::balances(state.model("billing")?, &user).map_err(store_error)?;
     let balances: Vec<Value> = balances
         .into_iter()
@@ -266,7 +316,15 @@ async fn balances(State(state): State_, Path(user): Path<String>) -> Result<Json
     Ok(Json(json!({ "user": user, "balances": balances })))
 }
 
-async fn ledger(
+#[utoipa::path(
+    get,
+    path = "/v1/models/billing/users/{user}/ledger",
+    tag = "queries",
+    summary = "A user's ledger, oldest first, paged",
+    params(("user" = String, Path, description = "The user id"), ("limit" = Option<usize>, Query, description = "Page size, 1 to 1000 (default 100)"), ("cursor" = Option<String>, Query, description = "The previous page's next_cursor")),
+    responses((status = 200, description = "OK"), (status = 400, description = "Bad request", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token (or signature)", body = crate::openapi::ErrorBody), (status = 403, description = "Outside the token's scopes", body = crate::openapi::ErrorBody), (status = 404, description = "Not found", body = crate::openapi::ErrorBody)),
+)]
+pub(crate) async fn ledger(
     State(state): State_,
     Path(user): Path<String>,
     q: PagingQuery,
@@ -275,7 +333,15 @@ async fn ledger(
     page(items, &paging(q)?, Order::Ascending, |e| e.seq)
 }
 
-async fn payment(
+#[utoipa::path(
+    get,
+    path = "/v1/models/billing/payments/{payment}",
+    tag = "queries",
+    summary = "A payment's record",
+    params(("payment" = String, Path, description = "The payment id")),
+    responses((status = 200, description = "OK"), (status = 401, description = "No valid token (or signature)", body = crate::openapi::ErrorBody), (status = 403, description = "Outside the token's scopes", body = crate::openapi::ErrorBody), (status = 404, description = "Not found", body = crate::openapi::ErrorBody)),
+)]
+pub(crate) async fn payment(
     State(state): State_,
     Path(payment): Path<String>,
 ) -> Result<Json<backbone_consumers::models::billing::PaymentRecord>, ApiError> {
@@ -285,7 +351,15 @@ async fn payment(
     )
 }
 
-async fn images(
+#[utoipa::path(
+    get,
+    path = "/v1/models/gallery/users/{user}/images",
+    tag = "queries",
+    summary = "A user's processed images, paged",
+    params(("user" = String, Path, description = "The user id"), ("limit" = Option<usize>, Query, description = "Page size, 1 to 1000 (default 100)"), ("cursor" = Option<String>, Query, description = "The previous page's next_cursor")),
+    responses((status = 200, description = "OK"), (status = 400, description = "Bad request", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token (or signature)", body = crate::openapi::ErrorBody), (status = 403, description = "Outside the token's scopes", body = crate::openapi::ErrorBody), (status = 404, description = "Not found", body = crate::openapi::ErrorBody)),
+)]
+pub(crate) async fn images(
     State(state): State_,
     Path(user): Path<String>,
     q: PagingQuery,
@@ -294,7 +368,15 @@ async fn images(
     page(items, &paging(q)?, Order::Ascending, |i| i.image_id.clone())
 }
 
-async fn latest_tune(
+#[utoipa::path(
+    get,
+    path = "/v1/models/gallery/users/{user}/tune",
+    tag = "queries",
+    summary = "A user's latest tune",
+    params(("user" = String, Path, description = "The user id")),
+    responses((status = 200, description = "OK"), (status = 401, description = "No valid token (or signature)", body = crate::openapi::ErrorBody), (status = 403, description = "Outside the token's scopes", body = crate::openapi::ErrorBody), (status = 404, description = "Not found", body = crate::openapi::ErrorBody)),
+)]
+pub(crate) async fn latest_tune(
     State(state): State_,
     Path(user): Path<String>,
 ) -> Result<Json<backbone_consumers::models::gallery::TuneSummary>, ApiError> {
@@ -304,7 +386,15 @@ async fn latest_tune(
     )
 }
 
-async fn pack(
+#[utoipa::path(
+    get,
+    path = "/v1/models/gallery/packs/{pack}",
+    tag = "queries",
+    summary = "A pack's images and revision",
+    params(("pack" = String, Path, description = "The pack id")),
+    responses((status = 200, description = "OK"), (status = 401, description = "No valid token (or signature)", body = crate::openapi::ErrorBody), (status = 403, description = "Outside the token's scopes", body = crate::openapi::ErrorBody), (status = 404, description = "Not found", body = crate::openapi::ErrorBody)),
+)]
+pub(crate) async fn pack(
     State(state): State_,
     Path(pack): Path<String>,
 ) -> Result<Json<backbone_consumers::models::gallery::PackSummary>, ApiError> {
@@ -314,7 +404,15 @@ async fn pack(
     )
 }
 
-async fn conversations(
+#[utoipa::path(
+    get,
+    path = "/v1/models/inbox/users/{user}/conversations",
+    tag = "queries",
+    summary = "A user's conversations, most recent first, paged",
+    params(("user" = String, Path, description = "The user id"), ("limit" = Option<usize>, Query, description = "Page size, 1 to 1000 (default 100)"), ("cursor" = Option<String>, Query, description = "The previous page's next_cursor")),
+    responses((status = 200, description = "OK"), (status = 400, description = "Bad request", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token (or signature)", body = crate::openapi::ErrorBody), (status = 403, description = "Outside the token's scopes", body = crate::openapi::ErrorBody), (status = 404, description = "Not found", body = crate::openapi::ErrorBody)),
+)]
+pub(crate) async fn conversations(
     State(state): State_,
     Path(user): Path<String>,
     q: PagingQuery,
@@ -323,12 +421,31 @@ async fn conversations(
     page(items, &paging(q)?, Order::Descending, |c| c.last_seq)
 }
 
-async fn unread(State(state): State_, Path(user): Path<String>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(
+    get,
+    path = "/v1/models/inbox/users/{user}/unread",
+    tag = "queries",
+    summary = "A user's unread messages",
+    params(("user" = String, Path, description = "The user id")),
+    responses((status = 200, description = "OK"), (status = 401, description = "No valid token (or signature)", body = crate::openapi::ErrorBody), (status = 403, description = "Outside the token's scopes", body = crate::openapi::ErrorBody), (status = 404, description = "Not found", body = crate::openapi::ErrorBody)),
+)]
+pub(crate) async fn unread(
+    State(state): State_,
+    Path(user): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let unread = Inbox::unread(state.model("inbox")?, &user).map_err(store_error)?;
     Ok(Json(json!({ "user": user, "unread": unread })))
 }
 
-async fn conversation(
+#[utoipa::path(
+    get,
+    path = "/v1/models/inbox/conversations/{conversation}",
+    tag = "queries",
+    summary = "One conversation",
+    params(("conversation" = String, Path, description = "The conversation id")),
+    responses((status = 200, description = "OK"), (status = 401, description = "No valid token (or signature)", body = crate::openapi::ErrorBody), (status = 403, description = "Outside the token's scopes", body = crate::openapi::ErrorBody), (status = 404, description = "Not found", body = crate::openapi::ErrorBody)),
+)]
+pub(crate) async fn conversation(
     State(state): State_,
     Path(conversation): Path<String>,
 ) -> Result<Json<backbone_consumers::models::inbox::Conversation>, ApiError> {
@@ -401,7 +518,15 @@ impl AuditParams {
     }
 }
 
-async fn audit_events(
+#[utoipa::path(
+    get,
+    path = "/v1/models/audit/events",
+    tag = "queries",
+    summary = "Audited events by key, type, source, correlation or time range, paged",
+    params(("key" = Option<String>, Query, description = "Subject key"), ("type" = Option<String>, Query, description = "Event type"), ("source" = Option<String>, Query, description = "ce-source"), ("correlation" = Option<String>, Query, description = "Correlation id"), ("from" = Option<String>, Query, description = "RFC 3339, inclusive"), ("to" = Option<String>, Query, description = "RFC 3339, exclusive"), ("limit" = Option<usize>, Query, description = "Page size, 1 to 1000 (default 100)"), ("cursor" = Option<String>, Query, description = "The previous page's next_cursor")),
+    responses((status = 200, description = "OK"), (status = 400, description = "Bad request", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token (or signature)", body = crate::openapi::ErrorBody), (status = 403, description = "Outside the token's scopes", body = crate::openapi::ErrorBody), (status = 404, description = "Not found", body = crate::openapi::ErrorBody)),
+)]
+pub(crate) async fn audit_events(
     State(state): State_,
     q: Result<Query<AuditParams>, QueryRejection>,
 ) -> Result<Json<Page<backbone_consumers::models::audit::AuditEntry>>, ApiError> {
@@ -424,7 +549,15 @@ async fn audit_events(
     }))
 }
 
-async fn audit_event(
+#[utoipa::path(
+    get,
+    path = "/v1/models/audit/events/{id}",
+    tag = "queries",
+    summary = "One audited event by ce-id",
+    params(("id" = String, Path, description = "The event's ce-id")),
+    responses((status = 200, description = "OK"), (status = 401, description = "No valid token (or signature)", body = crate::openapi::ErrorBody), (status = 403, description = "Outside the token's scopes", body = crate::openapi::ErrorBody), (status = 404, description = "Not found", body = crate::openapi::ErrorBody)),
+)]
+pub(crate) async fn audit_event(
     State(state): State_,
     Path(id): Path<String>,
 ) -> Result<Json<backbone_consumers::models::audit::AuditEntry>, ApiError> {

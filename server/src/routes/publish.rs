@@ -74,6 +74,13 @@ fn spooled(envelope: &Envelope) -> Value {
 }
 
 /// `POST /v1/events`.
+#[utoipa::path(
+    post,
+    path = "/v1/events",
+    tag = "events",
+    summary = "Publish one event or a batch (CloudEvents HTTP binding: binary, structured, batch)",
+    responses((status = 200, description = "OK"), (status = 201, description = "Stored"), (status = 202, description = "Spooled: published when the broker is back"), (status = 400, description = "Bad request", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token (or signature)", body = crate::openapi::ErrorBody), (status = 403, description = "Outside the token's scopes", body = crate::openapi::ErrorBody), (status = 409, description = "Optimistic append failed", body = crate::openapi::ErrorBody), (status = 413, description = "Over the size limit", body = crate::openapi::ErrorBody), (status = 415, description = "Unsupported content type", body = crate::openapi::ErrorBody), (status = 503, description = "Unavailable; retry after Retry-After", body = crate::openapi::ErrorBody)),
+)]
 pub(crate) async fn publish(
     State(state): State<Arc<AppState>>,
     Extension(principal): Extension<Principal>,

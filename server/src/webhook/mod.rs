@@ -208,6 +208,14 @@ impl Webhook {
 }
 
 /// `POST /v1/webhooks/{name}`.
+#[utoipa::path(
+    post,
+    path = "/v1/webhooks/{name}",
+    tag = "webhooks",
+    summary = "A provider's signed webhook delivery, mapped to events",
+    params(("name" = String, Path, description = "The webhook's configured name")),
+    responses((status = 200, description = "OK"), (status = 201, description = "Stored"), (status = 202, description = "Spooled: published when the broker is back"), (status = 400, description = "Bad request", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token (or signature)", body = crate::openapi::ErrorBody), (status = 404, description = "Not found", body = crate::openapi::ErrorBody), (status = 413, description = "Over the size limit", body = crate::openapi::ErrorBody), (status = 422, description = "Unprocessable", body = crate::openapi::ErrorBody), (status = 503, description = "Unavailable; retry after Retry-After", body = crate::openapi::ErrorBody)),
+)]
 pub(crate) async fn ingest(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
