@@ -22,6 +22,7 @@ use crate::{
     access::{self, Access},
     api_error::ApiError,
     config::{HttpConfig, ServerConfig},
+    dashboard,
     metrics::{self, ServerMetrics},
     openapi,
     routes::{admin, health, models, publish},
@@ -108,6 +109,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::scrape))
         .route("/openapi.json", get(openapi::document))
+        .route("/", get(dashboard::page))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn_with_state(

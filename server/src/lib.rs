@@ -29,6 +29,9 @@
 //! - **Spool** ([`spool`]): on JetStream, events the broker cannot take
 //!   are fsynced locally, answered 202, and published in order when it
 //!   answers again.
+//! - **Dashboard**: `GET /`, one self-contained page polling the admin
+//!   routes (health, streams, consumers, read models, dead letters with a
+//!   redrive button).
 //! - **Access** ([`access`]): bearer tokens from the config, hashed at
 //!   rest, scoped to the event types a service publishes and the read
 //!   models it reads.
@@ -40,6 +43,7 @@ pub mod api_error;
 pub mod app;
 pub mod cloudevents;
 pub mod config;
+mod dashboard;
 pub mod metrics;
 pub mod openapi;
 mod routes;

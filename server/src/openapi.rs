@@ -7,7 +7,7 @@ use utoipa::{
     openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
 };
 
-use crate::{metrics, routes, webhook};
+use crate::{dashboard, metrics, routes, webhook};
 
 /// Every failed request's body.
 #[derive(Debug, ToSchema)]
@@ -76,6 +76,7 @@ impl Modify for BearerAuth {
         routes::health::healthz,
         routes::health::readyz,
         metrics::scrape,
+        dashboard::page,
         document,
     ),
     components(schemas(ErrorBody, ErrorObject)),

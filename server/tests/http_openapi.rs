@@ -12,7 +12,7 @@ use serde_json::Value;
 use support::ServerProcess;
 
 /// Every route the server serves.
-const ROUTES: [(&str, &str); 27] = [
+const ROUTES: [(&str, &str); 28] = [
     ("post", "/v1/events"),
     ("post", "/v1/webhooks/{name}"),
     ("get", "/v1/models"),
@@ -40,6 +40,7 @@ const ROUTES: [(&str, &str); 27] = [
     ("get", "/readyz"),
     ("get", "/metrics"),
     ("get", "/openapi.json"),
+    ("get", "/"),
 ];
 
 /// A sample value for a path parameter.
@@ -91,6 +92,7 @@ async fn every_documented_route_answers_as_documented() {
                 "{method} {url}: {status}, documented {statuses:?}"
             );
             if status >= 400 {
+                // Every error is the JSON error body.
                 let body: Value = response.json().await.unwrap();
                 assert!(body["error"]["kind"].is_string(), "{method} {url}: {body}");
             }
