@@ -13,15 +13,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use backbone_broker::{
-    Broker, StreamConfig,
-    embedded::{EmbeddedBroker, EmbeddedOptions},
-};
 use backbone_testkit::free_port;
 use fantoccini::{ClientBuilder, Locator};
 use reqwest::Client;
 use serde_json::{Value, json};
-use support::{ServerProcess, cloud_event};
+use support::{ServerProcess, cloud_event, short_duplicate_window};
 
 /// `$CHROMIUM_BIN` and `$CHROMEDRIVER_BIN` (`scripts/ensure-chromium`
 /// finds or installs them), else where Debian puts them.
@@ -39,32 +35,6 @@ impl Drop for Driver {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-/// The event log with a one-second duplicate window, so a redrive soon
-/// after the original publish is not dropped as its copy.
-fn provision(data: &Path) {
-    let path = data.join("log");
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
-            let log = EmbeddedBroker::open(EmbeddedOptions {
-                path,
-                ..Default::default()
-            })
-            .unwrap();
-            let config = StreamConfig {
-                duplicate_window: Duration::from_secs(1),
-                ..StreamConfig::event_log()
-            };
-            log.ensure_stream(&config).await.unwrap();
-            log.close().await.unwrap();
-        });
-    })
-    .join()
-    .unwrap();
 }
 
 async fn publish(client: &Client, server: &ServerProcess, event: Value) {
@@ -94,7 +64,8 @@ async fn the_dashboard_shows_counts_change_and_redrives_a_dead_letter() {
             "{binary} is missing: run scripts/ensure-chromium (scripts/test does), or set CHROMIUM_BIN and CHROMEDRIVER_BIN"
         );
     }
-    let server = ServerProcess::start_prepared("models = [\"billing\"]\n", provision).await;
+    let server =
+        ServerProcess::start_prepared("models = [\"billing\"]\n", short_duplicate_window).await;
     let http = Client::new();
     for n in 0..3 {
         publish(&http, &server, follow(n)).await;
@@ -194,14 +165,9 @@ async fn the_dashboard_shows_counts_change_and_redrives_a_dead_letter() {
     wait_text("#message", "redriven for billing".into()).await;
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let balances: Value = http
-            .get(server.url("/v1/models/billing/users/u-1/balances"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let balances = server
+            .get_json("/v1/models/billing/users/u-1/balances")
+            .await;
         if balances["balances"] == json!([{"currency": "EUR", "balance_minor": 70}]) {
             break;
         }

@@ -7,13 +7,9 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use backbone_broker::{
-    Broker, StreamConfig,
-    embedded::{EmbeddedBroker, EmbeddedOptions},
-};
 use reqwest::{Client, Method};
 use serde_json::{Value, json};
-use support::{ServerProcess, cloud_event, sha256_hex};
+use support::{ServerProcess, cloud_event, sha256_hex, short_duplicate_window};
 
 const ADMIN: &str = "admin-token-1";
 const READER: &str = "reader-token-1";
@@ -68,32 +64,6 @@ impl Admin<'_> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_letters_are_listed_shown_redriven_and_purged() {
-    // A one-second duplicate window, so the redrive (the original event id
-    // again) is not dropped as a copy of the original publish.
-    let provision = |data: &std::path::Path| {
-        let path = data.join("log");
-        // Its own thread: the test's runtime cannot block on another.
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .build()
-                .unwrap();
-            runtime.block_on(async {
-                let log = EmbeddedBroker::open(EmbeddedOptions {
-                    path,
-                    ..Default::default()
-                })
-                .unwrap();
-                let config = StreamConfig {
-                    duplicate_window: Duration::from_secs(1),
-                    ..StreamConfig::event_log()
-                };
-                log.ensure_stream(&config).await.unwrap();
-                log.close().await.unwrap();
-            });
-        })
-        .join()
-        .unwrap();
-    };
     let server = ServerProcess::start_prepared(
         &format!(
             "models = [\"billing\"]\n\
@@ -102,7 +72,7 @@ async fn dead_letters_are_listed_shown_redriven_and_purged() {
             sha256_hex(ADMIN),
             sha256_hex(READER)
         ),
-        provision,
+        short_duplicate_window,
     )
     .await;
     let admin = Admin {

@@ -56,14 +56,7 @@ fn sample(param: &str) -> &'static str {
 async fn every_documented_route_answers_as_documented() {
     let server = ServerProcess::start("models = [\"all\"]\n").await;
     let client = Client::new();
-    let doc: Value = client
-        .get(server.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = server.get_json("/openapi.json").await;
     assert_eq!(doc["openapi"], "3.1.0");
 
     let mut documented = BTreeSet::new();

@@ -265,14 +265,9 @@ async fn exercise(server: &ServerProcess) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let balances: Value = client
-        .get(server.url("/v1/models/billing/users/u-1/balances"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let balances = server
+        .get_json("/v1/models/billing/users/u-1/balances")
+        .await;
     assert_eq!(
         balances["balances"],
         json!([{"currency": "EUR", "balance_minor": 119}])

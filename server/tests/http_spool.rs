@@ -45,15 +45,8 @@ async fn publish(client: &Client, server: &ServerProcess, event: &Value) -> (u16
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
-async fn spool_depth(client: &Client, server: &ServerProcess) -> u64 {
-    let ready: Value = client
-        .get(server.url("/readyz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+async fn spool_depth(server: &ServerProcess) -> u64 {
+    let ready = server.get_json("/readyz").await;
     ready["spool"]["events"].as_u64().unwrap()
 }
 
@@ -85,7 +78,7 @@ async fn every_accepted_event_is_stored_once_across_a_nats_kill() {
     );
 
     let deadline = Instant::now() + Duration::from_secs(30);
-    while spool_depth(&client, &server).await > 0 {
+    while spool_depth(&server).await > 0 {
         assert!(
             Instant::now() < deadline,
             "the spool never drained; log:\n{}",
@@ -143,5 +136,5 @@ async fn a_full_spool_answers_503_with_retry_after() {
     }
     assert_eq!(statuses[0], 202, "{statuses:?}");
     assert_eq!(statuses.last(), Some(&503), "{statuses:?}");
-    assert!(spool_depth(&client, &server).await > 0);
+    assert!(spool_depth(&server).await > 0);
 }

@@ -20,6 +20,38 @@ pub fn sha256_hex(token: &str) -> String {
         .collect()
 }
 
+/// Provisions the embedded event log in `data` with a one-second duplicate
+/// window, so a redrive soon after the original publish (the same event
+/// id) is not dropped as its copy. For [`ServerProcess::start_prepared`].
+pub fn short_duplicate_window(data: &Path) {
+    use backbone_broker::{
+        Broker, StreamConfig,
+        embedded::{EmbeddedBroker, EmbeddedOptions},
+    };
+    let path = data.join("log");
+    // Its own thread: a test's runtime cannot block on another.
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let log = EmbeddedBroker::open(EmbeddedOptions {
+                path,
+                ..Default::default()
+            })
+            .unwrap();
+            let config = StreamConfig {
+                duplicate_window: Duration::from_secs(1),
+                ..StreamConfig::event_log()
+            };
+            log.ensure_stream(&config).await.unwrap();
+            log.close().await.unwrap();
+        });
+    })
+    .join()
+    .unwrap();
+}
+
 /// A structured-mode CloudEvent of `type_name` with a fresh id.
 pub fn cloud_event(type_name: &str, data: Value) -> Value {
     json!({"specversion": "1.0", "id": uuid::Uuid::now_v7().to_string(), "source": "http-test",
@@ -74,6 +106,16 @@ impl ServerProcess {
     /// The URL of `path`.
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// `GET path`'s JSON body.
+    pub async fn get_json(&self, path: &str) -> Value {
+        reqwest::get(self.url(path))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
     }
 
     /// The data directory.
