@@ -54,6 +54,8 @@ pub mod metrics;
 pub mod model;
 #[cfg(feature = "models")]
 pub mod models;
+#[cfg(feature = "otel")]
+mod otel;
 mod owed;
 pub mod projection;
 pub mod reactor;

@@ -208,7 +208,7 @@ impl Handler for Projection {
                 settles.push((delivery, Settle::Ack));
                 continue;
             }
-            let span = event_span(&delivery);
+            let span = event_span(&delivery, &core.config.durable_name);
             let started = Instant::now();
             let outcome = span.in_scope(|| {
                 apply_entry(
@@ -320,15 +320,29 @@ async fn settle_all(metrics: Arc<ConsumerMetrics>, settles: Vec<(Delivery, Settl
         .await;
 }
 
-/// A span per event carrying its id and correlation id.
-pub(crate) fn event_span(delivery: &Delivery) -> tracing::Span {
+/// A span per event carrying its id and correlation id, and the
+/// OpenTelemetry messaging attributes of a `process` span; with the `otel`
+/// feature it continues the trace in the event's `traceparent`.
+pub(crate) fn event_span(delivery: &Delivery, consumer: &str) -> tracing::Span {
     let headers = &delivery.message.headers;
-    tracing::info_span!(
+    let event_id = headers.get(backbone_schemas::wire::CE_ID).unwrap_or("");
+    let span = tracing::info_span!(
         "event",
+        otel.name = "process",
+        otel.kind = "consumer",
         seq = delivery.message.seq,
         subject = %delivery.message.subject,
-        event_id = headers.get(backbone_schemas::wire::CE_ID).unwrap_or(""),
+        event_id,
         correlation_id = headers.get(backbone_schemas::wire::CE_CORRELATIONID).unwrap_or(""),
         delivery = delivery.delivery_count,
-    )
+        messaging.system = "backbone",
+        messaging.operation.type = "process",
+        messaging.destination.name = %delivery.message.stream,
+        messaging.consumer.group.name = consumer,
+        messaging.message.id = event_id,
+        cloudevents.event_id = event_id,
+    );
+    #[cfg(feature = "otel")]
+    crate::otel::continue_trace(&span, headers.get(backbone_schemas::wire::TRACEPARENT));
+    span
 }

@@ -254,7 +254,7 @@ impl Reaction {
         if self.mode == RunMode::Live {
             self.reactor
                 .react(&envelope)
-                .instrument(event_span(delivery))
+                .instrument(event_span(delivery, &core.config.durable_name))
                 .await?;
         }
         Ok(true)

@@ -1,6 +1,8 @@
 //! Going through a running `backbone-server` instead of the data
 //! directory it holds.
 //!
+//! `status` and `dlq` do; the other commands need the data directory.
+//!
 //! The server is the one `--server URL` names, else the one whose
 //! discovery file (`<data-dir>/server.json`, written while it serves) sits
 //! in the data directory. With `--token` (or `BACKBONE_TOKEN`) requests
@@ -65,6 +67,15 @@ impl ServerClient {
 
     /// `GET path`, the answer's JSON as `T`.
     pub(crate) async fn get<T: DeserializeOwned>(&self, path: &str) -> CliResult<T> {
+        self.request(reqwest::Method::GET, path).await
+    }
+
+    /// `method path` without a body, the answer's JSON as `T`.
+    pub(crate) async fn request<T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+    ) -> CliResult<T> {
         let url = format!("{}{path}", self.base);
         let failure = |status, kind, message: String| {
             CliError::Server(Box::new(ServerFailure {
@@ -74,7 +85,7 @@ impl ServerClient {
                 message,
             }))
         };
-        let mut request = self.client.get(&url);
+        let mut request = self.client.request(method, &url);
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
         }

@@ -224,3 +224,48 @@ async fn status_through_a_server_needs_an_admin_token() {
     running.await.unwrap().unwrap();
     assert_exit(&status(Some("ops-token"), url).await.unwrap(), 4);
 }
+
+/// `dlq list` and `dlq purge` on a data directory a running server holds
+/// go through the server's admin routes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dlq_goes_through_the_server_that_holds_the_data_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // A refund of an unknown payment: billing dead-letters it.
+    let refund = "{\"refundId\":\"r-1\",\"paymentId\":\"p-404\",\"userId\":\"u-1\",\"amountMinor\":\"5\",\"currency\":\"EUR\"}";
+    assert_exit(
+        &replay(
+            &data,
+            &["publish", "--type", "payment.refunded", "--json", refund],
+        ),
+        0,
+    );
+    let config = service_config(&data);
+    let broker = config.connect().await.unwrap();
+    let server = Server::start(&config, broker, Metrics::new())
+        .await
+        .unwrap();
+    let (trigger, shutdown) = shutdown_channel();
+    let running = tokio::spawn(server.run(shutdown));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let letters = loop {
+        let list = replay_async(&data, &["--output", "json", "dlq", "list"]).await;
+        assert_exit(&list, 0);
+        let letters: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+        if letters.as_array().is_some_and(|l| !l.is_empty()) {
+            break letters;
+        }
+        assert!(Instant::now() < deadline, "no dead letter: {letters}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(letters[0]["consumer"], "billing", "{letters}");
+    let purge = replay_async(&data, &["dlq", "purge", "--consumer", "billing"]).await;
+    assert_exit(&purge, 0);
+    assert!(
+        String::from_utf8_lossy(&purge.stdout).contains("purged 1"),
+        "{}",
+        String::from_utf8_lossy(&purge.stdout)
+    );
+    trigger.trigger();
+    running.await.unwrap().unwrap();
+}

@@ -40,7 +40,9 @@ use serde::Deserialize;
 
 use backbone_consumers::{RuntimeConfig, layout, models::resolve, reactors};
 
-use crate::{access::TokenConfig, spool::SpoolConfig, webhook::WebhookConfig};
+use crate::{
+    access::TokenConfig, spool::SpoolConfig, telemetry::TelemetryConfig, webhook::WebhookConfig,
+};
 use backbone_core::Error;
 
 /// The service's configuration file.
@@ -78,6 +80,9 @@ pub struct ServerConfig {
     /// Webhook routes, one per provider ([`crate::webhook`]).
     #[serde(default)]
     pub webhooks: Vec<WebhookConfig>,
+    /// Trace export ([`crate::telemetry`]).
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
     /// The durable spool for events the broker cannot take
     /// ([`crate::spool`]); JetStream backends only.
     #[serde(default)]

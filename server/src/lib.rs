@@ -32,6 +32,9 @@
 //! - **Dashboard**: `GET /`, one self-contained page polling the admin
 //!   routes (health, streams, consumers, read models, dead letters with a
 //!   redrive button).
+//! - **Telemetry** ([`telemetry`]): logs, and OpenTelemetry traces over
+//!   OTLP when configured, one trace from the HTTP request through the
+//!   publish to every consumer's apply.
 //! - **Access** ([`access`]): bearer tokens from the config, hashed at
 //!   rest, scoped to the event types a service publishes and the read
 //!   models it reads.
@@ -49,6 +52,7 @@ pub mod openapi;
 mod routes;
 mod runners;
 pub mod spool;
+pub mod telemetry;
 pub mod webhook;
 
 use std::{net::SocketAddr, sync::Arc};

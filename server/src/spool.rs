@@ -138,16 +138,23 @@ impl Spool {
         .await
         .map_err(store_error)?;
         let drained_path = dir.join("drained");
-        let drained = match std::fs::read_to_string(&drained_path) {
+        let recorded: u64 = match std::fs::read_to_string(&drained_path) {
             Ok(text) => text.trim().parse().map_err(store_error)?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
             Err(e) => return Err(store_error(e)),
         };
-        let last = log
-            .stream_info(SPOOL_STREAM)
-            .await
-            .map_err(store_error)?
-            .last_seq;
+        let info = log.stream_info(SPOOL_STREAM).await.map_err(store_error)?;
+        let last = info.last_seq;
+        // What waits is what the log holds above the recorded sequence: an
+        // empty log (purged once drained) holds nothing, and a log whose
+        // sequence is below the record started over, so all of it waits.
+        let drained = if info.messages == 0 {
+            last
+        } else if recorded > last {
+            info.first_seq.saturating_sub(1)
+        } else {
+            recorded.max(info.first_seq.saturating_sub(1))
+        };
         let mut bytes = 0;
         if last > drained {
             let mut waiting = log
@@ -269,7 +276,7 @@ impl Spool {
                     () = shutdown.wait() => return,
                 }
             }
-            match self.drain_batch(broker.as_ref(), drained).await {
+            match self.drain_batch(broker.as_ref(), drained, last).await {
                 Ok(()) => backoff = Duration::from_millis(100),
                 Err(e) => {
                     tracing::warn!(error = %e, retry_in = ?backoff, "spooled events wait for the broker");
@@ -283,9 +290,15 @@ impl Spool {
         }
     }
 
-    /// Publishes up to [`DRAIN_BATCH`] events after `drained`, then records
-    /// how far it got; the error of the first event the broker refused.
-    async fn drain_batch(&self, broker: &dyn Broker, drained: u64) -> Result<(), String> {
+    /// Publishes up to [`DRAIN_BATCH`] events after `drained` (`last` is the
+    /// last written as of the call), then records how far it got; the error
+    /// of the first event the broker refused.
+    async fn drain_batch(
+        &self,
+        broker: &dyn Broker,
+        drained: u64,
+        last: u64,
+    ) -> Result<(), String> {
         let request = ReadRequest {
             start: ReadStart::Sequence(drained + 1),
             ..Default::default()
@@ -297,8 +310,10 @@ impl Spool {
             .map_err(|e| e.to_string())?
             .take(DRAIN_BATCH);
         let mut outcome = Ok(());
+        let mut seen = false;
         let (mut reached, mut published_bytes) = (drained, 0);
         while let Some(message) = waiting.next().await {
+            seen = true;
             let message = message.map_err(|e| e.to_string())?;
             let seq = message.seq;
             let outbound = republished(message);
@@ -309,6 +324,12 @@ impl Spool {
             }
             reached = seq;
             published_bytes += size;
+        }
+        if !seen {
+            // Nothing up to `last` is stored above `drained`: none of it waits.
+            let mut state = self.lock();
+            state.drained = state.drained.max(last);
+            return Ok(());
         }
         if reached > drained {
             write_drained(&self.drained_path, reached).map_err(|e| e.to_string())?;

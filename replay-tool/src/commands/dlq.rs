@@ -19,7 +19,7 @@
 //! therefore harmless.
 
 use backbone_broker::{
-    Broker, OutboundMessage, ReadRequest, StoredMessage,
+    Broker, ConnectErrorKind, OutboundMessage, ReadRequest, StoredMessage,
     stream::{DEAD_LETTER_STREAM, EVENT_STREAM, StreamConfig},
 };
 use backbone_consumers::{
@@ -28,13 +28,14 @@ use backbone_consumers::{
 };
 use clap::{Args, Subcommand};
 use futures::StreamExt;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::backend;
 use crate::config::Settings;
 use crate::error::{CliError, CliResult};
 use crate::event_view::EventView;
 use crate::output::{Records, reject_csv};
+use crate::server_client::ServerClient;
 
 /// Arguments of `dlq`.
 #[derive(Debug, Args)]
@@ -117,14 +118,141 @@ async fn letters(broker: &dyn Broker) -> CliResult<Vec<Letter>> {
     Ok(all)
 }
 
-/// Runs `dlq`.
+/// Runs `dlq`: on the data directory or the configured broker, or through
+/// the running server that holds the data directory (or `--server`).
 pub(crate) async fn run(settings: &Settings, args: DlqArgs) -> CliResult {
     reject_csv(settings.output, "dlq")?;
-    let broker = backend::connect(settings).await?;
+    if let Some(server) = ServerClient::explicit(settings) {
+        return remote(&server, settings, args.action).await;
+    }
+    let broker = match backend::connect(settings).await {
+        Ok(broker) => broker,
+        Err(CliError::Connect(e)) if e.kind() == &ConnectErrorKind::Locked => {
+            return match ServerClient::discovered(settings) {
+                Some(server) => remote(&server, settings, args.action).await,
+                None => Err(CliError::Connect(e)),
+            };
+        }
+        Err(e) => return Err(e),
+    };
     backend::ensure_standard_streams(broker.as_ref()).await?;
     let result = dispatch(broker.as_ref(), settings, args.action).await;
     broker.close().await?;
     result
+}
+
+/// `dlq` through a server's admin routes.
+async fn remote(server: &ServerClient, settings: &Settings, action: DlqAction) -> CliResult {
+    match action {
+        DlqAction::List => {
+            let letters = remote_letters(server).await?;
+            Records::from_rows(LIST_COLUMNS, &letters).print(settings.output)?;
+            eprintln!("{} dead letter(s)", letters.len());
+            Ok(())
+        }
+        DlqAction::Show { seq } => {
+            let shown: Value = server.get(&format!("/v1/admin/dead-letters/{seq}")).await?;
+            let text = serde_json::to_string_pretty(&shown).map_err(CliError::failed)?;
+            println!("{text}");
+            Ok(())
+        }
+        DlqAction::Redrive { seq, all } => {
+            let chosen: Vec<u64> = match (seq, all) {
+                (_, true) => remote_letters(server)
+                    .await?
+                    .iter()
+                    .map(|l| l.seq)
+                    .collect(),
+                (Some(seq), false) => vec![seq],
+                (None, false) => return Err(CliError::Usage("give a sequence or --all".into())),
+            };
+            let mut outcomes = Vec::new();
+            for seq in chosen {
+                let answer: Value = server
+                    .request(
+                        reqwest::Method::POST,
+                        &format!("/v1/admin/dead-letters/{seq}/redrive"),
+                    )
+                    .await?;
+                outcomes.push(Redriven {
+                    letter: seq,
+                    consumer: answer["consumer"].as_str().map(str::to_owned),
+                    subject: answer["subject"].as_str().unwrap_or_default().to_owned(),
+                    new_seq: answer["seq"].as_u64().unwrap_or_default(),
+                    duplicate: answer["duplicate"].as_bool().unwrap_or_default(),
+                });
+            }
+            report_redrives(&outcomes, settings, "2m unless the stream sets another")
+        }
+        DlqAction::Purge { consumer } => {
+            let path = match &consumer {
+                Some(c) => format!("/v1/admin/dead-letters?consumer={c}"),
+                None => "/v1/admin/dead-letters".to_owned(),
+            };
+            let answer: Value = server.request(reqwest::Method::DELETE, &path).await?;
+            println!(
+                "purged {} dead letter(s)",
+                answer["purged"].as_u64().unwrap_or_default()
+            );
+            Ok(())
+        }
+    }
+}
+
+/// Every letter, following the server's pages.
+async fn remote_letters(server: &ServerClient) -> CliResult<Vec<LetterSummary>> {
+    let mut all = Vec::new();
+    let mut path = "/v1/admin/dead-letters?limit=1000".to_owned();
+    loop {
+        let page: Value = server.get(&path).await?;
+        let items: Vec<LetterSummary> = serde_json::from_value(page["items"].clone())
+            .map_err(|e| CliError::failed(format!("unexpected answer from the server: {e}")))?;
+        all.extend(items);
+        match page["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/v1/admin/dead-letters?limit=1000&cursor={cursor}"),
+            None => return Ok(all),
+        }
+    }
+}
+
+/// One redrive's outcome.
+struct Redriven {
+    letter: u64,
+    consumer: Option<String>,
+    subject: String,
+    new_seq: u64,
+    duplicate: bool,
+}
+
+/// Prints the outcomes; fails (exit 1) when the broker dropped some as
+/// duplicates, saying when to retry.
+fn report_redrives(outcomes: &[Redriven], settings: &Settings, window: &str) -> CliResult {
+    let mut records = Records::new(&["letter", "consumer", "subject", "new_seq", "outcome"]);
+    for o in outcomes {
+        let outcome = if o.duplicate {
+            "duplicate: within the duplicate window, retry later"
+        } else {
+            "redriven"
+        };
+        records.push(vec![
+            json!(o.letter),
+            json!(o.consumer),
+            json!(o.subject),
+            json!(o.new_seq),
+            json!(outcome),
+        ]);
+    }
+    records.print(settings.output)?;
+    let duplicates = outcomes.iter().filter(|o| o.duplicate).count();
+    if duplicates > 0 {
+        return Err(CliError::failed(format!(
+            "{duplicates} letter(s) not redriven: their event id was published less than the \
+             event stream's duplicate window ({window}) ago, so the broker dropped the redrive \
+             as a duplicate; nothing changed: retry once {window} have passed since the event \
+             was last published (its original publish or an earlier redrive)"
+        )));
+    }
+    Ok(())
 }
 
 async fn dispatch(broker: &dyn Broker, settings: &Settings, action: DlqAction) -> CliResult {
@@ -191,42 +319,26 @@ async fn ensure_letters_stream(broker: &dyn Broker) -> CliResult {
 }
 
 async fn redrive(broker: &dyn Broker, settings: &Settings, chosen: &[Letter]) -> CliResult {
-    let mut records = Records::new(&["letter", "consumer", "subject", "new_seq", "outcome"]);
-    let mut duplicates = 0;
+    let mut outcomes = Vec::new();
     for letter in chosen {
         let entry = redrive_message(&letter.message).map_err(CliError::bad_input)?;
         let subject = entry.subject.clone();
         let receipt = broker.publish(entry).await?;
-        let outcome = if receipt.duplicate {
-            duplicates += 1;
-            "duplicate: within the duplicate window, retry later"
-        } else {
-            "redriven"
-        };
-        records.push(vec![
-            json!(letter.message.seq),
-            json!(letter.header(DLQ_CONSUMER)),
-            json!(subject),
-            json!(receipt.seq),
-            json!(outcome),
-        ]);
+        outcomes.push(Redriven {
+            letter: letter.message.seq,
+            consumer: letter.header(DLQ_CONSUMER).map(str::to_owned),
+            subject,
+            new_seq: receipt.seq,
+            duplicate: receipt.duplicate,
+        });
     }
-    records.print(settings.output)?;
-    if duplicates > 0 {
-        let window = broker
-            .stream_info(EVENT_STREAM)
-            .await
-            .map(|info| {
-                humantime_serde::re::humantime::format_duration(info.config.duplicate_window)
-                    .to_string()
-            })
-            .unwrap_or_else(|_| "its duplicate window".to_owned());
-        return Err(CliError::failed(format!(
-            "{duplicates} letter(s) not redriven: their event id was published less than the \
-             event stream's duplicate window ({window}) ago, so the broker dropped the redrive \
-             as a duplicate; nothing changed: retry once {window} have passed since the event \
-             was last published (its original publish or an earlier redrive)"
-        )));
-    }
-    Ok(())
+    let window = broker
+        .stream_info(EVENT_STREAM)
+        .await
+        .map(|info| {
+            humantime_serde::re::humantime::format_duration(info.config.duplicate_window)
+                .to_string()
+        })
+        .unwrap_or_else(|_| "its duplicate window".to_owned());
+    report_redrives(&outcomes, settings, &window)
 }

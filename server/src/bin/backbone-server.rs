@@ -14,7 +14,7 @@
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
 use backbone_consumers::{Metrics, shutdown_channel};
-use backbone_server::{Server, ServerConfig};
+use backbone_server::{Server, ServerConfig, telemetry};
 use clap::Parser;
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -54,23 +54,8 @@ struct Args {
     json_logs: bool,
 }
 
-fn init_logs(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
-
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let args = Args::parse();
-    init_logs(args.json_logs);
     let mut config = match (&args.config, &args.data_dir) {
         (Some(path), _) => match ServerConfig::load(path) {
             Ok(c) => c,
@@ -88,10 +73,41 @@ async fn main() -> ExitCode {
     if let Some(listen) = args.listen {
         config.http.listen = listen;
     }
-    if let Some(models) = args.models {
+    let telemetry = match telemetry::init(args.json_logs, &config.telemetry) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("backbone-server: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    // The OTLP exporter's blocking HTTP client lives outside the runtime:
+    // built before it, flushed after it.
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("backbone-server: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let code = runtime.block_on(serve(config, args.models, args.reactors));
+    drop(runtime);
+    telemetry.shutdown();
+    code
+}
+
+/// Runs the server until it stops or is signalled; the exit code.
+async fn serve(
+    mut config: ServerConfig,
+    models: Option<Vec<String>>,
+    reactors: Option<Vec<String>>,
+) -> ExitCode {
+    if let Some(models) = models {
         config.models = models;
     }
-    if let Some(reactors) = args.reactors {
+    if let Some(reactors) = reactors {
         config.reactors = reactors;
     }
     let broker = match config.connect().await {

@@ -33,8 +33,11 @@ use backbone_schemas::Envelope;
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use tracing::Instrument as _;
+
 use crate::{
     access::Principal, api_error::ApiError, app::AppState, cloudevents, spool::is_transient,
+    telemetry,
 };
 
 /// The header of an optimistic append: the subject's last stored sequence
@@ -88,20 +91,30 @@ pub(crate) async fn publish(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let body = body.map_err(|e| state.body_rejection(&e))?;
-    let incoming = cloudevents::events(&headers, body)?;
+    let mut incoming = cloudevents::events(&headers, body)?;
     for (i, event) in incoming.events.iter().enumerate() {
         principal
             .check_publish(&event.event_type)
             .map_err(|e| if incoming.batch { e.at(i) } else { e })?;
     }
     let expected = expected_last_subject_seq(&headers)?;
+    let span = telemetry::publish_span(&headers, &mut incoming.events);
+    send(&state, incoming, expected).instrument(span).await
+}
+
+/// Publishes the request's validated events.
+async fn send(
+    state: &AppState,
+    incoming: cloudevents::Incoming,
+    expected: Option<u64>,
+) -> Result<Response, ApiError> {
     if incoming.batch {
         if expected.is_some() {
             return Err(ApiError::malformed(format!(
                 "{EXPECTED_LAST_SUBJECT_SEQ} applies to one event, not a batch"
             )));
         }
-        return Ok(store(&state, &incoming.events).await);
+        return Ok(store(state, &incoming.events).await);
     }
     let envelope = &incoming.events[0];
     let mut message = OutboundMessage::from(envelope);

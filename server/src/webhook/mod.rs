@@ -249,12 +249,13 @@ pub(crate) async fn ingest(
     if events.is_empty() {
         return Ok((StatusCode::OK, Json(json!({ "results": [] }))).into_response());
     }
-    let envelopes = events
+    let mut envelopes = events
         .into_iter()
         .enumerate()
         .map(|(i, event)| cloudevents::structured(event).map_err(|e| e.at(i)))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(publish::store(&state, &envelopes).await)
+    let span = crate::telemetry::publish_span(&headers, &mut envelopes);
+    Ok(tracing::Instrument::instrument(publish::store(&state, &envelopes), span).await)
 }
 
 #[cfg(test)]
