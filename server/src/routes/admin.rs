@@ -133,6 +133,15 @@ pub(crate) async fn letters(
     Ok(Json(page))
 }
 
+/// The dead letter at `seq`, or the broker's refusal as an answer.
+async fn letter_at(state: &AppState, seq: u64) -> Result<backbone_broker::StoredMessage, ApiError> {
+    state
+        .broker
+        .get(DEAD_LETTER_STREAM, seq)
+        .await
+        .map_err(|e| broker_error(read_failure(&e), e))
+}
+
 /// `GET /v1/admin/dead-letters/{seq}`.
 #[utoipa::path(
     get,
@@ -148,11 +157,7 @@ pub(crate) async fn letter(
     Path(seq): Path<u64>,
 ) -> Result<Json<Value>, ApiError> {
     principal.check_admin()?;
-    let letter = state
-        .broker
-        .get(DEAD_LETTER_STREAM, seq)
-        .await
-        .map_err(|e| broker_error(read_failure(&e), e))?;
+    let letter = letter_at(&state, seq).await?;
     let event = redrive_message(&letter)
         .ok()
         .and_then(|original| {
@@ -187,11 +192,7 @@ pub(crate) async fn redrive(
     Path(seq): Path<u64>,
 ) -> Result<Json<Value>, ApiError> {
     principal.check_admin()?;
-    let letter = state
-        .broker
-        .get(DEAD_LETTER_STREAM, seq)
-        .await
-        .map_err(|e| broker_error(read_failure(&e), e))?;
+    let letter = letter_at(&state, seq).await?;
     let entry = redrive_message(&letter).map_err(|e| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
