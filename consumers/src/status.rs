@@ -139,20 +139,23 @@ impl ReadModelRow {
     }
 }
 
-/// One row per seed read model in `data_dir`; `open` gives a store the
-/// caller already holds (the server's own), else each is opened read-only
-/// for the moment it is read.
+/// One row per seed read model in `data_dir`; `held` answers for a store
+/// the caller holds (the server's own: the store, or the state to show
+/// while it must not be opened), else each is opened for the moment it is
+/// read.
 pub fn read_model_rows(
     data_dir: &Path,
-    open: impl Fn(&str) -> Option<ProjectionStore>,
+    held: impl Fn(&str) -> Option<Result<ProjectionStore, String>>,
 ) -> Vec<ReadModelRow> {
     let dir = read_models_dir(data_dir);
     READ_MODEL_NAMES
         .iter()
         .map(|name| {
             let (live, shadow) = (live_path(&dir, name), shadow_path(&dir, name));
-            if let Some(store) = open(name) {
-                return ReadModelRow::of_store(name, &store, shadow.exists());
+            match held(name) {
+                Some(Ok(store)) => return ReadModelRow::of_store(name, &store, shadow.exists()),
+                Some(Err(state)) => return ReadModelRow::without_store(name, state),
+                None => {}
             }
             if !live.exists() {
                 return ReadModelRow::without_store(name, "absent");

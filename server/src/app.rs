@@ -1,10 +1,7 @@
 //! The axum application: shared state, the router, and the bounds every
 //! request goes through (body size, requests in flight).
 
-use std::{
-    collections::{BTreeMap, HashMap},
-    sync::Arc,
-};
+use std::{collections::HashMap, sync::Arc};
 
 use axum::{
     Router,
@@ -15,7 +12,7 @@ use axum::{
     routing::{get, post},
 };
 use backbone_broker::Broker;
-use backbone_consumers::{Metrics, ProjectionStore};
+use backbone_consumers::{Metrics, Shutdown};
 use tokio::sync::Semaphore;
 
 use crate::{
@@ -25,7 +22,9 @@ use crate::{
     dashboard,
     metrics::{self, ServerMetrics},
     openapi,
-    routes::{admin, health, models, publish},
+    rebuilds::Rebuilds,
+    routes::{admin, health, models, publish, rebuilds},
+    runners::Runners,
     spool::Spool,
     webhook::{self, Webhook},
 };
@@ -39,8 +38,13 @@ pub struct AppState {
     pub stream: String,
     /// The data directory (read models not run here are read from it).
     pub data_dir: std::path::PathBuf,
-    /// The read models this server runs, by name, for queries.
-    pub stores: BTreeMap<String, ProjectionStore>,
+    /// The read models and reactors this server runs, and the stores the
+    /// queries read.
+    pub(crate) runners: Arc<Runners>,
+    /// The rebuilds started through the admin routes.
+    pub rebuilds: Rebuilds,
+    /// Triggered when the server stops.
+    pub(crate) stopping: Shutdown,
     /// The runners' counters and health.
     pub metrics: Metrics,
     /// The Prometheus registry.
@@ -58,19 +62,22 @@ pub struct AppState {
 
 impl AppState {
     /// State over `broker` for `config`, counting into `metrics`.
-    pub fn new(
+    pub(crate) fn new(
         config: &ServerConfig,
         broker: Arc<dyn Broker>,
-        stores: BTreeMap<String, ProjectionStore>,
+        runners: Arc<Runners>,
         metrics: Metrics,
         webhooks: HashMap<String, Webhook>,
         spool: Option<Arc<Spool>>,
+        stopping: Shutdown,
     ) -> Self {
         Self {
             broker,
             stream: config.stream.clone(),
             data_dir: config.data_dir.clone(),
-            stores,
+            runners,
+            rebuilds: Rebuilds::default(),
+            stopping,
             server_metrics: ServerMetrics::new(&metrics),
             metrics,
             in_flight: Arc::new(Semaphore::new(config.http.max_in_flight)),
@@ -98,6 +105,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/events", post(publish::publish))
         .merge(models::routes())
         .merge(admin::routes())
+        .merge(rebuilds::routes())
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             access::authenticate,

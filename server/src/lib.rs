@@ -49,6 +49,7 @@ pub mod config;
 mod dashboard;
 pub mod metrics;
 pub mod openapi;
+pub mod rebuilds;
 mod routes;
 mod runners;
 pub mod spool;
@@ -59,7 +60,7 @@ use std::{net::SocketAddr, sync::Arc};
 
 pub use api_error::ApiError;
 use backbone_broker::{Backend, Broker};
-use backbone_consumers::{Metrics, RunReport, Shutdown};
+use backbone_consumers::{Metrics, RunReport, Shutdown, ShutdownTrigger, shutdown_channel};
 pub use config::{HttpConfig, ServerConfig, ServerError, ServerErrorKind};
 pub use routes::publish::{EXPECTED_LAST_SUBJECT_SEQ, Receipt};
 use tokio::net::TcpListener;
@@ -74,18 +75,15 @@ pub const DISCOVERY_FILE: &str = "server.json";
 /// serving.
 pub struct Server {
     listener: TcpListener,
-    runners: Vec<(String, runners::Runner)>,
     state: Arc<app::AppState>,
+    stopping: ShutdownTrigger,
 }
 
 impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Server")
             .field("listener", &self.listener)
-            .field(
-                "runners",
-                &self.runners.iter().map(|(n, _)| n).collect::<Vec<_>>(),
-            )
+            .field("runners", &self.state.runners)
             .finish_non_exhaustive()
     }
 }
@@ -106,18 +104,25 @@ impl Server {
             )),
             _ => None,
         };
-        let runners::Opened { runners, stores } = runners::open(config, &broker, &metrics).await?;
+        let runners = Arc::new(runners::open(config, &broker, &metrics).await?);
         let listener = TcpListener::bind(config.http.listen).await.map_err(|e| {
             ServerError::with_source(ServerErrorKind::Http, e)
                 .detail(config.http.listen.to_string())
         })?;
+        let (stopping, stopping_listener) = shutdown_channel();
         let state = Arc::new(app::AppState::new(
-            config, broker, stores, metrics, webhooks, spool,
+            config,
+            broker,
+            runners,
+            metrics,
+            webhooks,
+            spool,
+            stopping_listener,
         ));
         Ok(Self {
             listener,
-            runners,
             state,
+            stopping,
         })
     }
 
@@ -139,7 +144,7 @@ impl Server {
         if let Err(e) = write_discovery(&discovery, addr) {
             tracing::warn!(error = %e, path = %discovery.display(), "cannot write the discovery file");
         }
-        let handles = runners::spawn(self.runners, &shutdown);
+        self.state.runners.start().await;
         let drainer =
             self.state.spool.clone().map(|spool| {
                 tokio::spawn(spool.drain(self.state.broker.clone(), shutdown.clone()))
@@ -151,7 +156,13 @@ impl Server {
                 .with_graceful_shutdown(async move { http_shutdown.wait().await })
                 .await
         });
-        let reports = runners::join(handles).await;
+        let mut stop = shutdown.clone();
+        stop.wait().await;
+        self.stopping.trigger();
+        // A rebuild stops between batches (or completes its swap) before
+        // the runners stop, so none is started after.
+        self.state.rebuilds.finish().await;
+        let reports = self.state.runners.stop_all().await;
         match http.await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "HTTP server failed"),

@@ -279,7 +279,7 @@ pub(crate) async fn status(
     Extension(principal): Extension<Principal>,
 ) -> Result<Json<StatusReport>, ApiError> {
     principal.check_admin()?;
-    let rows = read_model_rows(&state.data_dir, |name| state.stores.get(name).cloned());
+    let rows = read_model_rows(&state.data_dir, |name| state.runners.held(name));
     StatusReport::collect(state.broker.as_ref(), rows)
         .await
         .map(Json)

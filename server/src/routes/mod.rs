@@ -4,3 +4,4 @@ pub(crate) mod admin;
 pub(crate) mod health;
 pub(crate) mod models;
 pub(crate) mod publish;
+pub(crate) mod rebuilds;

@@ -177,15 +177,26 @@ pub(crate) fn paging(query: Result<Query<Paging>, QueryRejection>) -> Result<Pag
 
 impl AppState {
     /// The store of read model `name`, when this server runs it.
-    fn model(&self, name: &str) -> Result<&ProjectionStore, ApiError> {
-        self.stores.get(name).ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "UnknownReadModel",
-                format!("this server does not run the read model {name}"),
+    fn model(&self, name: &str) -> Result<ProjectionStore, ApiError> {
+        if let Some(store) = self.runners.store(name) {
+            return Ok(store);
+        }
+        if self.runners.spec(name).is_some() {
+            // A rebuild is swapping the store in.
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Rebuilding",
+                format!("the read model {name} is being swapped for its rebuild"),
             )
             .with("model", name)
-        })
+            .retry_after(crate::api_error::RETRY_AFTER));
+        }
+        Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "UnknownReadModel",
+            format!("this server does not run the read model {name}"),
+        )
+        .with("model", name))
     }
 }
 
@@ -211,8 +222,8 @@ pub(crate) async fn list(
     Extension(principal): Extension<Principal>,
 ) -> Result<Json<Value>, ApiError> {
     let mut models = Vec::new();
-    let readable = state
-        .stores
+    let stores = state.runners.stores();
+    let readable = stores
         .iter()
         .filter(|(name, _)| principal.check_read(name).is_ok());
     for (name, store) in readable {
@@ -235,8 +246,8 @@ pub(crate) async fn follow_counts(
     Path(user): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let store = state.model("notifications")?;
-    let followers = Notifications::follower_count(store, &user).map_err(store_error)?;
-    let following = Notifications::following_count(store, &user).map_err(store_error)?;
+    let followers = Notifications::follower_count(&store, &user).map_err(store_error)?;
+    let following = Notifications::following_count(&store, &user).map_err(store_error)?;
     Ok(Json(
         json!({ "user": user, "followers": followers, "following": following }),
     ))
@@ -256,7 +267,7 @@ pub(crate) async fn followers(
     q: PagingQuery,
 ) -> Result<Json<Page<String>>, ApiError> {
     let items =
-        Notifications::followers(state.model("notifications")?, &user).map_err(store_error)?;
+        Notifications::followers(&state.model("notifications")?, &user).map_err(store_error)?;
     page(items, &paging(q)?, Order::Ascending, Clone::clone)
 }
 
@@ -274,7 +285,7 @@ pub(crate) async fn following(
     q: PagingQuery,
 ) -> Result<Json<Page<String>>, ApiError> {
     let items =
-        Notifications::following(state.model("notifications")?, &user).map_err(store_error)?;
+        Notifications::following(&state.model("notifications")?, &user).map_err(store_error)?;
     page(items, &paging(q)?, Order::Ascending, Clone::clone)
 }
 
@@ -291,7 +302,7 @@ pub(crate) async fn feed(
     Path(user): Path<String>,
     q: PagingQuery,
 ) -> Result<Json<Page<backbone_consumers::models::notifications::FeedItem>>, ApiError> {
-    let items = Notifications::feed(state.model("notifications")?, &user, usize::MAX)
+    let items = Notifications::feed(&state.model("notifications")?, &user, usize::MAX)
         .map_err(store_error)?;
     page(items, &paging(q)?, Order::Descending, |i| i.seq)
 }
@@ -308,7 +319,7 @@ pub(crate) async fn balances(
     State(state): State_,
     Path(user): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let balances = Billing::balances(state.model("billing")?, &user).map_err(store_error)?;
+    let balances = Billing::balances(&state.model("billing")?, &user).map_err(store_error)?;
     let balances: Vec<Value> = balances
         .into_iter()
         .map(|(currency, minor)| json!({ "currency": currency, "balance_minor": minor }))
@@ -329,7 +340,7 @@ pub(crate) async fn ledger(
     Path(user): Path<String>,
     q: PagingQuery,
 ) -> Result<Json<Page<backbone_consumers::models::billing::LedgerEntry>>, ApiError> {
-    let items = Billing::ledger(state.model("billing")?, &user).map_err(store_error)?;
+    let items = Billing::ledger(&state.model("billing")?, &user).map_err(store_error)?;
     page(items, &paging(q)?, Order::Ascending, |e| e.seq)
 }
 
@@ -346,7 +357,7 @@ pub(crate) async fn payment(
     Path(payment): Path<String>,
 ) -> Result<Json<backbone_consumers::models::billing::PaymentRecord>, ApiError> {
     found(
-        Billing::payment(state.model("billing")?, &payment).map_err(store_error)?,
+        Billing::payment(&state.model("billing")?, &payment).map_err(store_error)?,
         "payment",
     )
 }
@@ -364,7 +375,7 @@ pub(crate) async fn images(
     Path(user): Path<String>,
     q: PagingQuery,
 ) -> Result<Json<Page<backbone_consumers::models::gallery::ImageSummary>>, ApiError> {
-    let items = Gallery::images(state.model("gallery")?, &user).map_err(store_error)?;
+    let items = Gallery::images(&state.model("gallery")?, &user).map_err(store_error)?;
     page(items, &paging(q)?, Order::Ascending, |i| i.image_id.clone())
 }
 
@@ -381,7 +392,7 @@ pub(crate) async fn latest_tune(
     Path(user): Path<String>,
 ) -> Result<Json<backbone_consumers::models::gallery::TuneSummary>, ApiError> {
     found(
-        Gallery::latest_tune(state.model("gallery")?, &user).map_err(store_error)?,
+        Gallery::latest_tune(&state.model("gallery")?, &user).map_err(store_error)?,
         "tune",
     )
 }
@@ -399,7 +410,7 @@ pub(crate) async fn pack(
     Path(pack): Path<String>,
 ) -> Result<Json<backbone_consumers::models::gallery::PackSummary>, ApiError> {
     found(
-        Gallery::pack_of(state.model("gallery")?, &pack).map_err(store_error)?,
+        Gallery::pack_of(&state.model("gallery")?, &pack).map_err(store_error)?,
         "pack",
     )
 }
@@ -417,7 +428,7 @@ pub(crate) async fn conversations(
     Path(user): Path<String>,
     q: PagingQuery,
 ) -> Result<Json<Page<backbone_consumers::models::inbox::Conversation>>, ApiError> {
-    let items = Inbox::conversations(state.model("inbox")?, &user).map_err(store_error)?;
+    let items = Inbox::conversations(&state.model("inbox")?, &user).map_err(store_error)?;
     page(items, &paging(q)?, Order::Descending, |c| c.last_seq)
 }
 
@@ -433,7 +444,7 @@ pub(crate) async fn unread(
     State(state): State_,
     Path(user): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let unread = Inbox::unread(state.model("inbox")?, &user).map_err(store_error)?;
+    let unread = Inbox::unread(&state.model("inbox")?, &user).map_err(store_error)?;
     Ok(Json(json!({ "user": user, "unread": unread })))
 }
 
@@ -450,7 +461,7 @@ pub(crate) async fn conversation(
     Path(conversation): Path<String>,
 ) -> Result<Json<backbone_consumers::models::inbox::Conversation>, ApiError> {
     found(
-        Inbox::conversation(state.model("inbox")?, &conversation).map_err(store_error)?,
+        Inbox::conversation(&state.model("inbox")?, &conversation).map_err(store_error)?,
         "conversation",
     )
 }
@@ -537,7 +548,7 @@ pub(crate) async fn audit_events(
     }
     .limit()?;
     let store = state.model("audit")?;
-    let mut items = Audit::query_after(store, &params.query()?, params.after()?, limit + 1)
+    let mut items = Audit::query_after(&store, &params.query()?, params.after()?, limit + 1)
         .map_err(store_error)?;
     let next_cursor = (items.len() > limit).then(|| {
         items.truncate(limit);
@@ -562,7 +573,7 @@ pub(crate) async fn audit_event(
     Path(id): Path<String>,
 ) -> Result<Json<backbone_consumers::models::audit::AuditEntry>, ApiError> {
     found(
-        Audit::by_id(state.model("audit")?, &id).map_err(store_error)?,
+        Audit::by_id(&state.model("audit")?, &id).map_err(store_error)?,
         "event",
     )
 }
