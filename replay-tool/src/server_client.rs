@@ -1,7 +1,8 @@
 //! Going through a running `backbone-server` instead of the data
 //! directory it holds.
 //!
-//! `status` and `dlq` do; the other commands need the data directory.
+//! `status`, `dlq` and `rebuild` do ([`locally_or_through_server`]); the
+//! other commands need the data directory.
 //!
 //! The server is the one `--server URL` names, else the one whose
 //! discovery file (`<data-dir>/server.json`, written while it serves) sits
@@ -76,40 +77,120 @@ impl ServerClient {
         method: reqwest::Method,
         path: &str,
     ) -> CliResult<T> {
+        self.send(method, path, None).await
+    }
+
+    /// `POST path` with a JSON body, the answer's JSON as `T`.
+    pub(crate) async fn post<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> CliResult<T> {
+        self.send(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    /// `GET path` as Server-Sent Events: each event's data as JSON, until
+    /// the server ends the stream.
+    pub(crate) async fn events(
+        &self,
+        path: &str,
+    ) -> CliResult<impl futures::Stream<Item = CliResult<serde_json::Value>> + use<>> {
+        use eventsource_stream::Eventsource as _;
+        use futures::StreamExt as _;
+        let (url, response) = self.call(reqwest::Method::GET, path, None).await?;
+        Ok(response.bytes_stream().eventsource().map(move |event| {
+            let event =
+                event.map_err(|e| failure(&url, None, None, format!("event stream: {e}")))?;
+            serde_json::from_str(&event.data)
+                .map_err(|e| failure(&url, None, None, format!("event not JSON: {e}")))
+        }))
+    }
+
+    async fn send<T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> CliResult<T> {
+        let (url, response) = self.call(method, path, body).await?;
+        let status = Some(response.status().as_u16());
+        let body: serde_json::Value = response
+            .json()
+            .await
+            .map_err(|e| failure(&url, status, None, format!("not JSON: {e}")))?;
+        serde_json::from_value(body)
+            .map_err(|e| failure(&url, status, None, format!("unexpected answer: {e}")))
+    }
+
+    /// Sends a request; the URL and a successful response, or the
+    /// server's error.
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> CliResult<(String, reqwest::Response)> {
         let url = format!("{}{path}", self.base);
-        let failure = |status, kind, message: String| {
-            CliError::Server(Box::new(ServerFailure {
-                url: url.clone(),
-                status,
-                kind,
-                message,
-            }))
-        };
         let mut request = self.client.request(method, &url);
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
         }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
         let response = request
             .send()
             .await
-            .map_err(|e| failure(None, None, format!("unreachable: {e}")))?;
-        let status = response.status();
-        let body: serde_json::Value = response
-            .json()
-            .await
-            .map_err(|e| failure(Some(status.as_u16()), None, format!("not JSON: {e}")))?;
-        if !status.is_success() {
-            let error = &body["error"];
-            let kind = error["kind"].as_str().map(str::to_owned);
-            let message = error["message"].as_str().unwrap_or("no message").to_owned();
-            return Err(failure(Some(status.as_u16()), kind, message));
+            .map_err(|e| failure(&url, None, None, format!("unreachable: {e}")))?;
+        let response = check(&url, response).await?;
+        Ok((url, response))
+    }
+}
+
+fn failure(url: &str, status: Option<u16>, kind: Option<String>, message: String) -> CliError {
+    CliError::Server(Box::new(ServerFailure {
+        url: url.to_owned(),
+        status,
+        kind,
+        message,
+    }))
+}
+
+/// `response` when it is a success, else the server's error as a failure.
+async fn check(url: &str, response: reqwest::Response) -> CliResult<reqwest::Response> {
+    let status = response.status();
+    if status.is_success() {
+        return Ok(response);
+    }
+    let body: serde_json::Value = response.json().await.unwrap_or_default();
+    let error = &body["error"];
+    Err(failure(
+        url,
+        Some(status.as_u16()),
+        error["kind"].as_str().map(str::to_owned),
+        error["message"].as_str().unwrap_or("no message").to_owned(),
+    ))
+}
+
+/// Runs `local` on the data directory, or `remote` through a server: the
+/// one `--server` names (then `local` never runs), else the one the data
+/// directory's discovery file names when `local` finds the log or a store
+/// held (exit code 5).
+pub(crate) async fn locally_or_through_server<T>(
+    settings: &Settings,
+    local: impl Future<Output = CliResult<T>>,
+    remote: impl AsyncFnOnce(&ServerClient) -> CliResult<T>,
+) -> CliResult<T> {
+    if let Some(server) = ServerClient::explicit(settings) {
+        return remote(&server).await;
+    }
+    match local.await {
+        Err(e) if e.exit_code() == crate::error::exit::LOCKED => {
+            match ServerClient::discovered(settings) {
+                Some(server) => remote(&server).await,
+                None => Err(e),
+            }
         }
-        serde_json::from_value(body).map_err(|e| {
-            failure(
-                Some(status.as_u16()),
-                None,
-                format!("unexpected answer: {e}"),
-            )
-        })
+        other => other,
     }
 }

@@ -2,9 +2,9 @@
 //! server run on `<dir>` (no `[backend]` table: the embedded log in
 //! `<dir>/log`, stores in `<dir>/read-models/<name>`), then
 //! `replay-tool --data-dir <dir> status` answers through the server while
-//! it runs (its discovery file is in the data dir), `rebuild` reports the
-//! store locked (exit 5), and after the server stops `status` reads the
-//! data dir itself and `rebuild` rebuilds in place.
+//! it runs (its discovery file is in the data dir), so does `rebuild`
+//! (the server rebuilds and swaps), and after the server stops `status`
+//! reads the data dir itself and `rebuild` rebuilds in place.
 //!
 //! The server runs in this test's process (`backbone_server::Server`, what
 //! the `backbone-server` binary runs); `replay-tool` is this package's
@@ -128,13 +128,19 @@ async fn replay_tool_finds_the_service_stores_and_reports_them_locked_while_it_r
             .any(|s| s["stream"] == "EVENTS" && s["last_seq"] == 2),
         "{through_server}"
     );
-    let rebuild = replay_async(&data, &["rebuild", "billing"]).await;
-    assert_exit(&rebuild, 5);
-    assert!(
-        String::from_utf8_lossy(&rebuild.stderr).contains("store locked"),
-        "{}",
-        String::from_utf8_lossy(&rebuild.stderr)
-    );
+    // The server rebuilds what it runs; flags that need the data
+    // directory are refused.
+    let rebuild = replay_async(
+        &data,
+        &["--output", "json", "rebuild", "billing", "--verify"],
+    )
+    .await;
+    assert_exit(&rebuild, 0);
+    let rebuilt: serde_json::Value = serde_json::from_slice(&rebuild.stdout).unwrap();
+    assert_eq!(rebuilt["checkpoint"], 2, "{rebuilt}");
+    assert_eq!(rebuilt["verified"], true, "{rebuilt}");
+    let refused = replay_async(&data, &["rebuild", "billing", "--to-seq", "1"]).await;
+    assert_exit(&refused, i32::from(replay_tool::exit::USAGE));
 
     trigger.trigger();
     let reports = service.await.unwrap().unwrap();

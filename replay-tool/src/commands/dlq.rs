@@ -19,7 +19,7 @@
 //! therefore harmless.
 
 use backbone_broker::{
-    Broker, ConnectErrorKind, OutboundMessage, ReadRequest, StoredMessage,
+    Broker, OutboundMessage, ReadRequest, StoredMessage,
     stream::{DEAD_LETTER_STREAM, EVENT_STREAM, StreamConfig},
 };
 use backbone_consumers::{
@@ -35,7 +35,7 @@ use crate::config::Settings;
 use crate::error::{CliError, CliResult};
 use crate::event_view::EventView;
 use crate::output::{Records, reject_csv};
-use crate::server_client::ServerClient;
+use crate::server_client::{ServerClient, locally_or_through_server};
 
 /// Arguments of `dlq`.
 #[derive(Debug, Args)]
@@ -46,7 +46,7 @@ pub(crate) struct DlqArgs {
 }
 
 /// The `dlq` subcommands.
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub(crate) enum DlqAction {
     /// Every dead letter: consumer, original subject and sequence, error, time.
     List,
@@ -122,23 +122,18 @@ async fn letters(broker: &dyn Broker) -> CliResult<Vec<Letter>> {
 /// the running server that holds the data directory (or `--server`).
 pub(crate) async fn run(settings: &Settings, args: DlqArgs) -> CliResult {
     reject_csv(settings.output, "dlq")?;
-    if let Some(server) = ServerClient::explicit(settings) {
-        return remote(&server, settings, args.action).await;
-    }
-    let broker = match backend::connect(settings).await {
-        Ok(broker) => broker,
-        Err(CliError::Connect(e)) if e.kind() == &ConnectErrorKind::Locked => {
-            return match ServerClient::discovered(settings) {
-                Some(server) => remote(&server, settings, args.action).await,
-                None => Err(CliError::Connect(e)),
-            };
-        }
-        Err(e) => return Err(e),
+    let action = args.action;
+    let local = async {
+        let broker = backend::connect(settings).await?;
+        backend::ensure_standard_streams(broker.as_ref()).await?;
+        let result = dispatch(broker.as_ref(), settings, action.clone()).await;
+        broker.close().await?;
+        result
     };
-    backend::ensure_standard_streams(broker.as_ref()).await?;
-    let result = dispatch(broker.as_ref(), settings, args.action).await;
-    broker.close().await?;
-    result
+    locally_or_through_server(settings, local, async |server| {
+        remote(server, settings, action.clone()).await
+    })
+    .await
 }
 
 /// `dlq` through a server's admin routes.

@@ -10,7 +10,10 @@
 //!   stores untouched and exits 1.
 //! - Only projections are rebuilt: reactors (side effects) are never run.
 //! - A live store held by a running service fails with exit code 5 before
-//!   anything is written.
+//!   anything is written, unless that service is a `backbone-server`
+//!   found from the data directory (or named by `--server`): then the
+//!   server rebuilds it (`POST /v1/admin/rebuilds`, with `--verify` and
+//!   `--batch-size`) and its progress events drive the progress bar.
 
 use backbone_broker::{Broker, ReadRequest, ReadStart, stream::EVENT_STREAM};
 use backbone_consumers::{
@@ -19,7 +22,7 @@ use backbone_consumers::{
 };
 use clap::Args;
 use futures::StreamExt;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::backend;
 use crate::cli::OutputFormat;
@@ -29,6 +32,7 @@ use crate::event_view::parse_time;
 use crate::output::reject_csv;
 use crate::progress::Progress;
 use crate::read_models::{by_name, models_dir, open_store};
+use crate::server_client::{ServerClient, locally_or_through_server};
 
 /// Arguments of `rebuild`.
 #[derive(Debug, Args)]
@@ -95,11 +99,122 @@ pub(crate) async fn run(settings: &Settings, args: RebuildArgs) -> CliResult {
     {
         return Err(CliError::bad_input("--to-seq is before --from-seq"));
     }
-    let broker = backend::connect(settings).await?;
-    backend::ensure_standard_streams(broker.as_ref()).await?;
-    let result = rebuild(broker.as_ref(), model.as_ref(), settings, &args).await;
-    broker.close().await?;
-    result
+    let local = async {
+        let broker = backend::connect(settings).await?;
+        backend::ensure_standard_streams(broker.as_ref()).await?;
+        let result = rebuild(broker.as_ref(), model.as_ref(), settings, &args).await;
+        broker.close().await?;
+        result
+    };
+    locally_or_through_server(settings, local, async |server| {
+        remote(server, settings, &args).await
+    })
+    .await
+}
+
+/// `rebuild` by the server that runs the model (`POST /v1/admin/rebuilds`),
+/// following its progress events.
+async fn remote(server: &ServerClient, settings: &Settings, args: &RebuildArgs) -> CliResult {
+    let local_only = [
+        (args.from_seq.is_some(), "--from-seq"),
+        (args.from_time.is_some(), "--from-time"),
+        (args.to_seq.is_some(), "--to-seq"),
+        (args.dry_run, "--dry-run"),
+        (args.durable.is_some(), "--durable"),
+        (args.dedup_horizon.is_some(), "--dedup-horizon"),
+    ];
+    if let Some((_, flag)) = local_only.iter().find(|(given, _)| *given) {
+        return Err(CliError::Usage(format!(
+            "{flag} needs the data directory: the server rebuilds to its live checkpoint \
+             with its own durable and dedup horizon; stop the server to use {flag}"
+        )));
+    }
+    let name = &args.read_model;
+    let request =
+        json!({ "model": name, "verify": args.verify, "batch_size": args.batch_size.max(1) });
+    let mut state: Value = server.post("/v1/admin/rebuilds", &request).await?;
+    eprintln!("rebuilding {name} in the running server");
+    let mut progress = Progress::start(format!("rebuild {name}"), None);
+    let mut events = std::pin::pin!(
+        server
+            .events(&format!("/v1/admin/rebuilds/{name}/events"))
+            .await?
+    );
+    let mut shown = 0u64;
+    while let Some(next) = events.next().await {
+        state = next?;
+        let seq = state["current_seq"].as_u64().unwrap_or_default();
+        progress.advance(seq.saturating_sub(shown));
+        shown = shown.max(seq);
+    }
+    progress.finish();
+    let field = |name: &str| state[name].as_u64().unwrap_or_default();
+    match state["phase"].as_str() {
+        Some("done") => print_summary(
+            settings,
+            &Summary {
+                read_model: name,
+                applied: field("applied"),
+                rejected: field("rejected"),
+                checkpoint: field("current_seq"),
+                digest: state["digest"].as_str().unwrap_or_default(),
+                verified: args.verify,
+                seconds: state["seconds"].as_f64().unwrap_or_default(),
+            },
+        ),
+        _ => {
+            let failure = &state["failure"];
+            let message = failure["message"]
+                .as_str()
+                .unwrap_or("the event stream ended early");
+            Err(match failure["kind"].as_str() {
+                Some("VerifyMismatch") => CliError::Verification(format!("{name}: {message}")),
+                _ => CliError::failed(format!("{name}: the server's rebuild failed: {message}")),
+            })
+        }
+    }
+}
+
+/// What a finished rebuild prints.
+struct Summary<'a> {
+    read_model: &'a str,
+    applied: u64,
+    rejected: u64,
+    checkpoint: u64,
+    digest: &'a str,
+    verified: bool,
+    seconds: f64,
+}
+
+fn print_summary(settings: &Settings, s: &Summary<'_>) -> CliResult {
+    match settings.output {
+        OutputFormat::Table => println!(
+            "rebuilt {}: {} applied, {} rejected, checkpoint {}, digest {}{}",
+            s.read_model,
+            s.applied,
+            s.rejected,
+            s.checkpoint,
+            s.digest,
+            if s.verified {
+                " (matches the live digest)"
+            } else {
+                ""
+            }
+        ),
+        _ => println!(
+            "{}",
+            json!({
+                "read_model": s.read_model,
+                "applied": s.applied,
+                "rejected": s.rejected,
+                "checkpoint": s.checkpoint,
+                "digest": s.digest,
+                "verified": s.verified,
+                "seconds": s.seconds,
+            })
+        ),
+    }
+    Ok(())
 }
 
 async fn rebuild(
@@ -217,32 +332,18 @@ async fn rebuild(
         ..options
     };
     let swapped = backbone_consumers::rebuild(broker, model, &dir, &swap, &mut |_| {}).await?;
-    let summary = json!({
-        "read_model": model.name(),
-        "applied": report.applied,
-        "rejected": report.rejected,
-        "checkpoint": swapped.checkpoint,
-        "digest": format!("{:016x}", swapped.digest),
-        "verified": args.verify,
-        "seconds": elapsed.as_secs_f64(),
-    });
-    match settings.output {
-        OutputFormat::Table => println!(
-            "rebuilt {}: {} applied, {} rejected, checkpoint {}, digest {:016x}{}",
-            model.name(),
-            report.applied,
-            report.rejected,
-            swapped.checkpoint,
-            swapped.digest,
-            if args.verify {
-                " (matches the live digest)"
-            } else {
-                ""
-            }
-        ),
-        _ => println!("{summary}"),
-    }
-    Ok(())
+    print_summary(
+        settings,
+        &Summary {
+            read_model: model.name(),
+            applied: report.applied,
+            rejected: report.rejected,
+            checkpoint: swapped.checkpoint,
+            digest: &format!("{:016x}", swapped.digest),
+            verified: args.verify,
+            seconds: elapsed.as_secs_f64(),
+        },
+    )
 }
 
 /// The digest of an empty model, for verifying against a missing live store.

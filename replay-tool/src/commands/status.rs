@@ -5,16 +5,15 @@
 //! is there), or with `--server`, the same report comes from the server's
 //! `GET /v1/admin/status` instead of exiting 5.
 
-use backbone_broker::ConnectErrorKind;
 use backbone_consumers::status::{StatusReport, read_model_rows};
 use clap::Args;
 
 use crate::backend;
 use crate::cli::OutputFormat;
 use crate::config::Settings;
-use crate::error::{CliError, CliResult};
+use crate::error::CliResult;
 use crate::output::{Records, reject_csv};
-use crate::server_client::ServerClient;
+use crate::server_client::locally_or_through_server;
 
 /// Arguments of `status`.
 #[derive(Debug, Args)]
@@ -43,18 +42,10 @@ const READ_MODEL_COLUMNS: [&str; 4] = ["read_model", "checkpoint", "entries", "s
 /// Runs `status`.
 pub(crate) async fn run(settings: &Settings, _args: StatusArgs) -> CliResult {
     reject_csv(settings.output, "status")?;
-    let report = match ServerClient::explicit(settings) {
-        Some(server) => server.get("/v1/admin/status").await?,
-        None => match local(settings).await {
-            Err(CliError::Connect(e)) if e.kind() == &ConnectErrorKind::Locked => {
-                match ServerClient::discovered(settings) {
-                    Some(server) => server.get("/v1/admin/status").await?,
-                    None => return Err(CliError::Connect(e)),
-                }
-            }
-            other => other?,
-        },
-    };
+    let report = locally_or_through_server(settings, local(settings), async |server| {
+        server.get("/v1/admin/status").await
+    })
+    .await?;
     print(&report, settings)
 }
 
