@@ -21,6 +21,7 @@ pub mod memory;
 pub mod message;
 #[cfg(feature = "typed")]
 pub mod publisher;
+pub mod record;
 pub mod stream;
 
 pub use backend::Backend;

@@ -8,6 +8,7 @@ mod config;
 pub mod error;
 mod event_view;
 mod generator;
+mod log_source;
 mod output;
 mod predicate;
 mod progress;

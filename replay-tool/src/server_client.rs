@@ -1,8 +1,9 @@
 //! Going through a running `backbone-server` instead of the data
 //! directory it holds.
 //!
-//! `status`, `dlq` and `rebuild` do ([`locally_or_through_server`]); the
-//! other commands need the data directory.
+//! `status`, `dlq`, `rebuild`, `tail` and `audit` do
+//! ([`locally_or_through_server`]); the other commands need the data
+//! directory.
 //!
 //! The server is the one `--server URL` names, else the one whose
 //! discovery file (`<data-dir>/server.json`, written while it serves) sits
@@ -97,12 +98,49 @@ impl ServerClient {
     ) -> CliResult<impl futures::Stream<Item = CliResult<serde_json::Value>> + use<>> {
         use eventsource_stream::Eventsource as _;
         use futures::StreamExt as _;
-        let (url, response) = self.call(reqwest::Method::GET, path, None).await?;
+        let (url, response) = self.call(reqwest::Method::GET, path, None, &[]).await?;
         Ok(response.bytes_stream().eventsource().map(move |event| {
             let event =
                 event.map_err(|e| failure(&url, None, None, format!("event stream: {e}")))?;
             serde_json::from_str(&event.data)
                 .map_err(|e| failure(&url, None, None, format!("event not JSON: {e}")))
+        }))
+    }
+
+    /// `GET path?query` as NDJSON: each line as `T`, until the server ends
+    /// the answer. A line `{"error": {"kind", "message"}}` is the server's
+    /// failure after the answer started.
+    pub(crate) async fn lines<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> CliResult<impl futures::Stream<Item = CliResult<T>> + use<T>> {
+        use futures::StreamExt as _;
+        let (url, response) = self.call(reqwest::Method::GET, path, None, query).await?;
+        let chunks = response.bytes_stream();
+        let state = (chunks, Vec::<u8>::new(), url);
+        Ok(futures::stream::unfold(Some(state), |state| async move {
+            let (mut chunks, mut buffer, url) = state?;
+            loop {
+                if let Some(end) = buffer.iter().position(|&b| b == b'\n') {
+                    let line: Vec<u8> = buffer.drain(..=end).collect();
+                    let item = parse_line(&url, &line);
+                    let next = item.is_ok().then_some((chunks, buffer, url));
+                    return Some((item, next));
+                }
+                match chunks.next().await {
+                    Some(Ok(chunk)) => buffer.extend_from_slice(&chunk),
+                    Some(Err(e)) => {
+                        let cut = failure(&url, None, None, format!("answer cut: {e}"));
+                        return Some((Err(cut), None));
+                    }
+                    None if buffer.is_empty() => return None,
+                    None => {
+                        let cut = failure(&url, None, None, "answer ends mid-line".into());
+                        return Some((Err(cut), None));
+                    }
+                }
+            }
         }))
     }
 
@@ -112,7 +150,7 @@ impl ServerClient {
         path: &str,
         body: Option<&serde_json::Value>,
     ) -> CliResult<T> {
-        let (url, response) = self.call(method, path, body).await?;
+        let (url, response) = self.call(method, path, body, &[]).await?;
         let status = Some(response.status().as_u16());
         let body: serde_json::Value = response
             .json()
@@ -129,9 +167,10 @@ impl ServerClient {
         method: reqwest::Method,
         path: &str,
         body: Option<&serde_json::Value>,
+        query: &[(&str, String)],
     ) -> CliResult<(String, reqwest::Response)> {
         let url = format!("{}{path}", self.base);
-        let mut request = self.client.request(method, &url);
+        let mut request = self.client.request(method, &url).query(query);
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
         }
@@ -145,6 +184,22 @@ impl ServerClient {
         let response = check(&url, response).await?;
         Ok((url, response))
     }
+}
+
+/// One NDJSON line as `T`, or the failure it reports.
+fn parse_line<T: DeserializeOwned>(url: &str, line: &[u8]) -> CliResult<T> {
+    let value: serde_json::Value = serde_json::from_slice(line)
+        .map_err(|e| failure(url, None, None, format!("line not JSON: {e}")))?;
+    if let Some(error) = value.get("error") {
+        return Err(failure(
+            url,
+            Some(500),
+            error["kind"].as_str().map(str::to_owned),
+            error["message"].as_str().unwrap_or("no message").to_owned(),
+        ));
+    }
+    serde_json::from_value(value)
+        .map_err(|e| failure(url, None, None, format!("unexpected line: {e}")))
 }
 
 fn failure(url: &str, status: Option<u16>, kind: Option<String>, message: String) -> CliError {

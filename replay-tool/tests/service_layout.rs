@@ -2,8 +2,8 @@
 //! server run on `<dir>` (no `[backend]` table: the embedded log in
 //! `<dir>/log`, stores in `<dir>/read-models/<name>`), then
 //! `replay-tool --data-dir <dir> status` answers through the server while
-//! it runs (its discovery file is in the data dir), so does `rebuild`
-//! (the server rebuilds and swaps), and after the server stops `status`
+//! it runs (its discovery file is in the data dir), so do `rebuild`
+//! (the server rebuilds and swaps), `tail` and `audit`, and after the server stops `status`
 //! reads the data dir itself and `rebuild` rebuilds in place.
 //!
 //! The server runs in this test's process (`backbone_server::Server`, what
@@ -141,6 +141,36 @@ async fn replay_tool_finds_the_service_stores_and_reports_them_locked_while_it_r
     assert_eq!(rebuilt["verified"], true, "{rebuilt}");
     let refused = replay_async(&data, &["rebuild", "billing", "--to-seq", "1"]).await;
     assert_exit(&refused, i32::from(replay_tool::exit::USAGE));
+    // tail and audit read the log through the server, as they print it
+    // from the data directory.
+    let audit = replay_async(
+        &data,
+        &[
+            "--output",
+            "json",
+            "audit",
+            "--type",
+            "payment.received",
+            "--where",
+            "amount_minor>100",
+        ],
+    )
+    .await;
+    assert_exit(&audit, 0);
+    let found: serde_json::Value = serde_json::from_slice(&audit.stdout).unwrap();
+    assert_eq!(found.as_array().unwrap().len(), 1, "{found}");
+    let tail = replay_async(
+        &data,
+        &["--output", "ndjson", "tail", "--last", "1", "--no-follow"],
+    )
+    .await;
+    assert_exit(&tail, 0);
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&tail.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["seq"], 2, "{lines:?}");
 
     trigger.trigger();
     let reports = service.await.unwrap().unwrap();

@@ -73,6 +73,7 @@ impl Modify for BearerAuth {
         routes::admin::letter,
         routes::admin::redrive,
         routes::admin::purge,
+        routes::log::messages,
         routes::rebuilds::start,
         routes::rebuilds::list,
         routes::rebuilds::show,

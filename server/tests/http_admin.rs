@@ -203,3 +203,121 @@ async fn dead_letters_are_listed_shown_redriven_and_purged() {
         json!([])
     );
 }
+
+/// The log read through the server: NDJSON records byte for byte, a
+/// follow that sends what is stored after it opened, and the refusals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_is_read_through_the_server() {
+    use backbone_broker::{StoredMessage, record::MessageRecord};
+    use futures::StreamExt as _;
+
+    let server = ServerProcess::start(&format!(
+        "models = [\"billing\"]\n\
+         [[tokens]]\nname = \"ops\"\nsha256 = \"{}\"\nadmin = true\npublish = [\"*\"]\nread = [\"*\"]\n\
+         [[tokens]]\nname = \"reader\"\nsha256 = \"{}\"\nread = [\"*\"]\n",
+        sha256_hex(ADMIN),
+        sha256_hex(READER)
+    ))
+    .await;
+    let admin = Admin {
+        client: Client::new(),
+        server: &server,
+    };
+    for i in 0..3 {
+        admin
+            .publish(cloud_event(
+                "payment.received",
+                json!({"paymentId": format!("p-{i}"), "userId": "u-1", "amountMinor": "5", "currency": "EUR"}),
+            ))
+            .await;
+    }
+    let path = "/v1/admin/streams/EVENTS/messages";
+    let response = admin
+        .client
+        .get(server.url(path))
+        .query(&[("from_seq", "2")])
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/x-ndjson");
+    let text = response.text().await.unwrap();
+    let messages: Vec<StoredMessage> = text
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<MessageRecord>(l)
+                .unwrap()
+                .try_into()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(messages.iter().map(|m| m.seq).collect::<Vec<_>>(), [2, 3]);
+    assert_eq!(messages[0].headers.get("ce-type"), Some("payment.received"));
+
+    // A follow sends what is stored after it opened.
+    let follow = admin
+        .client
+        .get(server.url(path))
+        .query(&[("from_seq", "4"), ("follow", "true")])
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(follow.status(), 200);
+    let mut body = follow.bytes_stream();
+    admin
+        .publish(cloud_event(
+            "payment.received",
+            json!({"paymentId": "p-late", "userId": "u-1", "amountMinor": "5", "currency": "EUR"}),
+        ))
+        .await;
+    let mut line = Vec::new();
+    while !line.ends_with(b"\n") {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), body.next())
+            .await
+            .expect("the new message is sent")
+            .unwrap()
+            .unwrap();
+        line.extend_from_slice(&chunk);
+    }
+    let record: MessageRecord = serde_json::from_slice(&line).unwrap();
+    assert_eq!(record.seq, 4);
+
+    // Refusals, by status and kind.
+    for (query, status, kind) in [
+        (vec![("from_time", "yesterday")], 400, "InvalidQuery"),
+        (
+            vec![("from_seq", "1"), ("from_time", "2026-01-01T00:00:00Z")],
+            400,
+            "InvalidQuery",
+        ),
+        (vec![("follow", "maybe")], 400, "InvalidQuery"),
+    ] {
+        let response = admin
+            .client
+            .get(server.url(path))
+            .query(&query)
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), status, "{query:?}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["kind"], kind, "{query:?}: {body}");
+    }
+    let (status, body) = admin
+        .call(Method::GET, "/v1/admin/streams/NOPE/messages", Some(ADMIN))
+        .await;
+    assert_eq!(
+        (status, body["error"]["kind"].clone()),
+        (404, json!("NotFound"))
+    );
+    let (status, body) = admin.call(Method::GET, path, Some(READER)).await;
+    assert_eq!(
+        (status, body["error"]["kind"].clone()),
+        (403, json!("Forbidden"))
+    );
+    let (status, _) = admin.call(Method::GET, path, None).await;
+    assert_eq!(status, 401);
+}

@@ -12,7 +12,7 @@ use serde_json::Value;
 use support::ServerProcess;
 
 /// Every route the server serves.
-const ROUTES: [(&str, &str); 32] = [
+const ROUTES: [(&str, &str); 33] = [
     ("post", "/v1/events"),
     ("post", "/v1/webhooks/{name}"),
     ("get", "/v1/models"),
@@ -36,6 +36,7 @@ const ROUTES: [(&str, &str); 32] = [
     ("delete", "/v1/admin/dead-letters"),
     ("get", "/v1/admin/dead-letters/{seq}"),
     ("post", "/v1/admin/dead-letters/{seq}/redrive"),
+    ("get", "/v1/admin/streams/{stream}/messages"),
     ("get", "/v1/admin/rebuilds"),
     ("post", "/v1/admin/rebuilds"),
     ("get", "/v1/admin/rebuilds/{model}"),

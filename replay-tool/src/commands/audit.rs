@@ -30,8 +30,10 @@ use crate::commands::tail::type_key_filter;
 use crate::config::Settings;
 use crate::error::{CliError, CliResult};
 use crate::event_view::{EVENT_COLUMNS, EventView, parse_time};
+use crate::log_source::LogSource;
 use crate::output::Records;
 use crate::predicate::Predicate;
+use crate::server_client::locally_or_through_server;
 
 /// Arguments of `audit`.
 #[derive(Debug, Args)]
@@ -176,7 +178,7 @@ impl Query {
     /// Runs the query by scanning the log from `start`.
     pub(crate) async fn scan(
         &self,
-        broker: &dyn Broker,
+        log: LogSource<'_>,
         start: ReadStart,
         found: &mut Vec<EventView>,
     ) -> CliResult {
@@ -186,7 +188,7 @@ impl Query {
             filter: self.filter.clone(),
             ..Default::default()
         };
-        let mut messages = broker.read(EVENT_STREAM, request).await?;
+        let mut messages = log.read(request).await?;
         while !self.full(found) {
             let Some(message) = messages.next().await else {
                 break;
@@ -200,9 +202,9 @@ impl Query {
     }
 
     /// Runs the query against the log alone.
-    pub(crate) async fn run(&self, broker: &dyn Broker) -> CliResult<Vec<EventView>> {
+    pub(crate) async fn run(&self, log: LogSource<'_>) -> CliResult<Vec<EventView>> {
         let mut found = Vec::new();
-        self.scan(broker, self.start, &mut found).await?;
+        self.scan(log, self.start, &mut found).await?;
         Ok(found)
     }
 
@@ -230,8 +232,12 @@ impl Query {
             ReadStart::Sequence(s) => s.max(checkpoint + 1),
             _ => checkpoint + 1,
         };
-        self.scan(broker, ReadStart::Sequence(after), &mut found)
-            .await?;
+        self.scan(
+            LogSource::Broker(broker),
+            ReadStart::Sequence(after),
+            &mut found,
+        )
+        .await?;
         Ok(found)
     }
 }
@@ -261,25 +267,32 @@ pub(crate) fn print(found: &[EventView], format: OutputFormat) -> CliResult {
     }
 }
 
-/// Runs `audit`.
+/// Runs `audit`: on the data directory (through its audit index when
+/// present), or through the server that holds it (a scan of the log).
 pub(crate) async fn run(settings: &Settings, args: AuditArgs) -> CliResult {
     let query = Query::from_args(&args)?;
-    let broker = backend::connect(settings).await?;
-    backend::require_event_log(broker.as_ref()).await?;
-    let lookup = query.index_lookup(args.key.as_deref(), args.event_type.as_deref());
-    let index = match &lookup {
-        Some(_) => open_index(settings),
-        None => None,
+    let local = async {
+        let broker = backend::connect(settings).await?;
+        backend::require_event_log(broker.as_ref()).await?;
+        let lookup = query.index_lookup(args.key.as_deref(), args.event_type.as_deref());
+        let index = match &lookup {
+            Some(_) => open_index(settings),
+            None => None,
+        };
+        let found = match (&index, &lookup) {
+            (Some(store), Some(lookup)) => {
+                eprintln!("using the audit index ({})", store.path().display());
+                query.run_indexed(broker.as_ref(), store, lookup).await
+            }
+            _ => query.run(LogSource::Broker(broker.as_ref())).await,
+        };
+        broker.close().await?;
+        found
     };
-    let found = match (&index, &lookup) {
-        (Some(store), Some(lookup)) => {
-            eprintln!("using the audit index ({})", store.path().display());
-            query.run_indexed(broker.as_ref(), store, lookup).await
-        }
-        _ => query.run(broker.as_ref()).await,
-    };
-    broker.close().await?;
-    let found = found?;
+    let found = locally_or_through_server(settings, local, async |server| {
+        query.run(LogSource::Server(server)).await
+    })
+    .await?;
     print(&found, settings.output)?;
     eprintln!("{} matching event(s)", found.len());
     Ok(())

@@ -383,7 +383,9 @@ async fn sample_audits(
             .index_lookup(args.key.as_deref(), args.event_type.as_deref())
             .ok_or_else(|| CliError::failed("sample query without an index lookup"))?;
         let indexed = query.run_indexed(broker, &store, &lookup).await?;
-        let scanned = query.run(broker).await?;
+        let scanned = query
+            .run(crate::log_source::LogSource::Broker(broker))
+            .await?;
         let seqs = |v: &[crate::event_view::EventView]| -> Vec<u64> {
             v.iter().map(|e| e.message.seq).collect()
         };

@@ -2,10 +2,7 @@
 
 use std::collections::VecDeque;
 
-use backbone_broker::{
-    Broker, ReadRequest, ReadStart,
-    stream::{EVENT_STREAM, subject_matches},
-};
+use backbone_broker::{ReadRequest, ReadStart, stream::subject_matches};
 use backbone_schemas::subject::{validate_key, validate_type_name};
 use clap::Args;
 use futures::StreamExt;
@@ -15,7 +12,9 @@ use crate::cli::OutputFormat;
 use crate::config::Settings;
 use crate::error::{CliError, CliResult};
 use crate::event_view::{EventView, parse_time};
+use crate::log_source::LogSource;
 use crate::output::{cell_text, reject_csv};
+use crate::server_client::locally_or_through_server;
 
 /// Arguments of `tail`.
 #[derive(Debug, Args)]
@@ -104,15 +103,29 @@ pub(crate) async fn run(settings: &Settings, args: TailArgs) -> CliResult {
         (None, Some(t)) => ReadStart::Time(parse_time(t).map_err(CliError::BadInput)?),
         (None, None) => ReadStart::First,
     };
-    let broker = backend::connect(settings).await?;
-    backend::require_event_log(broker.as_ref()).await?;
-    let result = tail(broker.as_ref(), &args, type_filter, start, settings.output).await;
-    broker.close().await?;
-    result
+    let local = async {
+        let broker = backend::connect(settings).await?;
+        backend::require_event_log(broker.as_ref()).await?;
+        let log = LogSource::Broker(broker.as_ref());
+        let result = tail(log, &args, type_filter.clone(), start, settings.output).await;
+        broker.close().await?;
+        result
+    };
+    locally_or_through_server(settings, local, async |server| {
+        tail(
+            LogSource::Server(server),
+            &args,
+            type_filter.clone(),
+            start,
+            settings.output,
+        )
+        .await
+    })
+    .await
 }
 
 async fn tail(
-    broker: &dyn Broker,
+    log: LogSource<'_>,
     args: &TailArgs,
     type_filter: Option<String>,
     start: ReadStart,
@@ -131,14 +144,14 @@ async fn tail(
     };
     let mut start = start;
     if let Some(n) = args.last {
-        let end = broker.stream_info(EVENT_STREAM).await?.last_seq;
+        let end = log.last_seq().await?;
         let mut window = VecDeque::with_capacity(n.min(10_000));
         let request = ReadRequest {
             end_seq: Some(end),
             filter: server_filter.clone(),
             ..Default::default()
         };
-        let mut messages = broker.read(EVENT_STREAM, request).await?;
+        let mut messages = log.read(request).await?;
         while let Some(message) = messages.next().await {
             let message = message?;
             if wanted(&message.subject) && n > 0 {
@@ -162,7 +175,7 @@ async fn tail(
         follow: !args.no_follow,
         ..Default::default()
     };
-    let mut messages = broker.read(EVENT_STREAM, request).await?;
+    let mut messages = log.read(request).await?;
     loop {
         tokio::select! {
             next = messages.next() => match next {

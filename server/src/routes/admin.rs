@@ -13,6 +13,8 @@
 //!   as a copy within the duplicate window (retry later).
 //! - `DELETE /v1/admin/dead-letters?consumer=`: purges handled letters,
 //!   all or one consumer's.
+//! - `GET /v1/admin/streams/{stream}/messages`: the log itself
+//!   ([`crate::routes::log`]).
 
 use std::sync::Arc;
 
@@ -50,11 +52,15 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         .route("/v1/admin/dead-letters", get(letters).delete(purge))
         .route("/v1/admin/dead-letters/{seq}", get(letter))
         .route("/v1/admin/dead-letters/{seq}/redrive", post(redrive))
+        .route(
+            "/v1/admin/streams/{stream}/messages",
+            get(crate::routes::log::messages),
+        )
 }
 
 /// The broker's refusal as an answer: 404 for what does not exist, 503
 /// (with `Retry-After`) when it is unreachable, 500 otherwise.
-fn broker_error(kind: BrokerFailure, e: impl std::fmt::Display) -> ApiError {
+pub(crate) fn broker_error(kind: BrokerFailure, e: impl std::fmt::Display) -> ApiError {
     match kind {
         BrokerFailure::NotFound => ApiError::not_found(e.to_string()),
         BrokerFailure::Unavailable => ApiError::new(
@@ -72,13 +78,13 @@ fn broker_error(kind: BrokerFailure, e: impl std::fmt::Display) -> ApiError {
 }
 
 #[derive(Debug, Clone, Copy)]
-enum BrokerFailure {
+pub(crate) enum BrokerFailure {
     NotFound,
     Unavailable,
     Other,
 }
 
-fn read_failure(e: &ReadError) -> BrokerFailure {
+pub(crate) fn read_failure(e: &ReadError) -> BrokerFailure {
     match e.kind() {
         ReadErrorKind::StreamNotFound | ReadErrorKind::MessageNotFound => BrokerFailure::NotFound,
         ReadErrorKind::TimedOut | ReadErrorKind::BrokerUnavailable => BrokerFailure::Unavailable,
