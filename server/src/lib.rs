@@ -31,7 +31,10 @@
 //!   answers again.
 //! - **Dashboard**: `GET /`, one self-contained page polling the admin
 //!   routes (health, streams, consumers, read models, dead letters with a
-//!   redrive button).
+//!   redrive button, rebuilds with a progress bar).
+//! - **Rebuilds** ([`rebuilds`]): a read model rebuilt from the log while
+//!   the server runs it, verified and swapped in; progress as Server-Sent
+//!   Events.
 //! - **Telemetry** ([`telemetry`]): logs, and OpenTelemetry traces over
 //!   OTLP when configured, one trace from the HTTP request through the
 //!   publish to every consumer's apply.

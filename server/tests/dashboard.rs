@@ -2,7 +2,8 @@
 //! `chromedriver`), against the real `backbone-server` process: the page
 //! shows the stream's count and it changes as events are published; a
 //! dead letter appears with a redrive button, and clicking it redrives the
-//! letter (billing then applies the event). The screenshot is kept in the
+//! letter (billing then applies the event); a rebuild started from the
+//! page runs to `done` with equal digests. The screenshot is kept in the
 //! test's target directory (`dashboard.png`).
 
 mod support;
@@ -174,6 +175,22 @@ async fn the_dashboard_shows_counts_change_and_redrives_a_dead_letter() {
         assert!(Instant::now() < deadline, "{balances}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    wait_text("#health", "healthy".into()).await;
+
+    // A rebuild from the page: its row goes to done, with equal digests.
+    let select = browser.find(Locator::Css("#rebuild-model")).await.unwrap();
+    select.select_by_value("billing").await.unwrap();
+    browser
+        .find(Locator::Css("#rebuild-start"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_text("#rebuild-billing td[data-field=phase]", "done".into()).await;
+    let rebuilt = server.get_json("/v1/admin/rebuilds/billing").await;
+    assert_eq!(rebuilt["verify"], true, "{rebuilt}");
+    assert_eq!(rebuilt["digest"], rebuilt["live_digest"], "{rebuilt}");
     wait_text("#health", "healthy".into()).await;
 
     let png = browser.screenshot().await.unwrap();
