@@ -1,11 +1,12 @@
-//! Publishing over HTTP: `backbone-server` on the embedded log, in this
-//! process, against publishing the same messages into the same kind of log
-//! in-process, with the same number in flight; and webhook ingest (signed
-//! payment-provider deliveries, verified and mapped) against the same
-//! in-process baseline.
+//! Publishing over HTTP: the `backbone-server` binary on the embedded log,
+//! a process of its own, against publishing the same messages into the
+//! same kind of log in this process, with the same number in flight; and
+//! webhook ingest (signed payment-provider deliveries, verified and
+//! mapped) against the same in-process baseline.
 //!
-//! The HTTP client runs in this process too, so on a small machine the
-//! load generator's CPU counts against the server: the figures are a floor.
+//! The HTTP client (the load generator) runs in this process, on the same
+//! cores as the server: on a small machine its CPU counts against the
+//! server, so the figures are a floor.
 
 use std::{
     sync::Arc,
@@ -13,8 +14,6 @@ use std::{
 };
 
 use backbone_broker::{Broker, OutboundMessage};
-use backbone_consumers::Metrics;
-use backbone_server::{Server, ServerConfig};
 use base64::Engine as _;
 use futures::{StreamExt as _, stream};
 use hmac::{Hmac, Mac as _};
@@ -168,17 +167,34 @@ async fn in_process_batches(
     Ok(Throughput::new(messages.len() as u64, started.elapsed()))
 }
 
-/// `backbone-server` on a fresh embedded log, publishing only (no read
+/// `backbone-server` (the release binary beside this one, a process of its
+/// own as in production) on a fresh embedded log, publishing only (no read
 /// model competes for the CPU).
 struct HttpServer {
     base: String,
     url: String,
     client: Client,
-    trigger: backbone_consumers::ShutdownTrigger,
-    task: tokio::task::JoinHandle<
-        Result<Vec<(String, backbone_consumers::RunReport)>, backbone_server::ServerError>,
-    >,
+    child: std::process::Child,
     _dir: tempfile::TempDir,
+}
+
+/// The `backbone-server` binary next to this one (`scripts/bench` builds
+/// both).
+fn server_binary() -> Result<std::path::PathBuf, BenchError> {
+    let exe = std::env::current_exe().map_err(backbone_error)?;
+    let binary = exe.with_file_name("backbone-server");
+    if binary.is_file() {
+        Ok(binary)
+    } else {
+        Err(BenchError::with_detail(
+            BenchErrorKind::Backbone,
+            format!(
+                "{} is missing: build it with `cargo build --release -p backbone-server` \
+                 (scripts/bench does)",
+                binary.display()
+            ),
+        ))
+    }
 }
 
 impl HttpServer {
@@ -186,20 +202,48 @@ impl HttpServer {
         let dir = tempfile::tempdir().map_err(backbone_error)?;
         let secret = dir.path().join("webhook.secret");
         std::fs::write(&secret, WEBHOOK_SECRET).map_err(backbone_error)?;
-        let config = ServerConfig::from_toml(&format!(
-            "data_dir = {:?}\nmodels = []\n[http]\nlisten = \"127.0.0.1:0\"\nmax_in_flight = 4096\n\
-             [[webhooks]]\nname = \"payments\"\nmapping = \"payment-provider\"\nsecret_file = {secret:?}\n",
-            dir.path()
-        ))
+        let data = dir.path().join("data");
+        let config = dir.path().join("server.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "data_dir = {data:?}\nmodels = []\n[http]\nlisten = \"127.0.0.1:0\"\nmax_in_flight = 4096\n\
+                 [[webhooks]]\nname = \"payments\"\nmapping = \"payment-provider\"\nsecret_file = {secret:?}\n"
+            ),
+        )
         .map_err(backbone_error)?;
-        let broker = config.connect().await.map_err(backbone_error)?;
-        let server = Server::start(&config, broker, Metrics::new())
-            .await
+        let log_path = dir.path().join("server.log");
+        let log = std::fs::File::create(&log_path).map_err(backbone_error)?;
+        let mut child = std::process::Command::new(server_binary()?)
+            .arg("--config")
+            .arg(&config)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
             .map_err(backbone_error)?;
-        let base = format!("http://{}", server.local_addr());
+        // The server names its address in the discovery file once it serves.
+        let discovery = data.join(backbone_server::DISCOVERY_FILE);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let base = loop {
+            if let Ok(text) = std::fs::read_to_string(&discovery)
+                && let Ok(file) = serde_json::from_str::<Value>(&text)
+                && let Some(url) = file["url"].as_str()
+            {
+                break url.to_owned();
+            }
+            let exited = child.try_wait().map_err(backbone_error)?;
+            if exited.is_some() || Instant::now() > deadline {
+                let _ = child.kill();
+                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                return Err(BenchError::with_detail(
+                    BenchErrorKind::Backbone,
+                    format!("backbone-server did not start ({exited:?}): {log}"),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
         let url = format!("{base}/v1/events");
-        let (trigger, shutdown) = backbone_consumers::shutdown_channel();
-        let task = tokio::spawn(server.run(shutdown));
         let client = Client::builder()
             .pool_max_idle_per_host(IN_FLIGHT)
             .build()
@@ -208,8 +252,7 @@ impl HttpServer {
             base,
             url,
             client,
-            trigger,
-            task,
+            child,
             _dir: dir,
         })
     }
@@ -352,13 +395,24 @@ impl HttpServer {
         Ok(recorder)
     }
 
-    async fn stop(self) -> Result<(), BenchError> {
-        self.trigger.trigger();
-        self.task
+    /// SIGTERM, and the exit status of a clean stop.
+    async fn stop(mut self) -> Result<(), BenchError> {
+        let pid = self.child.id().to_string();
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status();
+        let status = tokio::task::spawn_blocking(move || self.child.wait())
             .await
             .map_err(backbone_error)?
             .map_err(backbone_error)?;
-        Ok(())
+        if status.success() {
+            Ok(())
+        } else {
+            Err(BenchError::with_detail(
+                BenchErrorKind::Backbone,
+                format!("backbone-server exited with {status}"),
+            ))
+        }
     }
 }
 

@@ -127,6 +127,8 @@ pub enum StartRefusal {
     UnknownModel,
     /// A rebuild of that model is running.
     AlreadyRunning,
+    /// The server is stopping.
+    Stopping,
 }
 
 /// The server's rebuilds: the latest one of each model.
@@ -155,6 +157,9 @@ impl Rebuilds {
     ) -> Result<watch::Receiver<RebuildStatus>, StartRefusal> {
         if job.runners.spec(model).is_none() {
             return Err(StartRefusal::UnknownModel);
+        }
+        if job.shutdown.is_triggered() {
+            return Err(StartRefusal::Stopping);
         }
         let mut latest = self.latest.lock().expect("never poisoned");
         if latest

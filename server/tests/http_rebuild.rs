@@ -284,3 +284,52 @@ async fn a_rebuild_killed_with_the_server_resumes_its_shadow() {
     wait_for_checkpoint(&server, last).await;
     assert_eq!(total_balance(&server).await, events as i64);
 }
+
+/// The same on a real nats-server: the durable consumer is deleted at the
+/// swap and the runner resumes right after the rebuilt checkpoint; the log
+/// route reads JetStream as it reads the embedded log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_on_jetstream_resumes_the_durable_after_the_swap() {
+    let nats = backbone_testkit::NatsServer::new();
+    let server = ServerProcess::start(&format!(
+        "models = [\"billing\"]\n[backend]\nkind = \"jetstream\"\nurls = [{:?}]\n",
+        nats.url()
+    ))
+    .await;
+    let client = Client::new();
+    publish_payments(&client, &server, 0, 3_000).await;
+    wait_for_checkpoint(&server, last_seq(&server).await).await;
+    let (status, body) = post_rebuild(
+        &client,
+        &server,
+        json!({"model": "billing", "verify": true, "batch_size": 100}),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let done = follow(&server, "billing", |_| {}).await;
+    assert_eq!(done["phase"], "done", "{done}");
+    assert_eq!(done["digest"], done["live_digest"], "{done}");
+
+    publish_payments(&client, &server, 3_000, 500).await;
+    let last = last_seq(&server).await;
+    wait_for_checkpoint(&server, last).await;
+    assert_eq!(total_balance(&server).await, 3_500);
+    let text = client
+        .get(server.url("/v1/admin/streams/EVENTS/messages"))
+        .query(&[("from_seq", last.to_string())])
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let seqs: Vec<u64> = text
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["seq"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(seqs, [last]);
+}

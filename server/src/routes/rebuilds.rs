@@ -76,7 +76,7 @@ fn unknown_model(model: &str) -> ApiError {
     tag = "admin",
     summary = "Start rebuilding a read model from the log (then verify and swap)",
     request_body = StartRebuild,
-    responses((status = 202, description = "Started", body = RebuildStatus), (status = 400, description = "Bad request", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token (or signature)", body = crate::openapi::ErrorBody), (status = 403, description = "Outside the token's scopes", body = crate::openapi::ErrorBody), (status = 404, description = "Not found", body = crate::openapi::ErrorBody), (status = 409, description = "A rebuild of that model is running", body = crate::openapi::ErrorBody), (status = 415, description = "Not application/json", body = crate::openapi::ErrorBody)),
+    responses((status = 202, description = "Started", body = RebuildStatus), (status = 400, description = "Bad request", body = crate::openapi::ErrorBody), (status = 401, description = "No valid token (or signature)", body = crate::openapi::ErrorBody), (status = 403, description = "Outside the token's scopes", body = crate::openapi::ErrorBody), (status = 404, description = "Not found", body = crate::openapi::ErrorBody), (status = 409, description = "A rebuild of that model is running", body = crate::openapi::ErrorBody), (status = 415, description = "Not application/json", body = crate::openapi::ErrorBody), (status = 503, description = "The server is stopping", body = crate::openapi::ErrorBody)),
 )]
 pub(crate) async fn start(
     State(state): State<Arc<AppState>>,
@@ -109,6 +109,11 @@ pub(crate) async fn start(
                 format!("a rebuild of {} is running", request.model),
             )
             .with("model", request.model.as_str()),
+            StartRefusal::Stopping => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Stopping",
+                "the server is stopping",
+            ),
         })?;
     let status = started.borrow().clone();
     let location = format!("/v1/admin/rebuilds/{}", request.model);
