@@ -178,23 +178,30 @@ struct HttpServer {
     _dir: tempfile::TempDir,
 }
 
-/// The `backbone-server` binary next to this one (`scripts/bench` builds
-/// both).
+/// The `backbone-server` binary of the same build as this one: beside it
+/// (`target/release/`, as `scripts/bench` builds both), or one directory up
+/// when this is a test binary in `target/<profile>/deps/`.
 fn server_binary() -> Result<std::path::PathBuf, BenchError> {
     let exe = std::env::current_exe().map_err(backbone_error)?;
-    let binary = exe.with_file_name("backbone-server");
-    if binary.is_file() {
-        Ok(binary)
-    } else {
-        Err(BenchError::with_detail(
-            BenchErrorKind::Backbone,
-            format!(
-                "{} is missing: build it with `cargo build --release -p backbone-server` \
-                 (scripts/bench does)",
-                binary.display()
-            ),
-        ))
-    }
+    let beside = exe.with_file_name("backbone-server");
+    let above = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .map(|dir| dir.join("backbone-server"));
+    [Some(beside.clone()), above]
+        .into_iter()
+        .flatten()
+        .find(|candidate| candidate.is_file())
+        .ok_or_else(|| {
+            BenchError::with_detail(
+                BenchErrorKind::Backbone,
+                format!(
+                    "{} is missing: build it with `cargo build --release -p backbone-server` \
+                     (scripts/bench does)",
+                    beside.display()
+                ),
+            )
+        })
 }
 
 impl HttpServer {
