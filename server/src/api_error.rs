@@ -114,6 +114,16 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "NotFound", message)
     }
 
+    /// 404 `UnknownReadModel`: this server does not run read model `name`.
+    pub fn unknown_read_model(name: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "UnknownReadModel",
+            format!("this server does not run the read model {name}"),
+        )
+        .with("model", name)
+    }
+
     /// Where in a batch the error is (0-based).
     pub fn at(self, index: usize) -> Self {
         self.with("index", index)

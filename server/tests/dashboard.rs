@@ -127,6 +127,18 @@ async fn the_dashboard_shows_counts_change_and_redrives_a_dead_letter() {
             }
         }
     };
+    let click = |selector: &'static str| {
+        let browser = browser.clone();
+        async move {
+            browser
+                .find(Locator::Css(selector))
+                .await
+                .unwrap()
+                .click()
+                .await
+                .unwrap();
+        }
+    };
     wait_text(messages, "3".into()).await;
     for n in 3..5 {
         publish(&http, &server, follow(n)).await;
@@ -156,13 +168,7 @@ async fn the_dashboard_shows_counts_change_and_redrives_a_dead_letter() {
     )
     .await;
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    browser
-        .find(Locator::Css("button[data-redrive]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click("button[data-redrive]").await;
     wait_text("#message", "redriven for billing".into()).await;
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -180,13 +186,7 @@ async fn the_dashboard_shows_counts_change_and_redrives_a_dead_letter() {
     // A rebuild from the page: its row goes to done, with equal digests.
     let select = browser.find(Locator::Css("#rebuild-model")).await.unwrap();
     select.select_by_value("billing").await.unwrap();
-    browser
-        .find(Locator::Css("#rebuild-start"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click("#rebuild-start").await;
     wait_text("#rebuild-billing td[data-field=phase]", "done".into()).await;
     let rebuilt = server.get_json("/v1/admin/rebuilds/billing").await;
     assert_eq!(rebuilt["verify"], true, "{rebuilt}");

@@ -72,15 +72,14 @@ async fn follow(server: &ServerProcess, model: &str, mut each: impl FnMut(&Value
     last
 }
 
+/// The element of the array `list` whose `key` is `name`.
+fn find<'a>(list: &'a Value, key: &str, name: &str) -> Option<&'a Value> {
+    list.as_array()?.iter().find(|item| item[key] == name)
+}
+
 async fn billing_checkpoint(server: &ServerProcess) -> u64 {
     let models = server.get_json("/v1/models").await;
-    models["models"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["name"] == "billing")
-        .map(|m| m["checkpoint"].as_u64().unwrap())
-        .unwrap_or(0)
+    find(&models["models"], "name", "billing").map_or(0, |m| m["checkpoint"].as_u64().unwrap())
 }
 
 async fn wait_for_checkpoint(server: &ServerProcess, seq: u64) {
@@ -93,12 +92,7 @@ async fn wait_for_checkpoint(server: &ServerProcess, seq: u64) {
 
 async fn last_seq(server: &ServerProcess) -> u64 {
     let status = server.get_json("/v1/admin/status").await;
-    status["streams"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["stream"] == "EVENTS")
-        .unwrap()["last_seq"]
+    find(&status["streams"], "stream", "EVENTS").unwrap()["last_seq"]
         .as_u64()
         .unwrap()
 }
@@ -118,11 +112,7 @@ async fn total_balance(server: &ServerProcess) -> i64 {
 /// Billing's row of the status report.
 async fn billing_row(server: &ServerProcess) -> Value {
     let status = server.get_json("/v1/admin/status").await;
-    status["read_models"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["read_model"] == "billing")
+    find(&status["read_models"], "read_model", "billing")
         .unwrap()
         .clone()
 }

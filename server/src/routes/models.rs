@@ -191,12 +191,7 @@ impl AppState {
             .with("model", name)
             .retry_after(crate::api_error::RETRY_AFTER));
         }
-        Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "UnknownReadModel",
-            format!("this server does not run the read model {name}"),
-        )
-        .with("model", name))
+        Err(ApiError::unknown_read_model(name))
     }
 }
 

@@ -60,15 +60,6 @@ fn default_batch() -> usize {
     backbone_consumers::RebuildOptions::default().batch_size
 }
 
-fn unknown_model(model: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        "UnknownReadModel",
-        format!("this server does not run the read model {model}"),
-    )
-    .with("model", model)
-}
-
 /// `POST /v1/admin/rebuilds`.
 #[utoipa::path(
     post,
@@ -102,7 +93,7 @@ pub(crate) async fn start(
         .rebuilds
         .start(job, &request.model, request.verify, request.batch_size)
         .map_err(|refusal| match refusal {
-            StartRefusal::UnknownModel => unknown_model(&request.model),
+            StartRefusal::UnknownModel => ApiError::unknown_read_model(&request.model),
             StartRefusal::AlreadyRunning => ApiError::new(
                 StatusCode::CONFLICT,
                 "RebuildRunning",
@@ -146,7 +137,7 @@ pub(crate) async fn list(
 
 fn latest(state: &AppState, model: &str) -> Result<watch::Receiver<RebuildStatus>, ApiError> {
     if state.runners.spec(model).is_none() {
-        return Err(unknown_model(model));
+        return Err(ApiError::unknown_read_model(model));
     }
     state
         .rebuilds
