@@ -102,6 +102,15 @@ kind_display!(PublishErrorKind {
     Rejected => "publish rejected",
 });
 
+impl PublishErrorKind {
+    /// Whether the broker may take the same message later (it is down or
+    /// slow), so retrying, spooling or holding it upstream makes sense;
+    /// the other kinds fail the same way every time.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::BrokerUnavailable | Self::TimedOut)
+    }
+}
+
 /// Why reading the log failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReadErrorKind {

@@ -60,10 +60,7 @@ impl RuntimeConfig {
     /// The redelivery delay after the `delivery`-th failed delivery:
     /// `backoff_base * 2^(delivery-1)`, at most `backoff_max`.
     pub fn backoff(&self, delivery: u32) -> Duration {
-        let exponent = delivery.saturating_sub(1).min(20);
-        self.backoff_base
-            .saturating_mul(1u32 << exponent)
-            .min(self.backoff_max)
+        backbone_core::backoff::exponential(self.backoff_base, self.backoff_max, delivery)
     }
 }
 

@@ -82,6 +82,7 @@
 //! [`sample`] builds one realistic, deterministic instance of every event
 //! type, for tests and demos.
 
+pub mod cloudevents;
 pub mod context;
 pub mod decode;
 pub mod envelope;

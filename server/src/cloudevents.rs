@@ -10,25 +10,17 @@
 //! - **Batch**: `application/cloudevents-batch+json`, a JSON array of
 //!   structured events.
 //!
-//! Over HTTP `ce-time`, `ce-subject` and `ce-dataschema` may be left out:
-//! the server fills in the current time, the payload's key field and the
-//! registered message name. `ce-specversion`, `ce-id`, `ce-source` and
-//! `ce-type` are required, as CloudEvents requires them; `ce-id` is what
-//! makes a retried request a duplicate instead of a second event.
-//!
-//! Every event then goes through the one strict validator,
-//! [`Envelope::decode`], so an HTTP publish is refused for exactly the
-//! reasons (and with exactly the [`DecodeErrorKind`] names) a consumer
-//! would dead-letter it for.
+//! What may be left out and how every event is validated is
+//! [`backbone_schemas::cloudevents`]'s, the same for every transport.
 
 use axum::http::{HeaderMap, header};
 use backbone_schemas::{
-    DecodeError, DecodeErrorKind, Envelope, Headers, Registry, header_value, wire,
+    DecodeError, DecodeErrorKind, Envelope, Headers,
+    cloudevents::{self, ATTRIBUTES, Data, STRUCTURED, StructuredError},
+    wire,
 };
-use base64::Engine as _;
 use bytes::Bytes;
-use serde_json::{Map, Value};
-use time::{OffsetDateTime, format_description::well_known::Rfc3339};
+use serde_json::Value;
 
 use crate::api_error::ApiError;
 
@@ -39,28 +31,7 @@ pub const MEDIA_TYPES: [&str; 4] = [
     STRUCTURED,
     BATCH,
 ];
-const STRUCTURED: &str = "application/cloudevents+json";
 const BATCH: &str = "application/cloudevents-batch+json";
-
-/// The attributes carried as headers: CloudEvents name, header name.
-const ATTRIBUTES: [(&str, &str); 10] = [
-    ("specversion", wire::CE_SPECVERSION),
-    ("id", wire::CE_ID),
-    ("source", wire::CE_SOURCE),
-    ("type", wire::CE_TYPE),
-    ("time", wire::CE_TIME),
-    ("subject", wire::CE_SUBJECT),
-    ("dataschema", wire::CE_DATASCHEMA),
-    ("correlationid", wire::CE_CORRELATIONID),
-    ("causationid", wire::CE_CAUSATIONID),
-    ("traceparent", wire::TRACEPARENT),
-];
-
-/// An event's data as it arrived.
-enum Data {
-    Protobuf(Bytes),
-    Json(Value),
-}
 
 /// The validated events of one request.
 #[derive(Debug)]
@@ -92,7 +63,7 @@ fn read(headers: &HeaderMap, body: Bytes) -> Result<Vec<Envelope>, ApiError> {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
     match media_type(headers).as_deref() {
-        Some(wire::CONTENT_TYPE_PROTOBUF) => Ok(vec![envelope(
+        Some(wire::CONTENT_TYPE_PROTOBUF) => Ok(vec![cloudevents::from_attributes(
             binary_attributes(headers)?,
             Data::Protobuf(body),
         )?]),
@@ -100,7 +71,7 @@ fn read(headers: &HeaderMap, body: Bytes) -> Result<Vec<Envelope>, ApiError> {
             let json = serde_json::from_slice(&body).map_err(|e| {
                 DecodeError::with_detail(DecodeErrorKind::PayloadNotDecodable, e.to_string())
             })?;
-            Ok(vec![envelope(
+            Ok(vec![cloudevents::from_attributes(
                 binary_attributes(headers)?,
                 Data::Json(json),
             )?])
@@ -150,117 +121,12 @@ fn binary_attributes(headers: &HeaderMap) -> Result<Headers, DecodeError> {
     Ok(out)
 }
 
-/// A structured-mode event: attributes as members, data in `data` or
-/// `data_base64`.
+/// A structured-mode event, as [`cloudevents::from_structured`] reads it.
 pub(crate) fn structured(event: Value) -> Result<Envelope, ApiError> {
-    let Value::Object(mut event) = event else {
-        return Err(ApiError::malformed("a CloudEvent is a JSON object"));
-    };
-    let mut headers = Headers::new();
-    for (attribute, name) in ATTRIBUTES {
-        match event.get(attribute) {
-            None | Some(Value::Null) => {}
-            Some(Value::String(value)) => headers.insert(name, header_value::encode(value)),
-            Some(other) => {
-                return Err(DecodeError::with_detail(
-                    DecodeErrorKind::InvalidHeader {
-                        name,
-                        value: other.to_string(),
-                    },
-                    "CloudEvents attributes are strings",
-                )
-                .into());
-            }
-        }
-    }
-    let data = match (event.remove("data"), event.remove("data_base64")) {
-        (Some(json), None) => Data::Json(json),
-        (None, Some(Value::String(b64))) => base64::engine::general_purpose::STANDARD
-            .decode(b64)
-            .map(|bytes| Data::Protobuf(bytes.into()))
-            .map_err(|e| {
-                DecodeError::with_detail(DecodeErrorKind::PayloadNotDecodable, e.to_string())
-            })?,
-        (None, None) => Data::Json(Value::Object(Map::new())),
-        _ => {
-            return Err(ApiError::malformed(
-                "give data (proto3 JSON) or data_base64 (protobuf), not both",
-            ));
-        }
-    };
-    Ok(envelope(headers, data)?)
-}
-
-/// Fills in what HTTP may leave out, then validates with
-/// [`Envelope::decode`].
-fn envelope(mut headers: Headers, data: Data) -> Result<Envelope, DecodeError> {
-    let type_name = single(&headers, wire::CE_TYPE)?
-        .ok_or_else(|| DecodeError::new(DecodeErrorKind::MissingHeader(wire::CE_TYPE)))?;
-    let event_type = Registry::global()
-        .by_type_name(&type_name)
-        .ok_or_else(|| DecodeError::new(DecodeErrorKind::UnknownType(type_name.clone())))?;
-    let payload = match data {
-        Data::Protobuf(bytes) => bytes,
-        Data::Json(json) => event_type
-            .json_to_payload(&json)
-            .map(Bytes::from)
-            .map_err(|e| DecodeError::with_source(DecodeErrorKind::PayloadNotDecodable, e))?,
-    };
-    let key = match single(&headers, wire::CE_SUBJECT)? {
-        Some(key) => key,
-        None => {
-            let message = event_type
-                .decode(&payload)
-                .map_err(|e| DecodeError::with_source(DecodeErrorKind::PayloadNotDecodable, e))?;
-            let key = event_type.key_of(&message);
-            headers.insert(wire::CE_SUBJECT, header_value::encode(&key));
-            key
-        }
-    };
-    if headers.get(wire::CE_TIME).is_none() {
-        let now = OffsetDateTime::now_utc();
-        let now = now
-            .replace_nanosecond(now.millisecond() as u32 * 1_000_000)
-            .unwrap_or(now);
-        headers.insert(wire::CE_TIME, now.format(&Rfc3339).unwrap_or_default());
-    }
-    if headers.get(wire::CE_DATASCHEMA).is_none() {
-        headers.insert(
-            wire::CE_DATASCHEMA,
-            wire::data_schema_uri(&event_type.full_name),
-        );
-    }
-    if let Some(id) = headers.get(wire::CE_ID) {
-        let id = id.to_owned();
-        headers.insert(wire::NATS_MSG_ID, id);
-    }
-    headers.insert(wire::CONTENT_TYPE, wire::CONTENT_TYPE_PROTOBUF);
-    let subject = format!("events.{type_name}.{key}");
-    Envelope::decode(&subject, &headers, &payload)
-}
-
-/// The one percent-decoded value of `name`; a repeated or undecodable
-/// value is `InvalidHeader`, as [`Envelope::decode`] would say.
-fn single(headers: &Headers, name: &'static str) -> Result<Option<String>, DecodeError> {
-    let mut values = headers.get_all(name);
-    let Some(raw) = values.next() else {
-        return Ok(None);
-    };
-    let invalid = |detail: String| {
-        DecodeError::with_detail(
-            DecodeErrorKind::InvalidHeader {
-                name,
-                value: raw.to_owned(),
-            },
-            detail,
-        )
-    };
-    if values.next().is_some() {
-        return Err(invalid("header is repeated".into()));
-    }
-    header_value::decode(raw)
-        .map(|v| Some(v.into_owned()))
-        .map_err(invalid)
+    cloudevents::from_structured(event).map_err(|e| match e {
+        StructuredError::Malformed(why) => ApiError::malformed(why),
+        StructuredError::Invalid(e) => e.into(),
+    })
 }
 
 #[cfg(test)]

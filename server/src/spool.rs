@@ -25,7 +25,7 @@ use std::{
 
 use axum::http::StatusCode;
 use backbone_broker::{
-    Broker, OutboundMessage, PublishError, PublishErrorKind, StreamConfig,
+    Broker, OutboundMessage, PublishError, StreamConfig,
     embedded::{EmbeddedBroker, EmbeddedOptions},
     stream::{ReadRequest, ReadStart},
 };
@@ -68,10 +68,7 @@ impl Default for SpoolConfig {
 
 /// Whether a publish failure means the broker may take the event later.
 pub(crate) fn is_transient(e: &PublishError) -> bool {
-    matches!(
-        e.kind(),
-        PublishErrorKind::BrokerUnavailable | PublishErrorKind::TimedOut
-    )
+    e.kind().is_transient()
 }
 
 #[derive(Debug, Default)]
@@ -468,9 +465,11 @@ mod tests {
     #[tokio::test]
     async fn a_full_spool_refuses_with_spool_full() {
         let dir = tempfile::tempdir().unwrap();
-        let one = follow(0).wire_size() as u64;
-        let spool = Spool::open(dir.path(), one * 2).await.unwrap();
-        spool.push(vec![follow(1), follow(2)]).await.unwrap();
+        // Sized from the very messages: their times (and so sizes) vary.
+        let two = vec![follow(1), follow(2)];
+        let capacity = two.iter().map(|m| m.wire_size() as u64).sum();
+        let spool = Spool::open(dir.path(), capacity).await.unwrap();
+        spool.push(two).await.unwrap();
         let refused = spool.push(vec![follow(3)]).await.unwrap_err();
         assert_eq!(
             (refused.status, refused.kind),

@@ -12,6 +12,7 @@ use tempfile::TempDir;
 use crate::{
     binary::find_nats_server,
     config::NatsServerBuilder,
+    external::stop_gracefully,
     port::free_port,
     probe::{jetstream_answers, server_info, wait_until},
 };
@@ -159,20 +160,9 @@ impl NatsServer {
 
     /// Stops the process gracefully (SIGTERM), keeping port and store.
     pub fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        let terminated = Command::new("kill")
-            .arg("-TERM")
-            .arg(child.id().to_string())
-            .status()
-            .is_ok_and(|s| s.success());
-        let exited =
-            terminated && wait_until(STOP_TIMEOUT, || matches!(child.try_wait(), Ok(Some(_))));
-        if !exited {
-            let _ = child.kill();
+        if let Some(child) = self.child.take() {
+            stop_gracefully(child, STOP_TIMEOUT);
         }
-        let _ = child.wait();
     }
 
     /// Kills the process with SIGKILL, as a crash would; keeps port and store.

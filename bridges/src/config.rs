@@ -1,0 +1,302 @@
+//! [`BridgeConfig`]: one `[[bridges]]` entry of the server's or the
+//! standalone bridge's TOML.
+//!
+//! ```toml
+//! [[bridges]]                          # Backbone -> RabbitMQ
+//! name = "social-out"                  # durable consumer bridge-social-out
+//! direction = "outbound"
+//! broker = "rabbitmq"
+//! url = "amqp://app:secret@10.0.0.5:5672/%2f"
+//! start = "new"                        # or "all": where a new bridge starts
+//! event_types = ["user.followed"]      # [default: every type]
+//! exchange = "events"                  # a durable topic exchange [default: events]
+//! address = "{type}"                   # routing key [default: the event type]
+//! routes = { "user.followed" = "social.follow" }   # per-type overrides
+//!
+//! [[bridges]]                          # Redis stream -> Backbone
+//! name = "chat-in"
+//! direction = "inbound"
+//! broker = "redis"
+//! url = "redis://10.0.0.6:6379"
+//! source = "chat-events"               # the stream key (a queue on RabbitMQ)
+//! group = "backbone"                   # the consumer group [default: backbone]
+//! ```
+//!
+//! An address template may hold `{type}` (`user.followed`) and `{type_}`
+//! (`user_followed`, for brokers whose names take no dots). The
+//! defaults follow the seed systems' names: on RabbitMQ the routing key
+//! is the event type on the `events` topic exchange; on Redis the stream
+//! key (or pub/sub channel) is the event type.
+
+use std::{collections::BTreeMap, fmt, time::Duration};
+
+use serde::Deserialize;
+
+/// Which way events cross.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// External broker -> Backbone log.
+    Inbound,
+    /// Backbone log -> external broker.
+    Outbound,
+}
+
+/// The external broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BrokerKind {
+    /// RabbitMQ, AMQP 0.9.1.
+    Rabbitmq,
+    /// Redis: streams (inbound and outbound) or pub/sub (outbound only).
+    Redis,
+}
+
+impl fmt::Display for BrokerKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Rabbitmq => "rabbitmq",
+            Self::Redis => "redis",
+        })
+    }
+}
+
+/// What an outbound Redis bridge writes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RedisTarget {
+    /// `XADD` to a stream: durable, readable by consumer groups.
+    #[default]
+    Stream,
+    /// `PUBLISH` to a channel: only subscribers connected at that moment
+    /// receive it (what the seed systems' pub/sub listeners expect).
+    Pubsub,
+}
+
+/// Where a new outbound bridge starts in the log; once its durable
+/// consumer exists it goes on from where it stopped.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StartAt {
+    /// Events stored after the bridge first ran (the legacy side has
+    /// the history already).
+    #[default]
+    New,
+    /// Every event in the log.
+    All,
+}
+
+/// One bridge.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BridgeConfig {
+    /// Letters, digits, `-` and `_`: the durable consumer is
+    /// `bridge-<name>`, and its dead letters are `deadletter.bridge-<name>.>`.
+    pub name: String,
+    /// Inbound or outbound.
+    pub direction: Direction,
+    /// The external broker's kind.
+    pub broker: BrokerKind,
+    /// Its URL: `amqp://user:password@host:port/vhost`, `redis://host:port`.
+    pub url: String,
+    /// Outbound: where a new bridge starts in the log.
+    #[serde(default)]
+    pub start: StartAt,
+    /// Outbound: the event types sent; empty sends every type.
+    #[serde(default)]
+    pub event_types: Vec<String>,
+    /// RabbitMQ: the durable topic exchange published to (outbound) or the
+    /// `bindings` bind the queue to (inbound).
+    #[serde(default = "default_exchange")]
+    pub exchange: String,
+    /// Outbound: the routing key, stream key or channel of an event.
+    #[serde(default = "default_address")]
+    pub address: String,
+    /// Outbound: per event type, an address instead of `address`.
+    #[serde(default)]
+    pub routes: BTreeMap<String, String>,
+    /// Outbound Redis: a stream or a pub/sub channel.
+    #[serde(default)]
+    pub redis_target: RedisTarget,
+    /// Inbound: the RabbitMQ queue (declared durable) or Redis stream key
+    /// consumed.
+    #[serde(default)]
+    pub source: Option<String>,
+    /// Inbound RabbitMQ: binding keys of the queue on `exchange`.
+    #[serde(default)]
+    pub bindings: Vec<String>,
+    /// Inbound Redis: the consumer group (created at the stream's start
+    /// when missing).
+    #[serde(default = "default_group")]
+    pub group: String,
+    /// Messages moved per round trip.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    /// First delay before reconnecting to a broker that failed; doubles
+    /// per failed attempt.
+    #[serde(default = "default_reconnect_base", with = "humantime_serde")]
+    pub reconnect_base: Duration,
+    /// The longest delay between reconnects.
+    #[serde(default = "default_reconnect_max", with = "humantime_serde")]
+    pub reconnect_max: Duration,
+}
+
+fn default_exchange() -> String {
+    "events".into()
+}
+fn default_address() -> String {
+    "{type}".into()
+}
+fn default_group() -> String {
+    "backbone".into()
+}
+fn default_batch_size() -> usize {
+    256
+}
+fn default_reconnect_base() -> Duration {
+    Duration::from_millis(100)
+}
+fn default_reconnect_max() -> Duration {
+    Duration::from_secs(10)
+}
+
+impl BridgeConfig {
+    /// A bridge with every optional setting at its default.
+    pub fn new(
+        name: impl Into<String>,
+        direction: Direction,
+        broker: BrokerKind,
+        url: impl Into<String>,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            direction,
+            broker,
+            url: url.into(),
+            start: StartAt::default(),
+            event_types: Vec::new(),
+            exchange: default_exchange(),
+            address: default_address(),
+            routes: BTreeMap::new(),
+            redis_target: RedisTarget::default(),
+            source: None,
+            bindings: Vec::new(),
+            group: default_group(),
+            batch_size: default_batch_size(),
+            reconnect_base: default_reconnect_base(),
+            reconnect_max: default_reconnect_max(),
+        }
+    }
+
+    /// The durable consumer (outbound) and dead-letter consumer name.
+    pub fn consumer_name(&self) -> String {
+        format!("bridge-{}", self.name)
+    }
+
+    /// The address of an event of `event_type`: its route, else the
+    /// `address` template filled in.
+    pub fn address_of(&self, event_type: &str) -> String {
+        let template = self.routes.get(event_type).unwrap_or(&self.address);
+        template
+            .replace("{type_}", &event_type.replace('.', "_"))
+            .replace("{type}", event_type)
+    }
+
+    /// Whether an outbound bridge sends events of `event_type`.
+    pub fn sends(&self, event_type: &str) -> bool {
+        self.event_types.is_empty() || self.event_types.iter().any(|t| t == event_type)
+    }
+
+    /// The delay before reconnect `attempt` (1 for the first).
+    pub fn reconnect_delay(&self, attempt: u32) -> Duration {
+        backbone_core::backoff::exponential(self.reconnect_base, self.reconnect_max, attempt)
+    }
+
+    /// Why the bridge cannot run as configured, if it cannot.
+    pub fn problem(&self) -> Option<String> {
+        let name_ok = !self.name.is_empty()
+            && self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        let problem = if !name_ok {
+            "the name takes letters, digits, - and _".to_owned()
+        } else if self.batch_size == 0 {
+            "batch_size must be at least 1".to_owned()
+        } else if self.reconnect_base.is_zero() || self.reconnect_max < self.reconnect_base {
+            "reconnect_base must be positive and at most reconnect_max".to_owned()
+        } else {
+            match (self.direction, self.broker) {
+                (Direction::Inbound, _) if self.source.as_deref().is_none_or(str::is_empty) => {
+                    format!(
+                        "an inbound bridge names its source ({})",
+                        match self.broker {
+                            BrokerKind::Rabbitmq => "the queue",
+                            BrokerKind::Redis => "the stream key",
+                        }
+                    )
+                }
+                (Direction::Inbound, BrokerKind::Redis) if !self.bindings.is_empty() => {
+                    "bindings are RabbitMQ's".to_owned()
+                }
+                (Direction::Outbound, _) if self.source.is_some() || !self.bindings.is_empty() => {
+                    "source and bindings are for inbound bridges".to_owned()
+                }
+                (Direction::Outbound, _)
+                    if self.address.is_empty() || self.routes.values().any(String::is_empty) =>
+                {
+                    "an address is never empty".to_owned()
+                }
+                _ => return None,
+            }
+        };
+        Some(format!("bridge {}: {problem}", self.name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_follow_the_seed_names_and_routes_override_them() {
+        let config: BridgeConfig = toml::from_str(
+            "name = \"out\"\ndirection = \"outbound\"\nbroker = \"rabbitmq\"\nurl = \"amqp://h\"\n\
+             routes = { \"payment.received\" = \"events-{type_}\" }\n",
+        )
+        .unwrap();
+        assert_eq!(config.problem(), None);
+        assert_eq!(config.exchange, "events");
+        assert_eq!(config.address_of("user.followed"), "user.followed");
+        assert_eq!(
+            config.address_of("payment.received"),
+            "events-payment_received"
+        );
+        assert_eq!(config.consumer_name(), "bridge-out");
+        assert!(config.sends("anything.at_all"));
+    }
+
+    #[test]
+    fn every_misconfiguration_is_named() {
+        let base = BridgeConfig::new("in", Direction::Inbound, BrokerKind::Redis, "redis://h");
+        assert!(base.problem().unwrap().contains("source"));
+        let bad_name = BridgeConfig {
+            name: "a b".into(),
+            ..base.clone()
+        };
+        assert!(bad_name.problem().unwrap().contains("name"));
+        let bindings = BridgeConfig {
+            source: Some("s".into()),
+            bindings: vec!["#".into()],
+            ..base.clone()
+        };
+        assert!(bindings.problem().unwrap().contains("RabbitMQ"));
+        let zero = BridgeConfig {
+            source: Some("s".into()),
+            batch_size: 0,
+            ..base
+        };
+        assert!(zero.problem().unwrap().contains("batch_size"));
+        assert!(toml::from_str::<BridgeConfig>("name = \"x\"\nnope = 1").is_err());
+    }
+}

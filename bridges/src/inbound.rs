@@ -1,0 +1,213 @@
+//! Inbound: an external broker -> Backbone's log.
+//!
+//! Each message taken from the queue (or stream consumer group) becomes an
+//! event ([`Received::event`]) and is published with its `ce-id` as the
+//! log's deduplication id; it is acknowledged upstream only after the log
+//! acknowledged it, so a crash in between takes it in again and the log
+//! drops the copy. A message that is not a valid event, or that the log
+//! refuses for good (too large, no stream), goes to the dead-letter
+//! stream with its reason and original bytes, and is then acknowledged
+//! upstream: nothing is lost and nothing blocks the queue. While the log
+//! is unavailable the batch is held and published again after a backoff.
+
+use std::{sync::Arc, time::Duration};
+
+use async_trait::async_trait;
+use backbone_broker::{Broker, OutboundMessage, PublishError};
+use backbone_consumers::{Shutdown, dead_letter::ensure_dead_letter_stream};
+
+use crate::{
+    config::BridgeConfig,
+    error::{BridgeError, BridgeErrorKind},
+    message::{DLQ_BODY_DROPPED, Received, Rejection},
+    outbound::{BridgeCounters, pause},
+};
+
+/// How long one receive waits for messages; bounds how soon a shutdown
+/// is noticed.
+const RECEIVE_WAIT: Duration = Duration::from_millis(500);
+
+/// An external broker events are taken from.
+#[async_trait]
+pub trait Source: Send {
+    /// What acknowledges one message upstream.
+    type Ack: Send + Sync;
+
+    /// Waits up to `wait` for messages and returns at most `max`, in the
+    /// order the broker delivered them; empty when none came. Reconnects
+    /// on the next call after a failure.
+    async fn receive(
+        &mut self,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<Received<Self::Ack>>, BridgeError>;
+
+    /// Acknowledges messages upstream: the broker will not deliver them
+    /// again.
+    async fn ack(&mut self, acks: Vec<Self::Ack>) -> Result<(), BridgeError>;
+}
+
+/// Runs an inbound bridge until `shutdown` triggers.
+pub async fn run_inbound<S: Source>(
+    broker: Arc<dyn Broker>,
+    config: &BridgeConfig,
+    mut source: S,
+    counters: Arc<BridgeCounters>,
+    mut shutdown: Shutdown,
+) -> Result<(), BridgeError> {
+    ensure_dead_letter_stream(broker.as_ref())
+        .await
+        .map_err(|e| {
+            BridgeError::with_detail(BridgeErrorKind::Log, format!("bridge {}: {e}", config.name))
+        })?;
+    let mut attempt = 0;
+    while !shutdown.is_triggered() {
+        let received = tokio::select! {
+            received = source.receive(config.batch_size, RECEIVE_WAIT) => received,
+            () = shutdown.wait() => break,
+        };
+        let received = match received {
+            Ok(r) => {
+                attempt = 0;
+                r
+            }
+            Err(e) => {
+                attempt += 1;
+                BridgeCounters::add(&counters.failures, 1);
+                let delay = config.reconnect_delay(attempt);
+                tracing::warn!(bridge = %config.name, error = %e, retry_in = ?delay, "receiving failed");
+                pause(delay, &mut shutdown).await;
+                continue;
+            }
+        };
+        if received.is_empty() {
+            continue;
+        }
+        if !store_until_settled(broker.as_ref(), config, &received, &counters, &mut shutdown).await
+        {
+            // Stopping before the log took it all: not acknowledged, so
+            // the broker delivers it again.
+            break;
+        }
+        let acks = received.into_iter().map(|r| r.ack).collect();
+        if let Err(e) = source.ack(acks).await {
+            // The broker delivers them again; the log drops the copies.
+            BridgeCounters::add(&counters.failures, 1);
+            tracing::warn!(bridge = %config.name, error = %e, "acknowledging upstream failed");
+        }
+    }
+    Ok(())
+}
+
+/// What one received message becomes in the log.
+enum Entry {
+    /// Publish this; if the log refuses it for good, dead-letter the
+    /// original with the reason.
+    Event(OutboundMessage),
+    /// Publish this dead letter.
+    Letter(OutboundMessage),
+    /// Stored (or dead-lettered): done.
+    Settled,
+}
+
+/// Publishes every message of `received` (or its dead letter) until all
+/// are settled (true) or the bridge stops (false).
+async fn store_until_settled<A>(
+    broker: &dyn Broker,
+    config: &BridgeConfig,
+    received: &[Received<A>],
+    counters: &BridgeCounters,
+    shutdown: &mut Shutdown,
+) -> bool {
+    let mut entries: Vec<Entry> = received
+        .iter()
+        .map(|r| match r.event() {
+            Ok(envelope) => Entry::Event(OutboundMessage::from(&envelope)),
+            Err(rejection) => Entry::Letter(r.dead_letter(config, &rejection)),
+        })
+        .collect();
+    let mut attempt = 0;
+    loop {
+        let pending: Vec<usize> = (0..entries.len())
+            .filter(|&i| !matches!(entries[i], Entry::Settled))
+            .collect();
+        if pending.is_empty() {
+            return true;
+        }
+        let messages = pending
+            .iter()
+            .map(|&i| match &entries[i] {
+                Entry::Event(m) | Entry::Letter(m) => m.clone(),
+                Entry::Settled => unreachable!("only pending entries"),
+            })
+            .collect();
+        let results = broker.publish_batch(messages).await;
+        let mut transient = None;
+        for (&i, result) in pending.iter().zip(results) {
+            entries[i] = match (result, &entries[i]) {
+                (Ok(_), Entry::Event(_)) => {
+                    BridgeCounters::add(&counters.moved, 1);
+                    Entry::Settled
+                }
+                (Ok(_), _) => {
+                    BridgeCounters::add(&counters.dead_lettered, 1);
+                    Entry::Settled
+                }
+                (Err(e), Entry::Event(_)) if !e.kind().is_transient() => {
+                    Entry::Letter(received[i].dead_letter(config, &refused(&e)))
+                }
+                (Err(e), Entry::Letter(letter))
+                    if !e.kind().is_transient() && !letter.payload.is_empty() =>
+                {
+                    // The letter itself is refused (the body is over the
+                    // log's limit): keep the reason and properties.
+                    Entry::Letter(without_body(letter, &e))
+                }
+                (Err(e), Entry::Letter(letter)) if !e.kind().is_transient() => {
+                    tracing::error!(bridge = %config.name, error = %e, letter = ?letter.headers, "the log refuses even a bodiless dead letter; acknowledging");
+                    Entry::Settled
+                }
+                (Err(e), entry) => {
+                    transient.get_or_insert(e);
+                    match entry {
+                        Entry::Event(m) => Entry::Event(m.clone()),
+                        Entry::Letter(m) => Entry::Letter(m.clone()),
+                        Entry::Settled => Entry::Settled,
+                    }
+                }
+            };
+        }
+        if let Some(e) = transient {
+            attempt += 1;
+            BridgeCounters::add(&counters.failures, 1);
+            let delay = config.reconnect_delay(attempt);
+            tracing::warn!(bridge = %config.name, error = %e, retry_in = ?delay, "the log did not take the batch");
+            if !pause(delay, shutdown).await {
+                return false;
+            }
+        }
+    }
+}
+
+/// `letter` without its body, which the log refused, naming why.
+fn without_body(letter: &OutboundMessage, e: &PublishError) -> OutboundMessage {
+    let mut letter = letter.clone();
+    letter.headers.append(
+        DLQ_BODY_DROPPED,
+        format!("{} bytes: {e}", letter.payload.len()),
+    );
+    letter.payload = Default::default();
+    letter
+}
+
+/// The rejection of an event the log refuses for good.
+fn refused(e: &PublishError) -> Rejection {
+    Rejection {
+        kind: format!("{:?}", e.kind())
+            .split([' ', '{', '('])
+            .next()
+            .unwrap_or("Rejected")
+            .to_owned(),
+        reason: e.to_string(),
+    }
+}
