@@ -254,6 +254,20 @@ impl BridgeConfig {
     }
 }
 
+/// Why `bridges` cannot run together, if they cannot: the first
+/// bridge's problem, or a name used twice (names key the durable
+/// consumers and dead letters).
+pub fn problem_of_all(bridges: &[BridgeConfig]) -> Option<String> {
+    bridges.iter().find_map(BridgeConfig::problem).or_else(|| {
+        let mut names: Vec<&str> = bridges.iter().map(|b| b.name.as_str()).collect();
+        names.sort_unstable();
+        names
+            .windows(2)
+            .find(|w| w[0] == w[1])
+            .map(|w| format!("two bridges are named {}", w[0]))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

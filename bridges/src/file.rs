@@ -24,7 +24,7 @@ use backbone_consumers::layout;
 use serde::Deserialize;
 
 use crate::{
-    config::BridgeConfig,
+    config::{BridgeConfig, problem_of_all},
     error::{BridgeError, BridgeErrorKind},
 };
 
@@ -70,18 +70,7 @@ impl BridgesFile {
         } else if file.backend.is_none() && file.data_dir.is_none() {
             Some("give [backend] or data_dir".to_owned())
         } else {
-            file.bridges
-                .iter()
-                .find_map(BridgeConfig::problem)
-                .or_else(|| {
-                    let mut names: Vec<&str> =
-                        file.bridges.iter().map(|b| b.name.as_str()).collect();
-                    names.sort_unstable();
-                    names
-                        .windows(2)
-                        .find(|w| w[0] == w[1])
-                        .map(|w| format!("two bridges are named {}", w[0]))
-                })
+            problem_of_all(&file.bridges)
         };
         match problem {
             Some(problem) => Err(BridgeError::with_detail(BridgeErrorKind::Config, problem)),

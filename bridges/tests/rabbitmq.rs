@@ -8,14 +8,14 @@ use std::{collections::BTreeSet, time::Duration};
 
 use backbone_bridges::{BridgeConfig, BrokerKind, Direction, StartAt};
 use backbone_consumers::dead_letter::{DLQ_CONSUMER, DLQ_ERROR, DLQ_STREAM};
-use backbone_schemas::{Envelope, wire};
+use backbone_schemas::wire;
 use backbone_testkit::RabbitMq;
 use futures::StreamExt as _;
 use lapin::{
-    BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind,
+    BasicProperties, Channel, Connection, ConnectionProperties,
     options::{
         BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions,
-        ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+        QueueDeclareOptions,
     },
     types::{AMQPValue, FieldTable},
 };
@@ -31,43 +31,6 @@ async fn channel(rabbit: &RabbitMq) -> (Connection, Channel) {
         .await
         .unwrap();
     (connection, channel)
-}
-
-/// A durable queue bound to the `events` exchange for every routing key.
-async fn bound_queue(channel: &Channel, queue: &str) {
-    channel
-        .exchange_declare(
-            "events".into(),
-            ExchangeKind::Topic,
-            ExchangeDeclareOptions {
-                durable: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    channel
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions {
-                durable: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    channel
-        .queue_bind(
-            queue.into(),
-            "events".into(),
-            "#".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
 }
 
 /// Takes messages from `queue` until `count` distinct message ids arrived
@@ -198,27 +161,6 @@ async fn publish_raw(channel: &Channel, queue: &str, properties: BasicProperties
         .unwrap()
         .await
         .unwrap();
-}
-
-/// The binary-mode AMQP form of `event`, as the outbound bridge writes it.
-fn amqp_properties(event: &Envelope) -> BasicProperties {
-    let mut headers = FieldTable::default();
-    for (name, value) in [
-        ("specversion", "1.0".to_owned()),
-        ("id", event.id.to_string()),
-        ("source", event.source.clone()),
-        ("type", event.event_type.clone()),
-    ] {
-        headers.insert(
-            format!("cloudEvents:{name}").into(),
-            AMQPValue::LongString(value.into_bytes().into()),
-        );
-    }
-    BasicProperties::default()
-        .with_message_id(event.id.to_string().into())
-        .with_content_type(wire::CONTENT_TYPE_PROTOBUF.into())
-        .with_delivery_mode(2)
-        .with_headers(headers)
 }
 
 /// Malformed messages are dead-lettered with their reason and bytes and

@@ -147,6 +147,23 @@ impl StreamConfig {
     }
 }
 
+/// Creates the event log ([`StreamConfig::event_log`]) when `stream` is
+/// [`EVENT_STREAM`] and does not exist yet, so a fresh embedded log takes
+/// events; any other stream, or an existing one, is the operator's
+/// (`replay-tool provision`) and left as it is.
+pub async fn ensure_event_log(broker: &dyn crate::Broker, stream: &str) -> Result<(), StreamError> {
+    if stream != EVENT_STREAM {
+        return Ok(());
+    }
+    match broker.stream_info(stream).await {
+        Err(e) if e.kind() == &StreamErrorKind::StreamNotFound => broker
+            .ensure_stream(&StreamConfig::event_log())
+            .await
+            .map(|_| ()),
+        _ => Ok(()),
+    }
+}
+
 /// What [`crate::Broker::ensure_stream`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProvisionOutcome {

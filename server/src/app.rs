@@ -20,7 +20,7 @@ use crate::{
     api_error::ApiError,
     config::{HttpConfig, ServerConfig},
     dashboard,
-    metrics::{self, ServerMetrics},
+    metrics::{self, RunningBridge, ServerMetrics},
     openapi,
     rebuilds::Rebuilds,
     routes::{admin, health, models, publish, rebuilds},
@@ -57,6 +57,8 @@ pub struct AppState {
     pub webhooks: HashMap<String, Webhook>,
     /// Where events wait while the broker is unreachable (JetStream).
     pub spool: Option<Arc<Spool>>,
+    /// The bridges the server runs.
+    pub bridges: Arc<Vec<RunningBridge>>,
     in_flight: Arc<Semaphore>,
 }
 
@@ -71,6 +73,16 @@ impl AppState {
         spool: Option<Arc<Spool>>,
         stopping: Shutdown,
     ) -> Self {
+        let bridges: Arc<Vec<RunningBridge>> = Arc::new(
+            config
+                .bridges
+                .iter()
+                .map(|config| RunningBridge {
+                    config: config.clone(),
+                    counters: Arc::default(),
+                })
+                .collect(),
+        );
         Self {
             broker,
             stream: config.stream.clone(),
@@ -78,7 +90,8 @@ impl AppState {
             runners,
             rebuilds: Rebuilds::default(),
             stopping,
-            server_metrics: ServerMetrics::new(&metrics),
+            server_metrics: ServerMetrics::new(&metrics, bridges.clone()),
+            bridges,
             metrics,
             in_flight: Arc::new(Semaphore::new(config.http.max_in_flight)),
             http: config.http.clone(),

@@ -16,6 +16,12 @@
 //! max_body_bytes = 1048576        # larger requests answer 413
 //! max_in_flight = 512             # more concurrent requests answer 503
 //!
+//! [[bridges]]                     # optional: to and from RabbitMQ, Redis
+//! name = "social-out"             # (backbone_bridges::config)
+//! direction = "outbound"
+//! broker = "rabbitmq"
+//! url = "amqp://10.0.0.5:5672/%2f"
+//!
 //! [backend]                       # optional: the embedded log in <data_dir>/log
 //! kind = "jetstream"
 //! urls = ["nats://10.0.0.1:4222"]
@@ -35,6 +41,7 @@ use std::{
     time::Duration,
 };
 
+use backbone_bridges::BridgeConfig;
 use backbone_broker::{Backend, Broker, embedded::EmbeddedOptions};
 use serde::Deserialize;
 
@@ -87,6 +94,10 @@ pub struct ServerConfig {
     /// ([`crate::spool`]); JetStream backends only.
     #[serde(default)]
     pub spool: SpoolConfig,
+    /// Bridges to RabbitMQ and Redis, run with the server
+    /// ([`backbone_bridges::config`]).
+    #[serde(default)]
+    pub bridges: Vec<BridgeConfig>,
     /// Deliveries before a failing event is dead-lettered.
     #[serde(default = "default_max_deliver")]
     pub max_deliver: u32,
@@ -240,6 +251,9 @@ impl ServerConfig {
                 .resolve_mapping()
                 .map_err(|problem| ServerError::with_detail(ServerErrorKind::Config, problem))?;
         }
+        if let Some(problem) = backbone_bridges::config::problem_of_all(&config.bridges) {
+            return Err(ServerError::with_detail(ServerErrorKind::Config, problem));
+        }
         if config.batch_size == 0 {
             return Err(ServerError::with_detail(
                 ServerErrorKind::Config,
@@ -317,6 +331,19 @@ mod tests {
     use backbone_broker::jetstream::Auth;
 
     use super::*;
+
+    #[test]
+    fn a_bridge_that_cannot_run_is_a_config_error() {
+        let bridge = "[[bridges]]\nname = \"in\"\ndirection = \"inbound\"\nbroker = \"redis\"\nurl = \"redis://h\"\n";
+        let missing_source = ServerConfig::from_toml(&format!("data_dir = \"/x\"\n{bridge}"));
+        assert_eq!(missing_source.unwrap_err().kind(), &ServerErrorKind::Config);
+        let with_source = format!("{bridge}source = \"s\"\n");
+        let config = ServerConfig::from_toml(&format!("data_dir = \"/x\"\n{with_source}")).unwrap();
+        assert_eq!(config.bridges[0].consumer_name(), "bridge-in");
+        let twice =
+            ServerConfig::from_toml(&format!("data_dir = \"/x\"\n{with_source}{with_source}"));
+        assert_eq!(twice.unwrap_err().kind(), &ServerErrorKind::Config);
+    }
 
     #[test]
     fn parses_a_full_config_with_defaults() {

@@ -152,6 +152,24 @@ impl Server {
             self.state.spool.clone().map(|spool| {
                 tokio::spawn(spool.drain(self.state.broker.clone(), shutdown.clone()))
             });
+        let bridges: Vec<_> = self
+            .state
+            .bridges
+            .iter()
+            .map(|bridge| {
+                let (broker, stream) = (self.state.broker.clone(), self.state.stream.clone());
+                let (config, counters) = (bridge.config.clone(), bridge.counters.clone());
+                let shutdown = shutdown.clone();
+                tokio::spawn(async move {
+                    tracing::info!(bridge = %config.name, direction = ?config.direction, broker = %config.broker, "bridge starting");
+                    if let Err(e) =
+                        backbone_bridges::run(broker, &stream, &config, counters, shutdown).await
+                    {
+                        tracing::error!(bridge = %config.name, error = %e, "bridge stopped");
+                    }
+                })
+            })
+            .collect();
         let app = app::router(self.state.clone());
         let mut http_shutdown = shutdown.clone();
         let http = tokio::spawn(async move {
@@ -166,6 +184,9 @@ impl Server {
         // the runners stop, so none is started after.
         self.state.rebuilds.finish().await;
         let reports = self.state.runners.stop_all().await;
+        for bridge in bridges {
+            let _ = bridge.await;
+        }
         match http.await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "HTTP server failed"),

@@ -14,6 +14,7 @@ use axum::{
     middleware::Next,
     response::{IntoResponse, Response},
 };
+use backbone_bridges::BridgeCounters;
 use backbone_consumers::{
     Metrics,
     metrics::{ConsumerMetrics, Named},
@@ -63,8 +64,9 @@ pub struct ServerMetrics {
 }
 
 impl ServerMetrics {
-    /// A registry with the consumers of `metrics` and the HTTP families.
-    pub fn new(metrics: &Metrics) -> Self {
+    /// A registry with the consumers of `metrics`, the `bridges` and the
+    /// HTTP families.
+    pub fn new(metrics: &Metrics, bridges: Arc<Vec<RunningBridge>>) -> Self {
         let mut registry = Registry::default();
         let requests = Family::<RequestLabels, Counter>::default();
         let durations = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
@@ -81,6 +83,7 @@ impl ServerMetrics {
             durations.clone(),
         );
         registry.register_collector(Box::new(ConsumerCollector(metrics.clone())));
+        registry.register_collector(Box::new(BridgeCollector(bridges)));
         Self {
             registry,
             requests,
@@ -255,6 +258,66 @@ impl Collector for ConsumerCollector {
     }
 }
 
+/// A bridge the server runs, and what it counts.
+#[derive(Debug)]
+pub struct RunningBridge {
+    /// Its configuration.
+    pub config: backbone_bridges::BridgeConfig,
+    /// Its counters.
+    pub counters: Arc<BridgeCounters>,
+}
+
+/// Labels of a bridge metric.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BridgeLabels {
+    bridge: String,
+    direction: String,
+    broker: String,
+}
+
+/// Reads the bridges' counters at each scrape.
+#[derive(Debug)]
+struct BridgeCollector(Arc<Vec<RunningBridge>>);
+
+impl Collector for BridgeCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> std::fmt::Result {
+        type Pick = fn((u64, u64, u64)) -> u64;
+        let families: [(&str, &str, Pick); 3] = [
+            (
+                "backbone_bridge_messages",
+                "Events a bridge moved (confirmed by the broker, or stored in the log)",
+                |c| c.0,
+            ),
+            (
+                "backbone_bridge_dead_letters",
+                "Messages a bridge dead-lettered",
+                |c| c.1,
+            ),
+            (
+                "backbone_bridge_failures",
+                "Failed attempts of a bridge, each retried after a backoff",
+                |c| c.2,
+            ),
+        ];
+        if self.0.is_empty() {
+            return Ok(());
+        }
+        for (name, help, pick) in families {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for bridge in self.0.iter() {
+                let labels = BridgeLabels {
+                    bridge: bridge.config.name.clone(),
+                    direction: format!("{:?}", bridge.config.direction).to_ascii_lowercase(),
+                    broker: bridge.config.broker.to_string(),
+                };
+                ConstCounter::new(pick(bridge.counters.snapshot()))
+                    .encode(family.encode_family(&labels)?)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -269,7 +332,7 @@ mod tests {
             .applied
             .fetch_add(3, std::sync::atomic::Ordering::Relaxed);
         billing.observe_apply(Duration::from_micros(300));
-        let text = ServerMetrics::new(&metrics).render();
+        let text = ServerMetrics::new(&metrics, Arc::default()).render();
         assert!(
             text.contains("backbone_events_applied_total{consumer=\"billing\"} 3"),
             "{text}"

@@ -11,10 +11,7 @@ use std::{
     sync::{Arc, RwLock},
 };
 
-use backbone_broker::{
-    Broker, StreamErrorKind,
-    stream::{EVENT_STREAM, StreamConfig},
-};
+use backbone_broker::{Broker, stream::ensure_event_log};
 use backbone_consumers::{
     Metrics, ProjectionRunner, ProjectionStore, ReactorRunner, ReadModel, RunError, RunMode,
     RunReport, RuntimeConfig, Shutdown, ShutdownTrigger, models::resolve, reactors,
@@ -85,15 +82,9 @@ pub(crate) async fn open(
 ) -> Result<Runners, ServerError> {
     let models = resolve(&config.models)
         .map_err(|e| ServerError::with_source(ServerErrorKind::Config, e))?;
-    if config.stream == EVENT_STREAM
-        && let Err(e) = broker.stream_info(&config.stream).await
-        && e.kind() == &StreamErrorKind::StreamNotFound
-    {
-        broker
-            .ensure_stream(&StreamConfig::event_log())
-            .await
-            .map_err(|e| ServerError::with_source(ServerErrorKind::Connect, e))?;
-    }
+    ensure_event_log(broker.as_ref(), &config.stream)
+        .await
+        .map_err(|e| ServerError::with_source(ServerErrorKind::Connect, e))?;
     metrics.health().set_unhealthy_after(config.unhealthy_after);
     let stores_dir = config.read_models_dir();
     let mut runners = Runners {

@@ -1,5 +1,6 @@
 //! `backbone-bridge`: runs the bridges of a config file beside a log it
-//! opens itself (JetStream, or an embedded log no server holds).
+//! opens itself (JetStream, or an embedded log no server holds). Like
+//! the server, it creates the event log when it does not exist.
 //!
 //! ```text
 //! backbone-bridge --config bridges.toml
@@ -13,6 +14,7 @@
 use std::{path::PathBuf, process::ExitCode, sync::Arc};
 
 use backbone_bridges::{BridgeCounters, BridgesFile};
+use backbone_broker::stream::ensure_event_log;
 use backbone_consumers::shutdown_channel;
 use clap::Parser;
 use tokio::signal::unix::{SignalKind, signal};
@@ -62,14 +64,8 @@ fn main() -> ExitCode {
 }
 
 async fn run(file: BridgesFile) -> ExitCode {
-    let backend = file.backend();
-    let broker = match backend.connect().await {
-        Ok(b) => b,
-        Err(e) => {
-            eprintln!("backbone-bridge: {}: {e}", backend.describe());
-            return ExitCode::from(EXIT_SETUP);
-        }
-    };
+    // Before anything slow, so a stop request during startup is a clean
+    // stop, not the default action of the signal.
     let (mut term, mut int) = match (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
@@ -80,6 +76,18 @@ async fn run(file: BridgesFile) -> ExitCode {
             return ExitCode::from(EXIT_SETUP);
         }
     };
+    let backend = file.backend();
+    let broker = match backend.connect().await {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("backbone-bridge: {}: {e}", backend.describe());
+            return ExitCode::from(EXIT_SETUP);
+        }
+    };
+    if let Err(e) = ensure_event_log(broker.as_ref(), &file.stream).await {
+        eprintln!("backbone-bridge: {e}");
+        return ExitCode::from(EXIT_SETUP);
+    }
     let (trigger, shutdown) = shutdown_channel();
     let mut bridges = tokio::task::JoinSet::new();
     for config in file.bridges {

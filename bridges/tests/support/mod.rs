@@ -16,8 +16,13 @@ use backbone_broker::{
     stream::{DEAD_LETTER_STREAM, EVENT_STREAM},
 };
 use backbone_consumers::{ShutdownTrigger, shutdown_channel};
-use backbone_schemas::{Envelope, sample};
+use backbone_schemas::{Envelope, sample, wire};
 use futures::StreamExt as _;
+use lapin::{
+    BasicProperties, ExchangeKind,
+    options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions},
+    types::{AMQPValue, FieldTable},
+};
 use tokio::task::JoinHandle;
 
 /// The embedded log at `path`, with the event stream provisioned.
@@ -165,7 +170,13 @@ pub async fn assert_each_once(log: &dyn Broker, events: &[Envelope]) {
         .collect();
     let expected: std::collections::BTreeSet<String> =
         events.iter().map(|e| e.id.to_string()).collect();
-    assert_eq!(ids, expected);
+    let missing = expected.difference(&ids).count();
+    let unexpected = ids.difference(&expected).count();
+    assert_eq!(
+        (missing, unexpected),
+        (0, 0),
+        "events missing, events never sent"
+    );
     assert_eq!(stored.len(), events.len(), "no event stored twice");
 }
 
@@ -175,4 +186,62 @@ pub async fn wait_for_events(log: &dyn Broker, count: usize) -> bool {
         stored_events(log).await.len() >= count
     })
     .await
+}
+
+/// A durable queue bound to the `events` exchange for every routing key.
+pub async fn bound_queue(channel: &lapin::Channel, queue: &str) {
+    channel
+        .exchange_declare(
+            "events".into(),
+            ExchangeKind::Topic,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    channel
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    channel
+        .queue_bind(
+            queue.into(),
+            "events".into(),
+            "#".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+}
+
+/// The binary-mode AMQP form of `event`, as the outbound bridge writes it.
+pub fn amqp_properties(event: &Envelope) -> BasicProperties {
+    let mut headers = FieldTable::default();
+    for (name, value) in [
+        ("specversion", "1.0".to_owned()),
+        ("id", event.id.to_string()),
+        ("source", event.source.clone()),
+        ("type", event.event_type.clone()),
+    ] {
+        headers.insert(
+            format!("cloudEvents:{name}").into(),
+            AMQPValue::LongString(value.into_bytes().into()),
+        );
+    }
+    BasicProperties::default()
+        .with_message_id(event.id.to_string().into())
+        .with_content_type(wire::CONTENT_TYPE_PROTOBUF.into())
+        .with_delivery_mode(2)
+        .with_headers(headers)
 }
