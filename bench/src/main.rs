@@ -13,6 +13,7 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod bridges;
 mod embedded;
 pub(crate) mod error;
 mod http;
@@ -123,6 +124,7 @@ pub(crate) async fn run(args: &BenchArgs) -> Result<BenchReport, BenchError> {
     }
     embedded::run(&plan, &mut report).await?;
     http::run(&plan, &mut report).await?;
+    bridges::run(&plan, &mut report).await?;
 
     report.total_seconds = started.elapsed().as_secs_f64();
     report.machine.load = cpu_at_start.and_then(machine::CpuTimes::load_since);

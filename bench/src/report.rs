@@ -110,6 +110,18 @@ pub(crate) enum Scenario {
     /// mapped by the `payment-provider` webhook, against in-process publish
     /// one at a time.
     WebhookIngest,
+    /// The outbound bridge to RabbitMQ (embedded log -> exchange, confirms),
+    /// against lapin publishing the same messages with confirms.
+    BridgeOutRabbitmq,
+    /// The inbound bridge from a RabbitMQ queue into the embedded log,
+    /// against lapin taking and acking the same messages.
+    BridgeInRabbitmq,
+    /// The outbound bridge to a Redis stream, against pipelined `XADD`s of
+    /// the same entries.
+    BridgeOutRedis,
+    /// The inbound bridge from a Redis stream consumer group into the
+    /// embedded log, against `XREADGROUP` + `XACK` of the same entries.
+    BridgeInRedis,
 }
 
 impl Scenario {
@@ -125,10 +137,12 @@ impl Scenario {
             Self::HttpPublish => 0.25,
             Self::HttpPublishBatch => 0.5,
             Self::WebhookIngest => 0.25,
+            Self::BridgeOutRabbitmq | Self::BridgeOutRedis => 0.5,
+            Self::BridgeInRabbitmq | Self::BridgeInRedis => 0.3,
         }
     }
 
-    fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Self::Publish => "publish (pipelined acks) vs raw without headers",
             Self::PublishLikeForLike => "publish (pipelined acks) vs raw like-for-like",
@@ -140,6 +154,10 @@ impl Scenario {
             Self::HttpPublish => "HTTP publish (one event per request) vs in-process",
             Self::HttpPublishBatch => "HTTP publish (batches of 100) vs in-process",
             Self::WebhookIngest => "webhook ingest (signed, mapped, one event each) vs in-process",
+            Self::BridgeOutRabbitmq => "bridge log -> RabbitMQ vs lapin publish with confirms",
+            Self::BridgeInRabbitmq => "bridge RabbitMQ -> log vs lapin consume + ack",
+            Self::BridgeOutRedis => "bridge log -> Redis stream vs pipelined XADD",
+            Self::BridgeInRedis => "bridge Redis stream -> log vs XREADGROUP + XACK",
         }
     }
 }

@@ -36,6 +36,10 @@ async fn quick_run_measures_every_scenario_and_writes_results() {
         Scenario::HttpPublish,
         Scenario::HttpPublishBatch,
         Scenario::WebhookIngest,
+        Scenario::BridgeOutRabbitmq,
+        Scenario::BridgeInRabbitmq,
+        Scenario::BridgeOutRedis,
+        Scenario::BridgeInRedis,
     ] {
         assert!(
             scenarios.contains(&scenario),

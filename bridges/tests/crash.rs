@@ -67,16 +67,28 @@ fn write_config(dir: &Path, bridge: &str) -> PathBuf {
     path
 }
 
-fn spawn(config: &Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_backbone-bridge"))
-        .arg("--config")
-        .arg(config)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap()
+/// A bridge process, killed when dropped (a failing test leaves none).
+struct Bridge(Child);
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(config: &Path) -> Bridge {
+    Bridge(
+        Command::new(env!("CARGO_BIN_EXE_backbone-bridge"))
+            .arg("--config")
+            .arg(config)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    )
 }
 
 /// Starts the bridge and kills it with SIGKILL after a random 30-400 ms,
@@ -84,10 +96,9 @@ fn spawn(config: &Path) -> Child {
 fn kill_at_random_points(config: &Path, seed: u64) {
     let mut random = Lcg(seed);
     for _ in 0..trials() {
-        let mut child = spawn(config);
+        let child = spawn(config);
         std::thread::sleep(Duration::from_millis(30 + random.below(370)));
-        child.kill().unwrap();
-        child.wait().unwrap();
+        drop(child);
     }
 }
 
@@ -107,10 +118,10 @@ where
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &child.0.id().to_string()])
         .status()
         .unwrap();
-    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+    let status = tokio::task::spawn_blocking(move || child.0.wait().unwrap())
         .await
         .unwrap();
     assert!(status.success(), "backbone-bridge exited with {status}");
@@ -220,10 +231,10 @@ async fn rabbitmq_outbound_killed_at_random_points_loses_nothing() {
         }
     }
     Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &child.0.id().to_string()])
         .status()
         .unwrap();
-    assert!(child.wait().unwrap().success());
+    assert!(child.0.wait().unwrap().success());
     // Whatever else is queued: copies sent before a kill.
     while let Ok(Some(Ok(delivery))) =
         tokio::time::timeout(Duration::from_millis(500), consumer.next()).await
@@ -317,42 +328,82 @@ async fn redis_outbound_killed_at_random_points_loses_nothing() {
     tokio::task::spawn_blocking(move || kill_at_random_points(&kills, 3))
         .await
         .unwrap();
-    let mut connection = redis::Client::open(redis.url())
+    let connection = redis::Client::open(redis.url())
         .unwrap()
         .get_multiplexed_async_connection()
         .await
         .unwrap();
-    let distinct = |entries: &[(String, Vec<u8>)]| {
-        entries
-            .iter()
-            .map(|(id, _)| id.clone())
-            .collect::<std::collections::BTreeSet<_>>()
-            .len()
-    };
-    let read = |mut connection: redis::aio::MultiplexedConnection| async move {
-        let reply: redis::streams::StreamRangeReply =
-            connection.xrange_all("downstream").await.unwrap();
-        reply
-            .ids
-            .iter()
-            .map(|entry| {
-                let field: String = entry.get("cloudevent").unwrap();
-                let event =
-                    cloudevents::from_structured(serde_json::from_str(&field).unwrap()).unwrap();
-                (event.id.to_string(), event.payload.to_vec())
-            })
-            .collect::<Vec<_>>()
-    };
+    let arrived = std::sync::Mutex::new(Arrived::default());
     run_until(&config, || {
         let connection = connection.clone();
-        async move { distinct(&read(connection).await) == EVENTS }
+        let arrived = &arrived;
+        async move {
+            let last = arrived.lock().unwrap().last.clone();
+            let more = read_after(connection, &last).await;
+            let mut arrived = arrived.lock().unwrap();
+            arrived.add(more);
+            arrived.distinct.len() == EVENTS
+        }
     })
     .await;
-    let _: () = redis::cmd("PING")
-        .query_async(&mut connection)
-        .await
-        .unwrap();
-    report_outbound(&events, &read(connection).await);
+    let mut arrived = arrived.into_inner().unwrap();
+    let more = read_after(connection, &arrived.last).await;
+    arrived.add(more);
+    report_outbound(&events, &arrived.entries);
+}
+
+/// The entries of the `downstream` stream read so far.
+#[derive(Default)]
+struct Arrived {
+    /// The last entry id read (`-`: none yet).
+    last: String,
+    entries: Vec<(String, Vec<u8>)>,
+    distinct: std::collections::BTreeSet<String>,
+}
+
+impl Arrived {
+    fn add(&mut self, more: Vec<(String, String, Vec<u8>)>) {
+        for (entry_id, id, payload) in more {
+            self.last = entry_id;
+            self.distinct.insert(id.clone());
+            self.entries.push((id, payload));
+        }
+    }
+}
+
+/// The entries of `downstream` after entry `last`, a page at a time (a
+/// hundred kills leave hundreds of thousands of copies): (entry id, event
+/// id, payload).
+async fn read_after(
+    mut connection: redis::aio::MultiplexedConnection,
+    last: &str,
+) -> Vec<(String, String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut from = if last.is_empty() {
+        "-".to_owned()
+    } else {
+        format!("({last}")
+    };
+    loop {
+        let reply: redis::streams::StreamRangeReply = connection
+            .xrange_count("downstream", &from, "+", 2_000)
+            .await
+            .unwrap();
+        let Some(tail) = reply.ids.last() else {
+            return out;
+        };
+        from = format!("({}", tail.id);
+        for entry in &reply.ids {
+            let field: String = entry.get("cloudevent").unwrap();
+            let event =
+                cloudevents::from_structured(serde_json::from_str(&field).unwrap()).unwrap();
+            out.push((
+                entry.id.clone(),
+                event.id.to_string(),
+                event.payload.to_vec(),
+            ));
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -61,6 +61,8 @@ pub mod webhook;
 
 use std::{net::SocketAddr, sync::Arc};
 
+use axum::serve::ListenerExt as _;
+
 pub use api_error::ApiError;
 use backbone_broker::{Backend, Broker};
 use backbone_consumers::{Metrics, RunReport, Shutdown, ShutdownTrigger, shutdown_channel};
@@ -173,7 +175,13 @@ impl Server {
         let app = app::router(self.state.clone());
         let mut http_shutdown = shutdown.clone();
         let http = tokio::spawn(async move {
-            axum::serve(self.listener, app)
+            // Small responses go out at once: without TCP_NODELAY a
+            // response written in two segments can wait for the
+            // client's delayed ACK.
+            let listener = self.listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
+            axum::serve(listener, app)
                 .with_graceful_shutdown(async move { http_shutdown.wait().await })
                 .await
         });
