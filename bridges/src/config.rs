@@ -20,6 +20,14 @@
 //! url = "redis://10.0.0.6:6379"
 //! source = "chat-events"               # the stream key (a queue on RabbitMQ)
 //! group = "backbone"                   # the consumer group [default: backbone]
+//!
+//! [[bridges.mapping.events]]           # optional: legacy JSON -> events
+//! type = "user.followed"               # (backbone_schemas::mapping)
+//! id = "/event_id"
+//! when = [{ pointer = "/event", equals = "user.followed" }]
+//! [bridges.mapping.events.fields]
+//! followerId = "/follower_id"
+//! followeeId = "/following_id"
 //! ```
 //!
 //! An address template may hold `{type}` (`user.followed`) and `{type_}`
@@ -30,6 +38,7 @@
 
 use std::{collections::BTreeMap, fmt, time::Duration};
 
+use backbone_schemas::mapping::Mapping;
 use serde::Deserialize;
 
 /// Which way events cross.
@@ -129,6 +138,15 @@ pub struct BridgeConfig {
     /// when missing).
     #[serde(default = "default_group")]
     pub group: String,
+    /// Inbound: how a message that is not a CloudEvent (a legacy JSON
+    /// payload) becomes events ([`backbone_schemas::mapping`]); without
+    /// one such a message is dead-lettered (`NotACloudEvent`).
+    #[serde(default)]
+    pub mapping: Option<Mapping>,
+    /// Inbound with a mapping: the events' `ce-source` [default:
+    /// `bridge/<name>`].
+    #[serde(default)]
+    pub ce_source: Option<String>,
     /// Messages moved per round trip.
     #[serde(default = "default_batch_size")]
     pub batch_size: usize,
@@ -182,6 +200,8 @@ impl BridgeConfig {
             source: None,
             bindings: Vec::new(),
             group: default_group(),
+            mapping: None,
+            ce_source: None,
             batch_size: default_batch_size(),
             reconnect_base: default_reconnect_base(),
             reconnect_max: default_reconnect_max(),
@@ -205,6 +225,13 @@ impl BridgeConfig {
     /// Whether an outbound bridge sends events of `event_type`.
     pub fn sends(&self, event_type: &str) -> bool {
         self.event_types.is_empty() || self.event_types.iter().any(|t| t == event_type)
+    }
+
+    /// The `ce-source` of events a mapping makes.
+    pub fn mapped_source(&self) -> String {
+        self.ce_source
+            .clone()
+            .unwrap_or_else(|| format!("bridge/{}", self.name))
     }
 
     /// The delay before reconnect `attempt` (1 for the first).
@@ -239,8 +266,24 @@ impl BridgeConfig {
                 (Direction::Inbound, BrokerKind::Redis) if !self.bindings.is_empty() => {
                     "bindings are RabbitMQ's".to_owned()
                 }
-                (Direction::Outbound, _) if self.source.is_some() || !self.bindings.is_empty() => {
-                    "source and bindings are for inbound bridges".to_owned()
+                (Direction::Outbound, _)
+                    if self.source.is_some()
+                        || !self.bindings.is_empty()
+                        || self.mapping.is_some()
+                        || self.ce_source.is_some() =>
+                {
+                    "source, bindings, mapping and ce_source are for inbound bridges".to_owned()
+                }
+                (Direction::Inbound, _)
+                    if self.mapping.as_ref().and_then(Mapping::problem).is_some() =>
+                {
+                    format!(
+                        "mapping: {}",
+                        self.mapping
+                            .as_ref()
+                            .and_then(Mapping::problem)
+                            .unwrap_or_default()
+                    )
                 }
                 (Direction::Outbound, _)
                     if self.address.is_empty() || self.routes.values().any(String::is_empty) =>

@@ -110,8 +110,8 @@ enum Entry {
     Settled,
 }
 
-/// Publishes every message of `received` (or its dead letter) until all
-/// are settled (true) or the bridge stops (false).
+/// Publishes the events of every message of `received` (or its dead
+/// letter) until all are settled (true) or the bridge stops (false).
 async fn store_until_settled<A>(
     broker: &dyn Broker,
     config: &BridgeConfig,
@@ -119,24 +119,30 @@ async fn store_until_settled<A>(
     counters: &BridgeCounters,
     shutdown: &mut Shutdown,
 ) -> bool {
-    let mut entries: Vec<Entry> = received
-        .iter()
-        .map(|r| match r.event() {
-            Ok(envelope) => Entry::Event(OutboundMessage::from(&envelope)),
-            Err(rejection) => Entry::Letter(r.dead_letter(config, &rejection)),
-        })
-        .collect();
+    // Each entry with the index of the message it came from: a mapping
+    // can make several events of one message, or none.
+    let mut entries: Vec<(usize, Entry)> = Vec::with_capacity(received.len());
+    for (i, r) in received.iter().enumerate() {
+        match r.events(config) {
+            Ok(events) => entries.extend(
+                events
+                    .iter()
+                    .map(|e| (i, Entry::Event(OutboundMessage::from(e)))),
+            ),
+            Err(rejection) => entries.push((i, Entry::Letter(r.dead_letter(config, &rejection)))),
+        }
+    }
     let mut attempt = 0;
     loop {
         let pending: Vec<usize> = (0..entries.len())
-            .filter(|&i| !matches!(entries[i], Entry::Settled))
+            .filter(|&i| !matches!(entries[i].1, Entry::Settled))
             .collect();
         if pending.is_empty() {
             return true;
         }
         let messages = pending
             .iter()
-            .map(|&i| match &entries[i] {
+            .map(|&i| match &entries[i].1 {
                 Entry::Event(m) | Entry::Letter(m) => m.clone(),
                 Entry::Settled => unreachable!("only pending entries"),
             })
@@ -144,7 +150,9 @@ async fn store_until_settled<A>(
         let results = broker.publish_batch(messages).await;
         let mut transient = None;
         for (&i, result) in pending.iter().zip(results) {
-            entries[i] = match (result, &entries[i]) {
+            let (origin, entry) = &entries[i];
+            let origin = *origin;
+            let settled = match (result, entry) {
                 (Ok(_), Entry::Event(_)) => {
                     BridgeCounters::add(&counters.moved, 1);
                     Entry::Settled
@@ -154,7 +162,7 @@ async fn store_until_settled<A>(
                     Entry::Settled
                 }
                 (Err(e), Entry::Event(_)) if !e.kind().is_transient() => {
-                    Entry::Letter(received[i].dead_letter(config, &refused(&e)))
+                    Entry::Letter(received[origin].dead_letter(config, &refused(&e)))
                 }
                 (Err(e), Entry::Letter(letter))
                     if !e.kind().is_transient() && !letter.payload.is_empty() =>
@@ -176,6 +184,7 @@ async fn store_until_settled<A>(
                     }
                 }
             };
+            entries[i].1 = settled;
         }
         if let Some(e) = transient {
             attempt += 1;

@@ -6,14 +6,14 @@
 //! again after a crash is recognisable downstream, and a message taken in
 //! twice is dropped by the log's deduplication.
 
-use std::time::SystemTime;
+use std::{collections::HashMap, time::SystemTime};
 
 use backbone_broker::{OutboundMessage, StoredMessage};
 use backbone_consumers::dead_letter::{
     DLQ_CONSUMER, DLQ_DELIVERIES, DLQ_ERROR, DLQ_MSG_ID, DLQ_SEQUENCE, DLQ_STREAM, DLQ_SUBJECT,
     DLQ_TIME,
 };
-use backbone_schemas::{DecodeError, Envelope, Headers, cloudevents, header_value, wire};
+use backbone_schemas::{DecodeError, Envelope, Headers, cloudevents, header_value, mapping, wire};
 use bytes::Bytes;
 use serde_json::{Map, Value};
 use sha2::{Digest as _, Sha256};
@@ -114,6 +114,10 @@ pub struct Received<A> {
     pub attributes: Headers,
     /// Every property and header as received, for a dead letter.
     pub properties: Map<String, Value>,
+    /// What a mapping's `query` sources read: the routing key (or stream
+    /// key) as `routing_key`, `message_id`, and every string header (or
+    /// stream entry field) by name.
+    pub params: HashMap<String, String>,
     /// The body, byte for byte.
     pub body: Bytes,
 }
@@ -144,11 +148,12 @@ impl From<DecodeError> for Rejection {
 }
 
 impl<A> Received<A> {
-    /// The event it carries: structured mode by content type
-    /// (`application/cloudevents+json`), else binary mode when it has
-    /// CloudEvents attributes (data `application/protobuf`, the default,
-    /// or `application/json`).
-    pub fn event(&self) -> Result<Envelope, Rejection> {
+    /// The events it carries: one in structured mode (by content type
+    /// `application/cloudevents+json`) or binary mode (CloudEvents
+    /// attributes in its properties; data `application/protobuf`, the
+    /// default, or `application/json`); else what `config`'s mapping makes
+    /// of its JSON (none when nothing matches); else `NotACloudEvent`.
+    pub fn events(&self, config: &BridgeConfig) -> Result<Vec<Envelope>, Rejection> {
         let media = self
             .content_type
             .as_deref()
@@ -157,20 +162,34 @@ impl<A> Received<A> {
         if media.as_deref() == Some(cloudevents::STRUCTURED) {
             let json = serde_json::from_slice(&self.body)
                 .map_err(|e| Rejection::new("MalformedEvent", format!("not JSON: {e}")))?;
-            return cloudevents::from_structured(json).map_err(|e| match e {
-                cloudevents::StructuredError::Malformed(why) => {
-                    Rejection::new("MalformedEvent", why)
-                }
-                cloudevents::StructuredError::Invalid(e) => e.into(),
-            });
+            return structured(json).map(|e| vec![e]);
         }
-        if self.attributes.is_empty() {
+        if !self.attributes.is_empty() {
+            return self.binary(media.as_deref()).map(|e| vec![e]);
+        }
+        let Some(mapping) = &config.mapping else {
             return Err(Rejection::new(
                 "NotACloudEvent",
-                "no CloudEvents attributes (cloudEvents:type, ...) and not application/cloudevents+json",
+                "no CloudEvents attributes (cloudEvents:type, ...), not application/cloudevents+json, and the bridge has no mapping",
             ));
-        }
-        let data = match media.as_deref() {
+        };
+        let body: Value = serde_json::from_slice(&self.body)
+            .map_err(|e| Rejection::new("MalformedEvent", format!("not JSON: {e}")))?;
+        let delivery = mapping::Delivery {
+            body: &body,
+            query: &self.params,
+        };
+        let namespace = format!("backbone-bridge/{}", config.name);
+        mapping
+            .events(&namespace, &config.mapped_source(), &delivery)
+            .map_err(|e| Rejection::new("Unmappable", format!("{}: {}", e.event_type, e.reason)))?
+            .into_iter()
+            .map(structured)
+            .collect()
+    }
+
+    fn binary(&self, media: Option<&str>) -> Result<Envelope, Rejection> {
+        let data = match media {
             None | Some(wire::CONTENT_TYPE_PROTOBUF) => {
                 cloudevents::Data::Protobuf(self.body.clone())
             }
@@ -229,6 +248,14 @@ impl<A> Received<A> {
     }
 }
 
+/// A structured-mode event, or why it is not one.
+fn structured(json: Value) -> Result<Envelope, Rejection> {
+    cloudevents::from_structured(json).map_err(|e| match e {
+        cloudevents::StructuredError::Malformed(why) => Rejection::new("MalformedEvent", why),
+        cloudevents::StructuredError::Invalid(e) => e.into(),
+    })
+}
+
 /// Header values are one line: control characters become spaces.
 fn one_line(text: &str) -> String {
     text.chars()
@@ -266,13 +293,15 @@ mod tests {
             content_type: content_type.map(str::to_owned),
             attributes,
             properties: Map::new(),
+            params: HashMap::new(),
             body: Bytes::copy_from_slice(body),
         }
     }
 
     #[test]
     fn every_rejection_has_its_kind() {
-        let kind = |r: Received<()>| r.event().unwrap_err().kind;
+        let config = BridgeConfig::new("in", Direction::Inbound, BrokerKind::Rabbitmq, "amqp://h");
+        let kind = |r: Received<()>| r.events(&config).unwrap_err().kind;
         assert_eq!(kind(received(Headers::new(), None, b"x")), "NotACloudEvent");
         assert_eq!(
             kind(received(
@@ -295,7 +324,7 @@ mod tests {
     fn a_letter_keeps_the_body_and_the_same_message_gives_the_same_id() {
         let config = BridgeConfig::new("in", Direction::Inbound, BrokerKind::Rabbitmq, "amqp://h");
         let message = received(Headers::new(), None, b"\xff\x00 raw");
-        let rejection = message.event().unwrap_err();
+        let rejection = message.events(&config).unwrap_err();
         let letter = message.dead_letter(&config, &rejection);
         assert_eq!(letter.subject, "deadletter.bridge-in.inbound");
         assert_eq!(&letter.payload[..], b"\xff\x00 raw");

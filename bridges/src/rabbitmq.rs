@@ -16,7 +16,7 @@
 //! `cloudEvents_` headers, or the body is a structured-mode event
 //! (`content_type: application/cloudevents+json`).
 
-use std::time::Duration;
+use std::{collections::HashMap, time::Duration};
 
 use async_trait::async_trait;
 use backbone_schemas::{Headers, header_value, wire};
@@ -250,10 +250,14 @@ impl RabbitSource {
         let properties = &delivery.properties;
         let mut attributes = Headers::new();
         let mut table = Map::new();
+        let mut params = HashMap::new();
         if let Some(headers) = properties.headers() {
             for (name, value) in headers.inner() {
                 let name = name.as_str();
                 table.insert(name.to_owned(), amqp_json(value));
+                if let Some(text) = amqp_text(value) {
+                    params.insert(name.to_owned(), text);
+                }
                 let attribute = name
                     .strip_prefix(AMQP_PREFIX)
                     .or_else(|| name.strip_prefix(AMQP_PREFIX_ALT));
@@ -267,6 +271,13 @@ impl RabbitSource {
         let text = |v: &Option<ShortString>| v.as_ref().map(|s| s.as_str().to_owned());
         let message_id = text(properties.message_id());
         let content_type = text(properties.content_type());
+        params.insert(
+            "routing_key".into(),
+            delivery.routing_key.as_str().to_owned(),
+        );
+        if let Some(id) = &message_id {
+            params.insert("message_id".into(), id.clone());
+        }
         let mut all = Map::new();
         all.insert("exchange".into(), json!(delivery.exchange.as_str()));
         all.insert("routing_key".into(), json!(delivery.routing_key.as_str()));
@@ -280,6 +291,7 @@ impl RabbitSource {
             content_type,
             attributes,
             properties: all,
+            params,
             body: Bytes::from(delivery.data),
             ack: delivery.acker,
         }

@@ -4,7 +4,9 @@
 //! documented in `docs/bridges.md`: a stream entry (or pub/sub message)
 //! whose field `cloudevent` holds the structured-mode JSON event, the
 //! data as `data_base64` (the protobuf payload, byte for byte). Inbound
-//! also takes `data` (proto3 JSON) in that object.
+//! also takes `data` (proto3 JSON) in that object; an entry without a
+//! `cloudevent` field is the JSON object of its fields, for the bridge's
+//! mapping.
 //!
 //! Outbound, a batch is one pipeline of `XADD <key> * cloudevent <json>`
 //! (or `PUBLISH <channel> <json>`); it counts as sent when Redis replied
@@ -20,7 +22,7 @@
 //! durably (a message published while the bridge is away is gone), so
 //! there is no pub/sub inbound: publish to a stream instead.
 
-use std::time::Duration;
+use std::{collections::HashMap, time::Duration};
 
 use async_trait::async_trait;
 use backbone_schemas::{Headers, cloudevents};
@@ -162,29 +164,43 @@ impl RedisSource {
         }
     }
 
+    /// An entry as a received message: the body is its `cloudevent`
+    /// field; without one (a legacy producer's entry) the JSON object of
+    /// its fields, for a mapping.
     fn received(&self, entry: StreamId) -> Received<String> {
-        let mut properties = Map::new();
-        let mut body = None;
+        let mut fields = Map::new();
+        let mut params = HashMap::new();
+        let mut event = None;
         for (field, value) in &entry.map {
             let bytes: Option<Vec<u8>> = redis::from_redis_value_ref(value).ok();
             if field == EVENT_FIELD {
-                body = bytes.clone();
+                event = bytes.clone();
             }
             let text = bytes.map(|b| String::from_utf8_lossy(&b).into_owned());
-            properties.insert(field.clone(), json!(text));
+            if let Some(text) = &text {
+                params.insert(field.clone(), text.clone());
+            }
+            fields.insert(field.clone(), json!(text));
         }
+        params.insert("routing_key".into(), self.key.clone());
+        params.insert("message_id".into(), entry.id.clone());
+        let (content_type, body) = match event {
+            Some(event) => (Some(cloudevents::STRUCTURED.to_owned()), Bytes::from(event)),
+            None => (None, Bytes::from(Value::Object(fields.clone()).to_string())),
+        };
         let mut all = Map::new();
         all.insert("stream".into(), json!(self.key));
         all.insert("entry_id".into(), json!(entry.id));
-        all.insert("fields".into(), Value::Object(properties));
+        all.insert("fields".into(), Value::Object(fields));
         Received {
             source: format!("redis:{}", self.key),
             address: self.key.clone(),
             message_id: Some(entry.id.clone()),
-            content_type: body.as_ref().map(|_| cloudevents::STRUCTURED.to_owned()),
+            content_type,
             attributes: Headers::new(),
             properties: all,
-            body: body.map(Bytes::from).unwrap_or_default(),
+            params,
+            body,
             ack: entry.id,
         }
     }

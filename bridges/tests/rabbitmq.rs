@@ -279,3 +279,75 @@ async fn a_broker_restart_mid_stream_loses_nothing() {
     into_b.stop().await;
     assert_each_once(log_b.as_ref(), &events).await;
 }
+
+/// The social app's legacy `user.followed` JSON, mapped into events: each
+/// message becomes its event, a message sent twice is stored once (the id
+/// is derived from the message), and a payload the mapping cannot read is
+/// dead-lettered as `Unmappable`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_json_is_mapped_into_events() {
+    let rabbit = RabbitMq::new();
+    let (_connection, channel) = channel(&rabbit).await;
+    bound_queue(&channel, "legacy-social").await;
+    let legacy = |follower: &str| {
+        format!(
+            r#"{{"follower_id": "{follower}", "following_id": "u-9", "timestamp": "2026-12-04T10:00:00Z"}}"#
+        )
+    };
+    let json = BasicProperties::default().with_content_type("application/json".into());
+    for body in [
+        legacy("u-1"),
+        legacy("u-2"),
+        legacy("u-1"),
+        r#"{"following_id": "u-9"}"#.into(),
+    ] {
+        publish_raw(&channel, "legacy-social", json.clone(), body.as_bytes()).await;
+    }
+    let mapping = toml::from_str(
+        r#"
+        [[events]]
+        type = "user.followed"
+        id = ["/follower_id", "/following_id", "/timestamp"]
+        [events.fields]
+        followerId = "/follower_id"
+        followeeId = "/following_id"
+        followedAt = "/timestamp"
+        "#,
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let log = open_log(dir.path()).await;
+    let config = BridgeConfig {
+        mapping: Some(mapping),
+        ..inbound(&rabbit, "legacy-social")
+    };
+    assert_eq!(config.problem(), None);
+    let bridge = Running::start(log.clone(), config);
+    let done = eventually(Duration::from_secs(30), || async {
+        stored_letters(log.as_ref()).await.len() == 1
+    })
+    .await;
+    assert!(done, "{:?}", bridge.counters.snapshot());
+    bridge.stop().await;
+    let stored = stored_events(log.as_ref()).await;
+    let subjects: Vec<&str> = stored.iter().map(|m| m.subject.as_str()).collect();
+    assert_eq!(
+        subjects,
+        ["events.user.followed.u-1", "events.user.followed.u-2"]
+    );
+    let first = backbone_schemas::Envelope::decode(
+        &stored[0].subject,
+        &stored[0].headers,
+        &stored[0].payload,
+    )
+    .unwrap();
+    assert_eq!(first.source, "bridge/in");
+    let letter = &stored_letters(log.as_ref()).await[0];
+    assert!(
+        letter
+            .headers
+            .get(DLQ_ERROR)
+            .unwrap()
+            .starts_with("Unmappable")
+    );
+}

@@ -214,3 +214,55 @@ async fn a_redis_restart_mid_stream_loses_nothing() {
     into_b.stop().await;
     assert_each_once(log_b.as_ref(), &events).await;
 }
+
+/// A legacy producer's stream entry (plain fields, no `cloudevent`) is
+/// mapped into an event through the bridge's mapping.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_fields_are_mapped_into_events() {
+    let redis = Redis::new();
+    let mut connection = connection(&redis).await;
+    let _: String = connection
+        .xadd(
+            STREAM_KEY,
+            "*",
+            &[
+                ("event", "user.followed"),
+                ("follower_id", "u-3"),
+                ("following_id", "u-4"),
+            ],
+        )
+        .await
+        .unwrap();
+    let mapping = toml::from_str(
+        r#"
+        [[events]]
+        type = "user.followed"
+        id = { query = "message_id" }
+        when = [{ pointer = "/event", equals = "user.followed" }]
+        [events.fields]
+        followerId = "/follower_id"
+        followeeId = "/following_id"
+        "#,
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let log = open_log(dir.path()).await;
+    let config = BridgeConfig {
+        mapping: Some(mapping),
+        ce_source: Some("social-api".into()),
+        ..inbound(&redis)
+    };
+    let bridge = Running::start(log.clone(), config);
+    assert!(
+        wait_for_events(log.as_ref(), 1).await,
+        "{:?}",
+        bridge.counters.snapshot()
+    );
+    bridge.stop().await;
+    let stored = stored_events(log.as_ref()).await;
+    assert_eq!(stored[0].subject, "events.user.followed.u-3");
+    let envelope =
+        Envelope::decode(&stored[0].subject, &stored[0].headers, &stored[0].payload).unwrap();
+    assert_eq!(envelope.source, "social-api");
+    assert!(stored_letters(log.as_ref()).await.is_empty());
+}

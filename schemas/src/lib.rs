@@ -90,6 +90,7 @@ pub use backbone_core::error;
 pub mod event;
 pub mod evolution;
 pub mod header_value;
+pub mod mapping;
 pub use backbone_core::headers;
 mod options;
 pub mod registry;

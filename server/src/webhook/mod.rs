@@ -10,7 +10,7 @@
 //! ```
 //!
 //! A delivery is verified first: HMAC-SHA256 of the raw body with the
-//! secret must equal the signature header (names per [`Mapping`]);
+//! secret must equal the signature header (names per [`WebhookMapping`]);
 //! missing or wrong answers 401 `BadSignature` and the body is neither
 //! read further nor logged. Then the mapping turns it into events, each
 //! validated like any published event, and they are published in order.
@@ -23,8 +23,6 @@
 //! `payment-provider` (-> `payment.received`, `payment.refunded`). Their
 //! TOML is in `server/src/webhook/presets/`.
 
-pub mod mapping;
-
 use std::{collections::HashMap, path::PathBuf, sync::Arc};
 
 use axum::{
@@ -34,8 +32,8 @@ use axum::{
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
 };
+use backbone_schemas::mapping::{self, EventMapping, Mapping};
 use hmac::{Hmac, Mac as _};
-pub use mapping::Mapping;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::Sha256;
@@ -64,8 +62,40 @@ const PRESETS: [(&str, &str); 3] = [
     ),
 ];
 
+/// A provider's webhook: where its signature is and the events it makes
+/// ([`backbone_schemas::mapping`] says how `events` are written).
+///
+/// ```toml
+/// signature_header = "x-hub-signature-256"   # where the HMAC-SHA256 is
+/// signature_prefix = "sha256="               # what precedes its hex digits
+/// [[events]]
+/// type = "message.received"
+/// # ...
+/// ```
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookMapping {
+    /// The request header holding the signature.
+    pub signature_header: String,
+    /// Text before the signature's hex digits, e.g. `sha256=`.
+    #[serde(default)]
+    pub signature_prefix: String,
+    /// The events a delivery produces.
+    pub events: Vec<EventMapping>,
+}
+
+impl WebhookMapping {
+    /// Why the mapping is invalid, if it is ([`Mapping::problem`]).
+    pub fn problem(&self) -> Option<String> {
+        Mapping {
+            events: self.events.clone(),
+        }
+        .problem()
+    }
+}
+
 /// A shipped mapping by name.
-pub fn preset(name: &str) -> Option<Mapping> {
+pub fn preset(name: &str) -> Option<WebhookMapping> {
     PRESETS
         .iter()
         .find(|(n, _)| *n == name)
@@ -98,12 +128,12 @@ pub enum MappingRef {
     /// A shipped mapping.
     Preset(String),
     /// A mapping written in the config.
-    Inline(Mapping),
+    Inline(WebhookMapping),
 }
 
 impl WebhookConfig {
     /// The mapping, or why there is none.
-    pub fn resolve_mapping(&self) -> Result<Mapping, String> {
+    pub fn resolve_mapping(&self) -> Result<WebhookMapping, String> {
         let mapping = match &self.mapping {
             MappingRef::Preset(name) => preset(name).ok_or_else(|| {
                 let known: Vec<&str> = PRESETS.iter().map(|(n, _)| *n).collect();
@@ -147,6 +177,8 @@ impl WebhookConfig {
 pub struct Webhook {
     name: String,
     source: String,
+    signature_header: String,
+    signature_prefix: String,
     mapping: Mapping,
     secret: Vec<u8>,
 }
@@ -166,13 +198,20 @@ pub fn open(configs: &[WebhookConfig]) -> Result<HashMap<String, Webhook>, Serve
     let config_error = |detail: String| ServerError::with_detail(ServerErrorKind::Config, detail);
     let mut webhooks = HashMap::new();
     for config in configs {
+        let WebhookMapping {
+            signature_header,
+            signature_prefix,
+            events,
+        } = config.resolve_mapping().map_err(config_error)?;
         let webhook = Webhook {
             name: config.name.clone(),
             source: config
                 .source
                 .clone()
                 .unwrap_or_else(|| format!("webhook/{}", config.name)),
-            mapping: config.resolve_mapping().map_err(config_error)?,
+            signature_header,
+            signature_prefix,
+            mapping: Mapping { events },
             secret: config.secret().map_err(config_error)?,
         };
         if webhooks.insert(config.name.clone(), webhook).is_some() {
@@ -191,12 +230,12 @@ impl Webhook {
     fn verify(&self, headers: &HeaderMap, body: &[u8]) -> Result<(), ApiError> {
         let bad = |message: &str| ApiError::new(StatusCode::UNAUTHORIZED, "BadSignature", message);
         let header = headers
-            .get(&self.mapping.signature_header)
+            .get(&self.signature_header)
             .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| bad(&format!("no {} header", self.mapping.signature_header)))?;
+            .ok_or_else(|| bad(&format!("no {} header", self.signature_header)))?;
         let digits = header
             .trim()
-            .strip_prefix(&self.mapping.signature_prefix)
+            .strip_prefix(&self.signature_prefix)
             .ok_or_else(|| bad("the signature has the wrong prefix"))?;
         let signature = hex::decode(digits).map_err(|_| bad("the signature is not hex"))?;
         let mut mac =
@@ -237,7 +276,11 @@ pub(crate) async fn ingest(
     };
     let events = webhook
         .mapping
-        .events(&webhook.name, &webhook.source, &delivery)
+        .events(
+            &format!("backbone-webhook/{}", webhook.name),
+            &webhook.source,
+            &delivery,
+        )
         .map_err(|e| {
             ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,

@@ -1,10 +1,8 @@
-//! [`Mapping`]: how a provider's webhook JSON becomes events, declared in
-//! TOML with JSON pointers (RFC 6901).
+//! [`Mapping`]: how another system's JSON becomes events, declared in
+//! TOML with JSON pointers (RFC 6901). The server's webhooks map provider
+//! deliveries with it, the inbound bridges legacy message payloads.
 //!
 //! ```toml
-//! signature_header = "x-hub-signature-256"   # where the HMAC-SHA256 is
-//! signature_prefix = "sha256="               # what precedes its hex digits
-//!
 //! [[events]]
 //! type = "message.received"                  # the event type produced
 //! each = "/entry/*/changes/*/value/messages/*"  # fan-out: `*` walks an array
@@ -19,35 +17,33 @@
 //! ```
 //!
 //! A source is a pointer into the item (a plain string, or `pointer`),
-//! into the whole delivery (`root`), a query parameter of the request
-//! (`query`), or a constant (`value`); `format = "text"` turns a number
+//! into the whole delivery (`root`), a parameter of the delivery
+//! (`query`: the webhook request's query string; a bridged message's
+//! routing key, message id and string headers), or a constant (`value`); `format = "text"` turns a number
 //! into its decimal text (proto string fields), `"unix_seconds"` a Unix
 //! time into RFC 3339. A source that is absent leaves the field unset.
 //! Items that fail a `when` condition produce nothing; a delivery matching
-//! no mapping produces no event and is answered 200, so providers stop
-//! retrying deliveries Backbone has no use for (status updates, pings).
+//! no mapping produces no event (a webhook answers 200, so providers stop
+//! retrying deliveries Backbone has no use for: status updates, pings; a
+//! bridge acknowledges the message).
 //!
-//! Each event's `ce-id` is a UUIDv5 of the webhook's name, the event type,
-//! the provider's id and, for a fan-out, the item's position: the same
-//! delivery retried gives the same ids, and the broker drops the copies.
+//! Each event's `ce-id` is a UUIDv5 of the caller's namespace (the webhook
+//! or bridge), the event type, the provider's id and, for a fan-out, the
+//! item's position: the same delivery retried gives the same ids, and the
+//! broker drops the copies.
 
 use std::collections::{BTreeMap, HashMap};
 
-use backbone_schemas::Registry;
+use crate::Registry;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 use uuid::Uuid;
 
-/// A provider's webhook: where its signature is and the events it makes.
+/// The events a delivery produces.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Mapping {
-    /// The request header holding the signature.
-    pub signature_header: String,
-    /// Text before the signature's hex digits, e.g. `sha256=`.
-    #[serde(default)]
-    pub signature_prefix: String,
     /// The events a delivery produces.
     pub events: Vec<EventMapping>,
 }
@@ -156,16 +152,20 @@ pub struct Condition {
 }
 
 /// What one delivery is read against.
-pub(crate) struct Delivery<'a> {
-    pub(crate) body: &'a Value,
-    pub(crate) query: &'a HashMap<String, String>,
+pub struct Delivery<'a> {
+    /// The JSON delivered.
+    pub body: &'a Value,
+    /// What `query` sources read.
+    pub query: &'a HashMap<String, String>,
 }
 
 /// Why a delivery could not be mapped.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Unmappable {
-    pub(crate) event_type: String,
-    pub(crate) reason: String,
+pub struct Unmappable {
+    /// The event type whose mapping failed.
+    pub event_type: String,
+    /// Why.
+    pub reason: String,
 }
 
 impl Source {
@@ -325,10 +325,11 @@ impl Mapping {
     }
 
     /// The structured CloudEvents a delivery produces, in mapping order and
-    /// item order, with `source` as `ce-source`.
-    pub(crate) fn events(
+    /// item order, with `source` as `ce-source`; their ids are derived
+    /// within `namespace` (e.g. `backbone-webhook/<name>`).
+    pub fn events(
         &self,
-        webhook: &str,
+        namespace: &str,
         source: &str,
         delivery: &Delivery<'_>,
     ) -> Result<Vec<Value>, Unmappable> {
@@ -352,10 +353,7 @@ impl Mapping {
                         insert_path(&mut data, field, value);
                     }
                 }
-                let name = format!(
-                    "backbone-webhook/{webhook}/{}/{provider_id}#{at}",
-                    mapping.event_type
-                );
+                let name = format!("{namespace}/{}/{provider_id}#{at}", mapping.event_type);
                 let id = Uuid::new_v5(&Uuid::NAMESPACE_URL, name.as_bytes());
                 out.push(json!({
                     "specversion": "1.0",
