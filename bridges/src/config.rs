@@ -266,6 +266,18 @@ impl BridgeConfig {
                 (Direction::Inbound, BrokerKind::Redis) if !self.bindings.is_empty() => {
                     "bindings are RabbitMQ's".to_owned()
                 }
+                (Direction::Inbound, BrokerKind::Redis)
+                    if self.redis_target == RedisTarget::Pubsub =>
+                {
+                    "Redis pub/sub cannot be consumed durably; an inbound bridge reads a stream"
+                        .to_owned()
+                }
+                (_, BrokerKind::Rabbitmq) if !self.url.starts_with("amqp://") => {
+                    "a RabbitMQ url is amqp://user:password@host:port/vhost (amqps:// is not supported yet)".to_owned()
+                }
+                (_, BrokerKind::Redis) if !self.url.starts_with("redis://") => {
+                    "a Redis url is redis://[user:password@]host:port[/db] (rediss:// is not supported yet)".to_owned()
+                }
                 (Direction::Outbound, _)
                     if self.source.is_some()
                         || !self.bindings.is_empty()
@@ -354,6 +366,14 @@ mod tests {
             ..base
         };
         assert!(zero.problem().unwrap().contains("batch_size"));
+        let pubsub_in = BridgeConfig {
+            source: Some("s".into()),
+            redis_target: RedisTarget::Pubsub,
+            ..BridgeConfig::new("in", Direction::Inbound, BrokerKind::Redis, "redis://h")
+        };
+        assert!(pubsub_in.problem().unwrap().contains("pub/sub"));
+        let tls = BridgeConfig::new("o", Direction::Outbound, BrokerKind::Rabbitmq, "amqps://h");
+        assert!(tls.problem().unwrap().contains("amqps"));
         assert!(toml::from_str::<BridgeConfig>("name = \"x\"\nnope = 1").is_err());
     }
 }

@@ -5,22 +5,24 @@
 //! log's deduplication id; it is acknowledged upstream only after the log
 //! acknowledged it, so a crash in between takes it in again and the log
 //! drops the copy. A message that is not a valid event, or that the log
-//! refuses for good (too large, no stream), goes to the dead-letter
-//! stream with its reason and original bytes, and is then acknowledged
-//! upstream: nothing is lost and nothing blocks the queue. While the log
-//! is unavailable the batch is held and published again after a backoff.
+//! refuses for itself (too large, no stream captures it), goes to the
+//! dead-letter stream with its reason and original bytes, and is then
+//! acknowledged upstream: nothing is lost and nothing blocks the queue.
+//! Whatever else the log answers (down, full, failing to write, denied)
+//! holds the batch, published again after a backoff; nothing is
+//! acknowledged upstream that the log did not store.
 
 use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
-use backbone_broker::{Broker, OutboundMessage, PublishError};
+use backbone_broker::{Broker, OutboundMessage, PublishError, PublishErrorKind};
 use backbone_consumers::{Shutdown, dead_letter::ensure_dead_letter_stream};
 
 use crate::{
     config::BridgeConfig,
-    error::{BridgeError, BridgeErrorKind},
-    message::{DLQ_BODY_DROPPED, Received, Rejection},
-    outbound::{BridgeCounters, pause},
+    error::BridgeError,
+    message::{DLQ_BODY_DROPPED, DLQ_SOURCE_PROPERTIES, Received, Rejection},
+    outbound::{BridgeCounters, pause, until_ready},
 };
 
 /// How long one receive waits for messages; bounds how soon a shutdown
@@ -55,11 +57,17 @@ pub async fn run_inbound<S: Source>(
     counters: Arc<BridgeCounters>,
     mut shutdown: Shutdown,
 ) -> Result<(), BridgeError> {
-    ensure_dead_letter_stream(broker.as_ref())
+    let setup = || async {
+        ensure_dead_letter_stream(broker.as_ref())
+            .await
+            .map_err(|e| e.to_string())
+    };
+    if until_ready(config, &counters, &mut shutdown, setup)
         .await
-        .map_err(|e| {
-            BridgeError::with_detail(BridgeErrorKind::Log, format!("bridge {}: {e}", config.name))
-        })?;
+        .is_none()
+    {
+        return Ok(());
+    }
     let mut attempt = 0;
     while !shutdown.is_triggered() {
         let received = tokio::select! {
@@ -161,19 +169,16 @@ async fn store_until_settled<A>(
                     BridgeCounters::add(&counters.dead_lettered, 1);
                     Entry::Settled
                 }
-                (Err(e), Entry::Event(_)) if !e.kind().is_transient() => {
+                (Err(e), Entry::Event(_)) if e.kind().refuses_the_message() => {
                     Entry::Letter(received[origin].dead_letter(config, &refused(&e)))
                 }
                 (Err(e), Entry::Letter(letter))
-                    if !e.kind().is_transient() && !letter.payload.is_empty() =>
+                    if matches!(e.kind(), PublishErrorKind::PayloadTooLarge { .. })
+                        && letter.headers.get(DLQ_BODY_DROPPED).is_none() =>
                 {
-                    // The letter itself is refused (the body is over the
-                    // log's limit): keep the reason and properties.
+                    // The letter itself is over the log's limit: keep the
+                    // reason, drop the body and the recorded properties.
                     Entry::Letter(without_body(letter, &e))
-                }
-                (Err(e), Entry::Letter(letter)) if !e.kind().is_transient() => {
-                    tracing::error!(bridge = %config.name, error = %e, letter = ?letter.headers, "the log refuses even a bodiless dead letter; acknowledging");
-                    Entry::Settled
                 }
                 (Err(e), entry) => {
                     transient.get_or_insert(e);
@@ -201,6 +206,7 @@ async fn store_until_settled<A>(
 /// `letter` without its body, which the log refused, naming why.
 fn without_body(letter: &OutboundMessage, e: &PublishError) -> OutboundMessage {
     let mut letter = letter.clone();
+    letter.headers.remove(DLQ_SOURCE_PROPERTIES);
     letter.headers.append(
         DLQ_BODY_DROPPED,
         format!("{} bytes: {e}", letter.payload.len()),
@@ -218,5 +224,129 @@ fn refused(e: &PublishError) -> Rejection {
             .unwrap_or("Rejected")
             .to_owned(),
         reason: e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use backbone_broker::{StreamConfig, memory::MemoryBroker};
+    use backbone_consumers::shutdown_channel;
+    use backbone_schemas::{Headers, cloudevents, sample};
+    use bytes::Bytes;
+    use serde_json::Map;
+
+    use super::*;
+    use crate::config::{BrokerKind, Direction};
+
+    /// Hands out its messages once, records what is acknowledged.
+    struct Fake {
+        waiting: Vec<Received<usize>>,
+        /// (whether the messages were taken, what was acknowledged)
+        seen: Arc<Mutex<(bool, Vec<usize>)>>,
+    }
+
+    #[async_trait]
+    impl Source for Fake {
+        type Ack = usize;
+
+        async fn receive(
+            &mut self,
+            _max: usize,
+            wait: Duration,
+        ) -> Result<Vec<Received<usize>>, BridgeError> {
+            if self.waiting.is_empty() {
+                tokio::time::sleep(wait).await;
+            }
+            self.seen.lock().unwrap().0 = true;
+            Ok(std::mem::take(&mut self.waiting))
+        }
+
+        async fn ack(&mut self, acks: Vec<usize>) -> Result<(), BridgeError> {
+            self.seen.lock().unwrap().1.extend(acks);
+            Ok(())
+        }
+    }
+
+    fn message(n: usize, content_type: Option<&str>, body: Vec<u8>) -> Received<usize> {
+        Received {
+            ack: n,
+            source: "fake:q".into(),
+            address: "q".into(),
+            message_id: None,
+            content_type: content_type.map(str::to_owned),
+            attributes: Headers::new(),
+            properties: Map::new(),
+            params: Default::default(),
+            body: Bytes::from(body),
+        }
+    }
+
+    /// Runs a bridge over `waiting` for 400 ms; what it acknowledged (the
+    /// messages must have been taken).
+    async fn run(broker: Arc<dyn Broker>, waiting: Vec<Received<usize>>) -> Vec<usize> {
+        let seen = Arc::new(Mutex::new((false, Vec::new())));
+        let source = Fake {
+            waiting,
+            seen: seen.clone(),
+        };
+        let config = BridgeConfig {
+            source: Some("q".into()),
+            reconnect_base: Duration::from_millis(10),
+            reconnect_max: Duration::from_millis(20),
+            ..BridgeConfig::new("in", Direction::Inbound, BrokerKind::Rabbitmq, "amqp://h")
+        };
+        let (trigger, shutdown) = shutdown_channel();
+        let counters = Arc::new(BridgeCounters::default());
+        let task =
+            tokio::spawn(
+                async move { run_inbound(broker, &config, source, counters, shutdown).await },
+            );
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        trigger.trigger();
+        task.await.unwrap().unwrap();
+        let (taken, acked) = seen.lock().unwrap().clone();
+        assert!(taken, "the bridge took the messages");
+        acked
+    }
+
+    #[tokio::test]
+    async fn a_letter_over_the_limit_keeps_its_reason_and_is_acknowledged() {
+        let broker: Arc<dyn Broker> = Arc::new(MemoryBroker::with_max_payload(1_000));
+        broker
+            .ensure_stream(&StreamConfig::event_log())
+            .await
+            .unwrap();
+        let acked = run(broker.clone(), vec![message(7, None, vec![b'x'; 5_000])]).await;
+        assert_eq!(acked, [7]);
+        let letter = broker
+            .last_on_subject("DEADLETTER", "deadletter.bridge-in.inbound")
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(letter.payload.is_empty());
+        assert!(letter.headers.get(DLQ_BODY_DROPPED).is_some());
+    }
+
+    #[tokio::test]
+    async fn nothing_is_acknowledged_that_the_log_did_not_store() {
+        let broker: Arc<dyn Broker> = Arc::new(MemoryBroker::new());
+        broker
+            .ensure_stream(&StreamConfig::event_log())
+            .await
+            .unwrap();
+        broker
+            .ensure_stream(&StreamConfig::dead_letters())
+            .await
+            .unwrap();
+        broker.close().await.unwrap();
+        let (_, event) = sample::sample_events().remove(0);
+        let json = cloudevents::to_structured(&event.headers(), &event.payload).to_string();
+        let waiting = vec![
+            message(1, Some(cloudevents::STRUCTURED), json.into_bytes()),
+            message(2, None, b"junk".to_vec()),
+        ];
+        assert!(run(broker, waiting).await.is_empty());
     }
 }

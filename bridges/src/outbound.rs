@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use crate::{
     config::{BridgeConfig, StartAt},
-    error::{BridgeError, BridgeErrorKind},
+    error::BridgeError,
     message::Outgoing,
 };
 
@@ -81,17 +81,19 @@ pub async fn run_outbound(
     counters: Arc<BridgeCounters>,
     mut shutdown: Shutdown,
 ) -> Result<(), BridgeError> {
-    let log_error = |e: &dyn std::fmt::Display| {
-        BridgeError::with_detail(BridgeErrorKind::Log, format!("bridge {}: {e}", config.name))
-    };
-    ensure_dead_letter_stream(broker.as_ref())
-        .await
-        .map_err(|e| log_error(&e))?;
     let consumer_config = consumer_config(broker.as_ref(), config);
-    let consumer = broker
-        .consumer(stream, consumer_config)
-        .await
-        .map_err(|e| log_error(&e))?;
+    let setup = || async {
+        ensure_dead_letter_stream(broker.as_ref())
+            .await
+            .map_err(|e| e.to_string())?;
+        broker
+            .consumer(stream, consumer_config.clone())
+            .await
+            .map_err(|e| e.to_string())
+    };
+    let Some(consumer) = until_ready(config, &counters, &mut shutdown, setup).await else {
+        return Ok(());
+    };
     let mut log_attempt = 0;
     while !shutdown.is_triggered() {
         let deliveries = tokio::select! {
@@ -133,7 +135,8 @@ pub async fn run_outbound(
         } else {
             // Stopping with the batch unconfirmed: hand it back now rather
             // than after the ack wait.
-            futures::future::join_all(to_ack.iter().map(|d| settle(d, Settle::Nak))).await;
+            let soon = Duration::from_millis(100);
+            futures::future::join_all(to_ack.iter().map(|d| settle(d, Settle::Nak(soon)))).await;
         }
     }
     Ok(())
@@ -224,15 +227,16 @@ async fn dead_letter(
             settle(delivery, Settle::Term(reason.error)).await;
         }
         Err(e) => {
-            tracing::warn!(bridge = %config.name, error = %e, "storing a dead letter failed; retried");
-            settle(delivery, Settle::Nak).await;
+            let delay = config.reconnect_delay(delivery.delivery_count);
+            tracing::warn!(bridge = %config.name, error = %e, retry_in = ?delay, "storing a dead letter failed; retried");
+            settle(delivery, Settle::Nak(delay)).await;
         }
     }
 }
 
 enum Settle {
     Ack,
-    Nak,
+    Nak(Duration),
     Progress,
     Term(String),
 }
@@ -242,12 +246,47 @@ enum Settle {
 async fn settle(delivery: &Delivery, how: Settle) {
     let result = match how {
         Settle::Ack => delivery.ack().await,
-        Settle::Nak => delivery.nak(Some(Duration::from_millis(100))).await,
+        Settle::Nak(delay) => delivery.nak(Some(delay)).await,
         Settle::Progress => delivery.in_progress().await,
         Settle::Term(reason) => delivery.term(reason).await,
     };
     if let Err(e) = result {
         tracing::debug!(seq = delivery.message.seq, error = %e, "settling a delivery failed");
+    }
+}
+
+/// Runs `setup` (the log's side of a bridge: its streams, its durable
+/// consumer) until it succeeds, backing off between attempts; `None` when
+/// the bridge stops first. A log that is down at start is waited for, as
+/// one that goes down later is.
+pub(crate) async fn until_ready<T, F, Fut>(
+    config: &BridgeConfig,
+    counters: &BridgeCounters,
+    shutdown: &mut Shutdown,
+    mut setup: F,
+) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    let mut attempt = 0;
+    loop {
+        let result = tokio::select! {
+            result = setup() => result,
+            () = shutdown.wait() => return None,
+        };
+        match result {
+            Ok(ready) => return Some(ready),
+            Err(e) => {
+                attempt += 1;
+                BridgeCounters::add(&counters.failures, 1);
+                let delay = config.reconnect_delay(attempt);
+                tracing::warn!(bridge = %config.name, error = %e, retry_in = ?delay, "setting up the log failed");
+                if !pause(delay, shutdown).await {
+                    return None;
+                }
+            }
+        }
     }
 }
 

@@ -42,8 +42,13 @@ use crate::{
 
 /// How long connecting (TCP, handshake, channel setup) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long RabbitMQ may take to confirm a batch.
-const CONFIRM_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long RabbitMQ may take to confirm a batch; with the connect
+/// timeout, well within the log's ack wait, so a held batch's deliveries
+/// are kept alive in time.
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long closing a failed connection may take (a broker under a
+/// memory alarm stops reading but keeps the socket open).
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// AMQP delivery mode of a message written to disk.
 const PERSISTENT: u8 = 2;
 
@@ -54,21 +59,29 @@ fn unreachable_error(config: &BridgeConfig, e: impl std::fmt::Display) -> Bridge
     )
 }
 
-async fn connect(config: &BridgeConfig) -> Result<(Connection, Channel), BridgeError> {
+/// Connects, opens a channel and, when `declare_exchange`, declares the
+/// bridge's durable topic exchange (an existing exchange of another kind
+/// fails the connect, named in the error).
+async fn connect(
+    config: &BridgeConfig,
+    declare_exchange: bool,
+) -> Result<(Connection, Channel), BridgeError> {
     let connecting = async {
         let connection = Connection::connect(&config.url, ConnectionProperties::default()).await?;
         let channel = connection.create_channel().await?;
-        channel
-            .exchange_declare(
-                config.exchange.as_str().into(),
-                ExchangeKind::Topic,
-                ExchangeDeclareOptions {
-                    durable: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await?;
+        if declare_exchange {
+            channel
+                .exchange_declare(
+                    config.exchange.as_str().into(),
+                    ExchangeKind::Topic,
+                    ExchangeDeclareOptions {
+                        durable: true,
+                        ..Default::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await?;
+        }
         Ok::<_, lapin::Error>((connection, channel))
     };
     match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
@@ -143,7 +156,7 @@ impl RabbitSink {
 impl Sink for RabbitSink {
     async fn send(&mut self, batch: &[Outgoing]) -> Result<(), BridgeError> {
         if self.connected.is_none() {
-            let (connection, channel) = connect(&self.config).await?;
+            let (connection, channel) = connect(&self.config, true).await?;
             channel
                 .confirm_select(ConfirmSelectOptions::default())
                 .await
@@ -165,7 +178,8 @@ impl Sink for RabbitSink {
         };
         // Whatever state the channel is in, start afresh.
         if let Some((connection, _)) = self.connected.take() {
-            let _ = connection.close(0, "bridge reconnects".into()).await;
+            let closing = connection.close(0, "bridge reconnects".into());
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, closing).await;
         }
         Err(BridgeError::with_detail(
             BridgeErrorKind::NotConfirmed,
@@ -179,6 +193,9 @@ pub struct RabbitSource {
     config: BridgeConfig,
     queue: String,
     connected: Option<(Connection, Channel, lapin::Consumer)>,
+    /// The consumer ended or failed after the last batch was taken: the
+    /// next receive starts afresh.
+    broken: bool,
 }
 
 impl std::fmt::Debug for RabbitSource {
@@ -198,11 +215,12 @@ impl RabbitSource {
             queue: config.source.clone().unwrap_or_default(),
             config,
             connected: None,
+            broken: false,
         }
     }
 
     async fn subscribe(&self) -> Result<(Connection, Channel, lapin::Consumer), BridgeError> {
-        let (connection, channel) = connect(&self.config).await?;
+        let (connection, channel) = connect(&self.config, !self.config.bindings.is_empty()).await?;
         let config = &self.config;
         let setup = async {
             let prefetch = u16::try_from(config.batch_size.saturating_mul(2)).unwrap_or(u16::MAX);
@@ -350,6 +368,10 @@ impl Source for RabbitSource {
         max: usize,
         wait: Duration,
     ) -> Result<Vec<Received<Acker>>, BridgeError> {
+        if self.broken {
+            self.broken = false;
+            self.connected = None;
+        }
         if self.connected.is_none() {
             self.connected = Some(self.subscribe().await?);
         }
@@ -375,8 +397,13 @@ impl Source for RabbitSource {
         while deliveries.len() < max {
             match consumer.next().now_or_never() {
                 Some(Some(Ok(delivery))) => deliveries.push(delivery),
-                // An error surfaces on the next receive.
-                _ => break,
+                None => break,
+                // Cancelled by the broker (queue deleted, failover) or
+                // failed: what was taken is handed on, then a new start.
+                Some(None | Some(Err(_))) => {
+                    self.broken = true;
+                    break;
+                }
             }
         }
         Ok(deliveries.into_iter().map(|d| self.received(d)).collect())
@@ -386,12 +413,21 @@ impl Source for RabbitSource {
         let Some(last) = acks.last() else {
             return Ok(());
         };
-        last.ack(BasicAckOptions { multiple: true })
-            .await
-            .map(|_| ())
-            .map_err(|e| {
-                self.connected = None;
-                unreachable_error(&self.config, e)
-            })
+        match last.ack(BasicAckOptions { multiple: true }).await {
+            Ok(true) => Ok(()),
+            // The channel closed under the batch: the broker delivers it
+            // again and the log drops the copies.
+            Ok(false) => {
+                self.broken = true;
+                Err(unreachable_error(
+                    &self.config,
+                    "the channel closed before the ack",
+                ))
+            }
+            Err(e) => {
+                self.broken = true;
+                Err(unreachable_error(&self.config, e))
+            }
+        }
     }
 }

@@ -109,6 +109,18 @@ impl PublishErrorKind {
     pub fn is_transient(&self) -> bool {
         matches!(self, Self::BrokerUnavailable | Self::TimedOut)
     }
+
+    /// Whether the message itself is refused, so the same message fails
+    /// the same way on any broker state: too large, not a publish subject,
+    /// or no stream captures it. The other kinds (the broker is down,
+    /// full, failing to write, or denies the credentials) are about the
+    /// broker, and the message may be taken later.
+    pub fn refuses_the_message(&self) -> bool {
+        matches!(
+            self,
+            Self::PayloadTooLarge { .. } | Self::InvalidSubject | Self::NoStream
+        )
+    }
 }
 
 /// Why reading the log failed.
