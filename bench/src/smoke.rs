@@ -63,7 +63,9 @@ async fn quick_run_measures_every_scenario_and_writes_results() {
                     .filter(|c| c.scenario == Scenario::Rebuild)
                     .count()
     );
-    assert_eq!(report.throughputs.len(), 5);
+    // Embedded publish, replay, rebuild, audit index; HTTP single; the
+    // four bridge directions.
+    assert_eq!(report.throughputs.len(), 5 + 4);
     assert_eq!(report.audit.len(), 2);
     assert!(
         report.audit.iter().all(|a| a.matches > 0),
