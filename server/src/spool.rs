@@ -30,6 +30,7 @@ use backbone_broker::{
     stream::{ReadRequest, ReadStart},
 };
 use backbone_consumers::Shutdown;
+use backbone_core::backoff;
 use backbone_schemas::wire;
 use futures::StreamExt as _;
 use serde::{Deserialize, Serialize};
@@ -46,6 +47,9 @@ const SPOOL_STREAM: &str = "SPOOL";
 const DRAIN_BATCH: usize = 256;
 /// The longest wait between attempts while the broker stays unreachable.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// The wait after the first failed drain; doubles per failure
+/// ([`backoff::exponential`], the rule every retry follows).
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 
 /// The `[spool]` table.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -261,7 +265,7 @@ impl Spool {
 
     /// Publishes what waits to `broker`, in order, until `shutdown`.
     pub async fn drain(self: Arc<Self>, broker: Arc<dyn Broker>, mut shutdown: Shutdown) {
-        let mut backoff = Duration::from_millis(100);
+        let mut failures = 0;
         loop {
             let (drained, last) = {
                 let state = self.lock();
@@ -274,14 +278,15 @@ impl Spool {
                 }
             }
             match self.drain_batch(broker.as_ref(), drained, last).await {
-                Ok(()) => backoff = Duration::from_millis(100),
+                Ok(()) => failures = 0,
                 Err(e) => {
+                    failures += 1;
+                    let backoff = backoff::exponential(FIRST_BACKOFF, MAX_BACKOFF, failures);
                     tracing::warn!(error = %e, retry_in = ?backoff, "spooled events wait for the broker");
                     tokio::select! {
                         () = tokio::time::sleep(backoff) => {}
                         () = shutdown.wait() => return,
                     }
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
             }
         }
