@@ -218,11 +218,7 @@ fn without_body(letter: &OutboundMessage, e: &PublishError) -> OutboundMessage {
 /// The rejection of an event the log refuses for good.
 fn refused(e: &PublishError) -> Rejection {
     Rejection {
-        kind: format!("{:?}", e.kind())
-            .split([' ', '{', '('])
-            .next()
-            .unwrap_or("Rejected")
-            .to_owned(),
+        kind: e.kind().name().to_owned(),
         reason: e.to_string(),
     }
 }

@@ -103,6 +103,22 @@ kind_display!(PublishErrorKind {
 });
 
 impl PublishErrorKind {
+    /// The kind's name, e.g. `"PayloadTooLarge"`: how the server's HTTP
+    /// errors and the bridges' dead letters name it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::NoStream => "NoStream",
+            Self::InvalidSubject => "InvalidSubject",
+            Self::PayloadTooLarge { .. } => "PayloadTooLarge",
+            Self::WrongLastSequence { .. } => "WrongLastSequence",
+            Self::TimedOut => "TimedOut",
+            Self::BrokerUnavailable => "BrokerUnavailable",
+            Self::PermissionDenied => "PermissionDenied",
+            Self::StorageFailure => "StorageFailure",
+            Self::Rejected => "Rejected",
+        }
+    }
+
     /// Whether the broker may take the same message later (it is down or
     /// slow), so retrying, spooling or holding it upstream makes sense;
     /// the other kinds fail the same way every time.

@@ -149,40 +149,28 @@ impl From<DecodeError> for ApiError {
 
 impl From<PublishError> for ApiError {
     fn from(e: PublishError) -> Self {
-        let message = e.to_string();
-        match e.kind() {
+        let kind = e.kind();
+        let status = match kind {
+            PublishErrorKind::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            PublishErrorKind::WrongLastSequence { .. } => StatusCode::CONFLICT,
+            PublishErrorKind::BrokerUnavailable | PublishErrorKind::TimedOut => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            PublishErrorKind::PermissionDenied => StatusCode::FORBIDDEN,
+            PublishErrorKind::InvalidSubject => StatusCode::BAD_REQUEST,
+            PublishErrorKind::NoStream | PublishErrorKind::StorageFailure => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+            PublishErrorKind::Rejected => StatusCode::BAD_GATEWAY,
+        };
+        let error = Self::new(status, kind.name(), e.to_string());
+        match kind {
             PublishErrorKind::PayloadTooLarge { size, max } => {
-                Self::new(StatusCode::PAYLOAD_TOO_LARGE, "PayloadTooLarge", message)
-                    .with("size", *size)
-                    .with("max", *max)
+                error.with("size", *size).with("max", *max)
             }
-            PublishErrorKind::WrongLastSequence { actual } => {
-                Self::new(StatusCode::CONFLICT, "WrongLastSequence", message)
-                    .with("actual", *actual)
-            }
-            PublishErrorKind::BrokerUnavailable => Self::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "BrokerUnavailable",
-                message,
-            )
-            .retry_after(RETRY_AFTER),
-            PublishErrorKind::TimedOut => {
-                Self::new(StatusCode::SERVICE_UNAVAILABLE, "TimedOut", message)
-                    .retry_after(RETRY_AFTER)
-            }
-            PublishErrorKind::PermissionDenied => {
-                Self::new(StatusCode::FORBIDDEN, "PermissionDenied", message)
-            }
-            PublishErrorKind::InvalidSubject => {
-                Self::new(StatusCode::BAD_REQUEST, "InvalidSubject", message)
-            }
-            PublishErrorKind::NoStream => {
-                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "NoStream", message)
-            }
-            PublishErrorKind::StorageFailure => {
-                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "StorageFailure", message)
-            }
-            PublishErrorKind::Rejected => Self::new(StatusCode::BAD_GATEWAY, "Rejected", message),
+            PublishErrorKind::WrongLastSequence { actual } => error.with("actual", *actual),
+            _ if kind.is_transient() => error.retry_after(RETRY_AFTER),
+            _ => error,
         }
     }
 }
