@@ -1,4 +1,5 @@
-//! The bridges, each direction through RabbitMQ and Redis (real servers,
+//! The bridges, each direction through RabbitMQ, Redis and AMQP 1.0
+//! (RabbitMQ's plugin, [`amqp1`]) (real servers,
 //! started here as the tests start them), against the raw client doing the
 //! broker's side of the same work in the same run:
 //!
@@ -32,6 +33,8 @@ use lapin::{
 };
 use redis::AsyncCommands as _;
 
+mod amqp1;
+
 use super::{
     embedded,
     error::{BenchError, BenchErrorKind},
@@ -61,6 +64,7 @@ pub(crate) async fn run(plan: &Plan, report: &mut BenchReport) -> Result<(), Ben
     record(plan, report, Scenario::BridgeOutRabbitmq, rabbit_out);
     let rabbit_in = rabbitmq_inbound(&rabbit, &events).await?;
     record(plan, report, Scenario::BridgeInRabbitmq, rabbit_in);
+    amqp1::run(plan, report, &rabbit, &events).await?;
     drop(rabbit);
     let redis = tokio::task::spawn_blocking(Redis::new)
         .await
@@ -377,7 +381,7 @@ async fn redis_outbound(
     xadd_all(&mut connection, "bench-raw-out", events).await?;
     let raw = Throughput::new(events.len() as u64, started.elapsed());
     let config = BridgeConfig {
-        address: "bench-out".into(),
+        address: Some("bench-out".into()),
         ..bridge(
             "bench-out",
             Direction::Outbound,

@@ -122,6 +122,12 @@ pub(crate) enum Scenario {
     /// The inbound bridge from a Redis stream consumer group into the
     /// embedded log, against `XREADGROUP` + `XACK` of the same entries.
     BridgeInRedis,
+    /// The outbound AMQP 1.0 bridge (RabbitMQ's plugin), against
+    /// `fe2o3-amqp` sending the same messages, each settled.
+    BridgeOutAmqp1,
+    /// The inbound AMQP 1.0 bridge from a queue into the embedded log,
+    /// against `fe2o3-amqp` receiving and accepting the same messages.
+    BridgeInAmqp1,
 }
 
 impl Scenario {
@@ -137,8 +143,8 @@ impl Scenario {
             Self::HttpPublish => 0.25,
             Self::HttpPublishBatch => 0.5,
             Self::WebhookIngest => 0.25,
-            Self::BridgeOutRabbitmq | Self::BridgeOutRedis => 0.5,
-            Self::BridgeInRabbitmq | Self::BridgeInRedis => 0.3,
+            Self::BridgeOutRabbitmq | Self::BridgeOutRedis | Self::BridgeOutAmqp1 => 0.5,
+            Self::BridgeInRabbitmq | Self::BridgeInRedis | Self::BridgeInAmqp1 => 0.3,
         }
     }
 
@@ -158,6 +164,8 @@ impl Scenario {
             Self::BridgeInRabbitmq => "bridge RabbitMQ -> log vs lapin consume + ack",
             Self::BridgeOutRedis => "bridge log -> Redis stream vs pipelined XADD",
             Self::BridgeInRedis => "bridge Redis stream -> log vs XREADGROUP + XACK",
+            Self::BridgeOutAmqp1 => "bridge log -> AMQP 1.0 vs fe2o3 send, settled",
+            Self::BridgeInAmqp1 => "bridge AMQP 1.0 -> log vs fe2o3 receive + accept",
         }
     }
 }

@@ -40,6 +40,8 @@ async fn quick_run_measures_every_scenario_and_writes_results() {
         Scenario::BridgeInRabbitmq,
         Scenario::BridgeOutRedis,
         Scenario::BridgeInRedis,
+        Scenario::BridgeOutAmqp1,
+        Scenario::BridgeInAmqp1,
     ] {
         assert!(
             scenarios.contains(&scenario),
@@ -64,8 +66,8 @@ async fn quick_run_measures_every_scenario_and_writes_results() {
                     .count()
     );
     // Embedded publish, replay, rebuild, audit index; HTTP single; the
-    // four bridge directions.
-    assert_eq!(report.throughputs.len(), 5 + 4);
+    // six bridge directions.
+    assert_eq!(report.throughputs.len(), 5 + 6);
     assert_eq!(report.audit.len(), 2);
     assert!(
         report.audit.iter().all(|a| a.matches > 0),

@@ -59,6 +59,12 @@ pub enum BrokerKind {
     Rabbitmq,
     /// Redis: streams (inbound and outbound) or pub/sub (outbound only).
     Redis,
+    /// Any AMQP 1.0 broker (RabbitMQ's `rabbitmq_amqp1_0` plugin, ActiveMQ
+    /// Artemis, Qpid): links to node addresses, SASL PLAIN or ANONYMOUS.
+    Amqp1,
+    /// Azure Service Bus: AMQP 1.0 over TLS, authorized per entity with SAS
+    /// tokens over claims-based security (CBS).
+    Servicebus,
 }
 
 impl fmt::Display for BrokerKind {
@@ -66,6 +72,8 @@ impl fmt::Display for BrokerKind {
         f.write_str(match self {
             Self::Rabbitmq => "rabbitmq",
             Self::Redis => "redis",
+            Self::Amqp1 => "amqp1",
+            Self::Servicebus => "servicebus",
         })
     }
 }
@@ -106,7 +114,10 @@ pub struct BridgeConfig {
     pub direction: Direction,
     /// The external broker's kind.
     pub broker: BrokerKind,
-    /// Its URL: `amqp://user:password@host:port/vhost`, `redis://host:port`.
+    /// Where the broker is: `amqp://user:password@host:port/vhost`
+    /// (RabbitMQ), `redis://host:port`, `amqp[s]://[user:password@]host:port`
+    /// (AMQP 1.0), or, for Service Bus, the namespace's connection string
+    /// (`Endpoint=sb://<namespace>.servicebus.windows.net/;SharedAccessKeyName=<rule>;SharedAccessKey=<key>`).
     pub url: String,
     /// Outbound: where a new bridge starts in the log.
     #[serde(default)]
@@ -118,9 +129,11 @@ pub struct BridgeConfig {
     /// `bindings` bind the queue to (inbound).
     #[serde(default = "default_exchange")]
     pub exchange: String,
-    /// Outbound: the routing key, stream key or channel of an event.
-    #[serde(default = "default_address")]
-    pub address: String,
+    /// Outbound: the routing key, stream key, channel or AMQP 1.0 node
+    /// address of an event [default: `{type}`; `events-{type_}` on Service
+    /// Bus, the WhatsApp bot's topics].
+    #[serde(default)]
+    pub address: Option<String>,
     /// Outbound: per event type, an address instead of `address`.
     #[serde(default)]
     pub routes: BTreeMap<String, String>,
@@ -162,9 +175,6 @@ pub struct BridgeConfig {
 fn default_exchange() -> String {
     "events".into()
 }
-fn default_address() -> String {
-    "{type}".into()
-}
 fn default_group() -> String {
     "backbone".into()
 }
@@ -194,7 +204,7 @@ impl BridgeConfig {
             start: StartAt::default(),
             event_types: Vec::new(),
             exchange: default_exchange(),
-            address: default_address(),
+            address: None,
             routes: BTreeMap::new(),
             redis_target: RedisTarget::default(),
             source: None,
@@ -216,10 +226,22 @@ impl BridgeConfig {
     /// The address of an event of `event_type`: its route, else the
     /// `address` template filled in.
     pub fn address_of(&self, event_type: &str) -> String {
-        let template = self.routes.get(event_type).unwrap_or(&self.address);
+        let template = self
+            .routes
+            .get(event_type)
+            .map_or_else(|| self.address_template(), String::as_str);
         template
             .replace("{type_}", &event_type.replace('.', "_"))
             .replace("{type}", event_type)
+    }
+
+    /// The address template of an event without a route.
+    pub fn address_template(&self) -> &str {
+        match (&self.address, self.broker) {
+            (Some(address), _) => address,
+            (None, BrokerKind::Servicebus) => "events-{type_}",
+            (None, _) => "{type}",
+        }
     }
 
     /// Whether an outbound bridge sends events of `event_type`.
@@ -260,10 +282,15 @@ impl BridgeConfig {
                         match self.broker {
                             BrokerKind::Rabbitmq => "the queue",
                             BrokerKind::Redis => "the stream key",
+                            BrokerKind::Amqp1 => "the node address",
+                            BrokerKind::Servicebus =>
+                                "the queue, or <topic>/subscriptions/<subscription>",
                         }
                     )
                 }
-                (Direction::Inbound, BrokerKind::Redis) if !self.bindings.is_empty() => {
+                (Direction::Inbound, kind)
+                    if kind != BrokerKind::Rabbitmq && !self.bindings.is_empty() =>
+                {
                     "bindings are RabbitMQ's".to_owned()
                 }
                 (Direction::Inbound, BrokerKind::Redis)
@@ -277,6 +304,18 @@ impl BridgeConfig {
                 }
                 (_, BrokerKind::Redis) if !self.url.starts_with("redis://") => {
                     "a Redis url is redis://[user:password@]host:port[/db] (rediss:// is not supported yet)".to_owned()
+                }
+                (_, BrokerKind::Amqp1)
+                    if !(self.url.starts_with("amqp://") || self.url.starts_with("amqps://")) =>
+                {
+                    "an AMQP 1.0 url is amqp[s]://[user:password@]host[:port]".to_owned()
+                }
+                (_, BrokerKind::Servicebus)
+                    if crate::servicebus::ConnectionString::parse(&self.url).is_err() =>
+                {
+                    crate::servicebus::ConnectionString::parse(&self.url)
+                        .err()
+                        .unwrap_or_default()
                 }
                 (Direction::Outbound, _)
                     if self.source.is_some()
@@ -298,7 +337,8 @@ impl BridgeConfig {
                     )
                 }
                 (Direction::Outbound, _)
-                    if self.address.is_empty() || self.routes.values().any(String::is_empty) =>
+                    if self.address_template().is_empty()
+                        || self.routes.values().any(String::is_empty) =>
                 {
                     "an address is never empty".to_owned()
                 }
@@ -375,5 +415,40 @@ mod tests {
         let tls = BridgeConfig::new("o", Direction::Outbound, BrokerKind::Rabbitmq, "amqps://h");
         assert!(tls.problem().unwrap().contains("amqps"));
         assert!(toml::from_str::<BridgeConfig>("name = \"x\"\nnope = 1").is_err());
+    }
+
+    #[test]
+    fn service_bus_defaults_to_the_whatsapp_bots_topics() {
+        let connection =
+            "Endpoint=sb://bot.servicebus.windows.net/;SharedAccessKeyName=send;SharedAccessKey=k";
+        let out = BridgeConfig::new(
+            "sb",
+            Direction::Outbound,
+            BrokerKind::Servicebus,
+            connection,
+        );
+        assert_eq!(out.problem(), None);
+        assert_eq!(
+            out.address_of("payment.received"),
+            "events-payment_received"
+        );
+        let amqp1 = BridgeConfig::new("a", Direction::Outbound, BrokerKind::Amqp1, "amqps://h");
+        assert_eq!(amqp1.problem(), None);
+        assert_eq!(amqp1.address_of("user.followed"), "user.followed");
+        let wrong_url = BridgeConfig::new("a", Direction::Outbound, BrokerKind::Amqp1, "http://h");
+        assert!(wrong_url.problem().unwrap().contains("amqp[s]://"));
+        let no_key = BridgeConfig::new(
+            "sb",
+            Direction::Outbound,
+            BrokerKind::Servicebus,
+            "Endpoint=sb://bot.servicebus.windows.net/;SharedAccessKeyName=send",
+        );
+        assert!(no_key.problem().unwrap().contains("SharedAccessKey"));
+        let bindings = BridgeConfig {
+            source: Some("q".into()),
+            bindings: vec!["#".into()],
+            ..BridgeConfig::new("in", Direction::Inbound, BrokerKind::Amqp1, "amqp://h")
+        };
+        assert!(bindings.problem().unwrap().contains("RabbitMQ"));
     }
 }

@@ -19,14 +19,18 @@
 //!   and nothing blocks the queue.
 //!
 //! Brokers, each behind a cargo feature: [`rabbitmq`] (AMQP 0.9.1 through
-//! `lapin`, CloudEvents AMQP binding) and [`redis`] (streams both ways,
-//! pub/sub outbound, through `redis-rs`). Both reconnect with the
-//! exponential backoff of [`backbone_core::backoff`].
+//! `lapin`, CloudEvents AMQP binding), [`redis`] (streams both ways,
+//! pub/sub outbound, through `redis-rs`) and `amqp1` (AMQP 1.0 through
+//! `fe2o3-amqp`, CloudEvents AMQP binding; Azure Service Bus with SAS
+//! tokens over CBS, [`servicebus`]). All reconnect with the exponential
+//! backoff of [`backbone_core::backoff`].
 //!
 //! Bridges run inside `backbone-server` (on the embedded log) or on their
 //! own as `backbone-bridge --config bridges.toml` ([`BridgesFile`]) beside
 //! JetStream.
 
+#[cfg(feature = "amqp1")]
+pub mod amqp1;
 pub mod config;
 pub mod error;
 pub mod file;
@@ -37,6 +41,7 @@ pub mod outbound;
 pub mod rabbitmq;
 #[cfg(feature = "redis")]
 pub mod redis;
+pub mod servicebus;
 
 use std::sync::Arc;
 
@@ -82,6 +87,16 @@ pub async fn run(
         #[cfg(feature = "redis")]
         (Direction::Inbound, BrokerKind::Redis) => {
             let source = redis::RedisSource::new(config.clone());
+            inbound::run_inbound(broker, config, source, counters, shutdown).await
+        }
+        #[cfg(feature = "amqp1")]
+        (Direction::Outbound, BrokerKind::Amqp1 | BrokerKind::Servicebus) => {
+            let sink = amqp1::Amqp1Sink::new(config.clone())?;
+            outbound::run_outbound(broker, stream, config, sink, counters, shutdown).await
+        }
+        #[cfg(feature = "amqp1")]
+        (Direction::Inbound, BrokerKind::Amqp1 | BrokerKind::Servicebus) => {
+            let source = amqp1::Amqp1Source::new(config.clone())?;
             inbound::run_inbound(broker, config, source, counters, shutdown).await
         }
         #[allow(unreachable_patterns)]

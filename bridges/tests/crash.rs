@@ -10,13 +10,11 @@
 mod support;
 
 use std::{
-    collections::BTreeMap,
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::Command,
     time::{Duration, Instant},
 };
 
-use backbone_schemas::{Envelope, cloudevents};
+use backbone_schemas::cloudevents;
 use backbone_testkit::{RabbitMq, Redis};
 use futures::StreamExt as _;
 use lapin::{
@@ -28,149 +26,24 @@ use lapin::{
     types::FieldTable,
 };
 use redis::AsyncCommands as _;
-use support::*;
+use support::{crash::*, *};
 
-/// Events per scenario: enough that kills land mid-stream.
-const EVENTS: usize = 4_000;
-
-fn trials() -> usize {
-    std::env::var("BACKBONE_BRIDGE_CRASH_TRIALS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20)
+/// An outbound bridge to RabbitMQ after the kills, for the test to run
+/// to the end and drain.
+struct Killed {
+    rabbit: RabbitMq,
+    _connection: Connection,
+    /// An AMQP 0.9.1 channel.
+    channel: lapin::Channel,
+    events: Vec<backbone_schemas::Envelope>,
+    config: std::path::PathBuf,
+    _dir: tempfile::TempDir,
 }
 
-/// A deterministic pseudo-random sequence (no dependency for one test).
-struct Lcg(u64);
-
-impl Lcg {
-    fn below(&mut self, bound: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        (self.0 >> 33) % bound
-    }
-}
-
-/// The config of one bridge over the embedded log in `dir/data`.
-fn write_config(dir: &Path, bridge: &str) -> PathBuf {
-    let data = dir.join("data");
-    let path = dir.join("bridges.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "data_dir = {data:?}\n[[bridges]]\nbatch_size = 64\nreconnect_base = \"20ms\"\nreconnect_max = \"200ms\"\n{bridge}"
-        ),
-    )
-    .unwrap();
-    path
-}
-
-/// A bridge process, killed when dropped (a failing test leaves none).
-struct Bridge(Child);
-
-impl Drop for Bridge {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn(config: &Path) -> Bridge {
-    Bridge(
-        Command::new(env!("CARGO_BIN_EXE_backbone-bridge"))
-            .arg("--config")
-            .arg(config)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap(),
-    )
-}
-
-/// Starts the bridge and kills it with SIGKILL after a random 30-400 ms,
-/// `trials` times.
-fn kill_at_random_points(config: &Path, seed: u64) {
-    let mut random = Lcg(seed);
-    for _ in 0..trials() {
-        let child = spawn(config);
-        std::thread::sleep(Duration::from_millis(30 + random.below(370)));
-        drop(child);
-    }
-}
-
-/// Runs the bridge until `done` holds (at most two minutes), then stops it
-/// with SIGTERM; it must exit 0.
-async fn run_until<F, Fut>(config: &Path, mut done: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let mut child = spawn(config);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    // Long enough for the bridge to start and take what is left.
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    while !done().await {
-        assert!(Instant::now() < deadline, "the bridge did not finish");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    Command::new("kill")
-        .args(["-TERM", &child.0.id().to_string()])
-        .status()
-        .unwrap();
-    let status = tokio::task::spawn_blocking(move || child.0.wait().unwrap())
-        .await
-        .unwrap();
-    assert!(status.success(), "backbone-bridge exited with {status}");
-}
-
-/// Prepares the embedded log in `dir/data/log` with `events`, then closes
-/// it for the bridge process.
-async fn log_with(dir: &Path, events: &[Envelope]) {
-    let log = open_log(&dir.join("data").join("log")).await;
-    publish(log.as_ref(), events).await;
-    log.close().await.unwrap();
-}
-
-/// Checks that every event arrived and every copy is the same message;
-/// prints the RELIABILITY line.
-fn report_outbound(events: &[Envelope], arrived: &[(String, Vec<u8>)]) {
-    let originals: BTreeMap<String, &Envelope> =
-        events.iter().map(|e| (e.id.to_string(), e)).collect();
-    let mut copies: BTreeMap<&str, usize> = BTreeMap::new();
-    for (id, body) in arrived {
-        let original = originals
-            .get(id)
-            .unwrap_or_else(|| panic!("{id} was never published"));
-        assert_eq!(&body[..], &original.payload[..], "a copy of {id} differs");
-        *copies.entry(id.as_str()).or_default() += 1;
-    }
-    let lost = events.len() - copies.len();
-    let duplicates = arrived.len() - copies.len();
-    println!(
-        "RELIABILITY acked={} stored={} lost={lost} duplicates={duplicates} not_consumed=0 publish_errors=0",
-        events.len(),
-        copies.len()
-    );
-    assert_eq!(lost, 0, "events lost");
-}
-
-async fn report_inbound(dir: &Path, events: &[Envelope]) {
-    let log = open_log(&dir.join("data").join("log")).await;
-    let stored = stored_events(log.as_ref()).await.len();
-    println!(
-        "RELIABILITY acked={} stored={stored} lost={} duplicates=0 not_consumed=0 publish_errors=0",
-        events.len(),
-        events.len().saturating_sub(stored)
-    );
-    assert_each_once(log.as_ref(), events).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rabbitmq_outbound_killed_at_random_points_loses_nothing() {
+/// RabbitMQ with a durable queue `downstream` bound to every key of
+/// `events`, the log holding [`EVENTS`] events, and the outbound bridge
+/// `bridge(rabbit)` killed at random points.
+async fn kill_outbound(bridge: impl Fn(&RabbitMq) -> String, seed: u64) -> Killed {
     let rabbit = RabbitMq::new();
     let connection = Connection::connect(&rabbit.url(), ConnectionProperties::default())
         .await
@@ -180,17 +53,40 @@ async fn rabbitmq_outbound_killed_at_random_points_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let events = events(EVENTS);
     log_with(dir.path(), &events).await;
-    let config = write_config(
-        dir.path(),
-        &format!(
-            "name = \"out\"\ndirection = \"outbound\"\nbroker = \"rabbitmq\"\nurl = \"{}\"\nstart = \"all\"\n",
-            rabbit.url()
-        ),
-    );
+    let config = write_config(dir.path(), &bridge(&rabbit));
     let kills = config.clone();
-    tokio::task::spawn_blocking(move || kill_at_random_points(&kills, 1))
+    tokio::task::spawn_blocking(move || kill_at_random_points(&kills, seed))
         .await
         .unwrap();
+    Killed {
+        rabbit,
+        _connection: connection,
+        channel,
+        events,
+        config,
+        _dir: dir,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rabbitmq_outbound_killed_at_random_points_loses_nothing() {
+    let Killed {
+        rabbit: _rabbit,
+        _connection,
+        channel,
+        events,
+        config,
+        _dir,
+    } = kill_outbound(
+        |rabbit| {
+            format!(
+                "name = \"out\"\ndirection = \"outbound\"\nbroker = \"rabbitmq\"\nurl = \"{}\"\nstart = \"all\"\n",
+                rabbit.url()
+            )
+        },
+        1,
+    )
+    .await;
     let mut consumer = channel
         .basic_consume(
             "downstream".into(),
@@ -284,16 +180,26 @@ async fn rabbitmq_inbound_killed_at_random_points_stores_each_event_once() {
     for confirm in confirms {
         assert!(confirm.await.unwrap().is_ack());
     }
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(
-        dir.path(),
-        &format!(
-            "name = \"in\"\ndirection = \"inbound\"\nbroker = \"rabbitmq\"\nurl = \"{}\"\nsource = \"upstream\"\n",
-            rabbit.url()
-        ),
+    let bridge = format!(
+        "name = \"in\"\ndirection = \"inbound\"\nbroker = \"rabbitmq\"\nurl = \"{}\"\nsource = \"upstream\"\n",
+        rabbit.url()
     );
+    drain_upstream_with_kills(&channel, &bridge, 2, &events).await;
+}
+
+/// Kills the inbound `bridge` (taking RabbitMQ's queue `upstream`) at
+/// random points, runs it until the queue is empty, and checks that each
+/// of `events` is stored once.
+async fn drain_upstream_with_kills(
+    channel: &lapin::Channel,
+    bridge: &str,
+    seed: u64,
+    events: &[backbone_schemas::Envelope],
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), bridge);
     let kills = config.clone();
-    tokio::task::spawn_blocking(move || kill_at_random_points(&kills, 2))
+    tokio::task::spawn_blocking(move || kill_at_random_points(&kills, seed))
         .await
         .unwrap();
     let passive = QueueDeclareOptions {
@@ -308,7 +214,7 @@ async fn rabbitmq_inbound_killed_at_random_points_stores_each_event_once() {
     })
     .await;
     // SIGTERM left nothing unacknowledged that the log does not hold.
-    report_inbound(dir.path(), &events).await;
+    report_inbound(dir.path(), events).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -449,4 +355,78 @@ async fn redis_inbound_killed_at_random_points_stores_each_event_once() {
     })
     .await;
     report_inbound(dir.path(), &events).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amqp1_outbound_killed_at_random_points_loses_nothing() {
+    let Killed {
+        rabbit,
+        _connection,
+        channel: _,
+        events,
+        config,
+        _dir,
+    } = kill_outbound(
+        |rabbit| {
+            format!(
+                "name = \"out\"\ndirection = \"outbound\"\nbroker = \"amqp1\"\nurl = \"amqp://guest:guest@127.0.0.1:{}\"\nstart = \"all\"\naddress = \"/exchange/events/{{type}}\"\n",
+                rabbit.port()
+            )
+        },
+        5,
+    )
+    .await;
+    let mut client = amqp1::Amqp1Client::connect(&rabbit).await;
+    let child = spawn(&config);
+    let taken = client
+        .take(
+            "/amq/queue/downstream",
+            events.len(),
+            Duration::from_secs(60),
+        )
+        .await;
+    Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    let mut child = child;
+    assert!(child.0.wait().unwrap().success());
+    // Whatever else is queued: copies sent before a kill.
+    let rest = client
+        .take(
+            "/amq/queue/downstream",
+            usize::MAX,
+            Duration::from_millis(500),
+        )
+        .await;
+    client.close().await;
+    let arrived: Vec<(String, Vec<u8>)> = taken
+        .iter()
+        .chain(&rest)
+        .map(|m| (amqp1::message_id(m), amqp1::data(m)))
+        .collect();
+    report_outbound(&events, &arrived);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amqp1_inbound_killed_at_random_points_stores_each_event_once() {
+    let rabbit = RabbitMq::new();
+    let connection = Connection::connect(&rabbit.url(), ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    bound_queue(&channel, "upstream").await;
+    let events = events(EVENTS);
+    let mut client = amqp1::Amqp1Client::connect(&rabbit).await;
+    let messages = events
+        .iter()
+        .map(|e| amqp1::binary_message(e, &e.payload))
+        .collect();
+    client.send("/amq/queue/upstream", messages).await;
+    client.close().await;
+    let bridge = format!(
+        "name = \"in\"\ndirection = \"inbound\"\nbroker = \"amqp1\"\nurl = \"amqp://guest:guest@127.0.0.1:{}\"\nsource = \"/amq/queue/upstream\"\n",
+        rabbit.port()
+    );
+    drain_upstream_with_kills(&channel, &bridge, 6, &events).await;
 }

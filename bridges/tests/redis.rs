@@ -42,7 +42,7 @@ async fn entries(redis: &Redis, key: &str) -> Vec<Value> {
 fn outbound(redis: &Redis) -> BridgeConfig {
     BridgeConfig {
         start: StartAt::All,
-        address: STREAM_KEY.into(),
+        address: Some(STREAM_KEY.into()),
         batch_size: 64,
         ..BridgeConfig::new("out", Direction::Outbound, BrokerKind::Redis, redis.url())
     }

@@ -136,16 +136,26 @@ async fn the_server_runs_bridges_both_ways() {
         "the Redis entry reaches the log; log:\n{}",
         server.log()
     );
-    let metrics = reqwest::get(server.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    for line in [
+    // An inbound bridge counts a message after the upstream ack, which
+    // follows the log's: the count may lag the log by a moment.
+    let lines = [
         "backbone_bridge_messages_total{bridge=\"social-out\",direction=\"outbound\",broker=\"rabbitmq\"} 1",
         "backbone_bridge_messages_total{bridge=\"chat-in\",direction=\"inbound\",broker=\"redis\"} 1",
-    ] {
+    ];
+    let mut metrics = String::new();
+    for _ in 0..50 {
+        metrics = reqwest::get(server.url("/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if lines.iter().all(|line| metrics.contains(line)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for line in lines {
         assert!(metrics.contains(line), "{line} in\n{metrics}");
     }
     assert!(server.terminate().success());

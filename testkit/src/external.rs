@@ -125,6 +125,75 @@ pub(crate) fn stop_gracefully(mut child: Child, timeout: Duration) {
     let _ = child.wait();
 }
 
+/// A CA (`ca.pem`) and a server certificate it issued for `127.0.0.1`
+/// and `localhost` (`server.pem`, `server.key`) in `dir`, by `openssl`.
+fn make_certificates(dir: &Path) {
+    let openssl = |args: &[&str]| {
+        let output = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("running openssl (Debian's openssl package) to make test certificates");
+        assert!(
+            output.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    openssl(
+        &[
+            &[
+                "req",
+                "-x509",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=backbone-test-ca",
+            ][..],
+            &ec,
+            &["-keyout", "ca.key", "-out", "ca.pem"],
+        ]
+        .concat(),
+    );
+    openssl(
+        &[
+            &["req", "-subj", "/CN=localhost"][..],
+            &ec,
+            &["-keyout", "server.key", "-out", "server.csr"],
+        ]
+        .concat(),
+    );
+    fs::write(
+        dir.join("server.ext"),
+        "subjectAltName = IP:127.0.0.1, DNS:localhost\nextendedKeyUsage = serverAuth\n",
+    )
+    .expect("writing server.ext");
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+        "-out",
+        "server.pem",
+    ]);
+}
+
 fn accepts(port: u16) -> bool {
     TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200)).is_ok()
 }
@@ -137,6 +206,8 @@ fn accepts(port: u16) -> bool {
 pub struct RabbitMq {
     process: Process,
     epmd_port: u16,
+    /// The TLS listener's port, when started [`RabbitMq::with_tls`].
+    tls_port: Option<u16>,
     dir: TempDir,
 }
 
@@ -147,6 +218,21 @@ impl RabbitMq {
     /// When no `rabbitmq-server` is installed (with an install hint), or it
     /// does not accept connections within a minute.
     pub fn new() -> Self {
+        Self::start_node(false)
+    }
+
+    /// Starts a node that also listens with TLS (AMQP 0.9.1 and 1.0) on
+    /// [`RabbitMq::tls_port`], its certificate for `127.0.0.1` and
+    /// `localhost` issued by a CA made for it ([`RabbitMq::ca_file`]).
+    ///
+    /// # Panics
+    /// As [`RabbitMq::new`], and when `openssl` cannot make the
+    /// certificates.
+    pub fn with_tls() -> Self {
+        Self::start_node(true)
+    }
+
+    fn start_node(tls: bool) -> Self {
         let program = find(
             RABBITMQ_SERVER_BIN,
             // The script itself: /usr/sbin's wrapper switches to the
@@ -161,14 +247,25 @@ impl RabbitMq {
             .expect("creating the broker's temp dir");
         let (port, dist_port, epmd_port) = (free_port(), free_port(), free_port());
         let path = |name: &str| dir.path().join(name).display().to_string();
-        fs::write(
-            dir.path().join("rabbitmq.conf"),
-            format!(
-                "listeners.tcp.default = 127.0.0.1:{port}\nloopback_users = none\n\
-                 log.console = true\nlog.file = false\n"
-            ),
-        )
-        .expect("writing rabbitmq.conf");
+        let mut conf = format!(
+            "listeners.tcp.default = 127.0.0.1:{port}\nloopback_users = none\n\
+             log.console = true\nlog.file = false\n"
+        );
+        let tls_port = tls.then(|| {
+            make_certificates(dir.path());
+            let tls_port = free_port();
+            conf.push_str(&format!(
+                "listeners.ssl.default = 127.0.0.1:{tls_port}\n\
+                 ssl_options.cacertfile = {}\nssl_options.certfile = {}\n\
+                 ssl_options.keyfile = {}\nssl_options.verify = verify_none\n\
+                 ssl_options.fail_if_no_peer_cert = false\n",
+                path("ca.pem"),
+                path("server.pem"),
+                path("server.key"),
+            ));
+            tls_port
+        });
+        fs::write(dir.path().join("rabbitmq.conf"), conf).expect("writing rabbitmq.conf");
         fs::write(dir.path().join("enabled_plugins"), "[rabbitmq_amqp1_0].\n")
             .expect("writing enabled_plugins");
         fs::create_dir_all(dir.path().join("mnesia")).expect("creating the data dir");
@@ -202,10 +299,24 @@ impl RabbitMq {
                 child: None,
             },
             epmd_port,
+            tls_port,
             dir,
         };
         broker.start();
         broker
+    }
+
+    /// The TLS listener's port.
+    ///
+    /// # Panics
+    /// When the node was not started [`RabbitMq::with_tls`].
+    pub fn tls_port(&self) -> u16 {
+        self.tls_port.expect("a node started with_tls")
+    }
+
+    /// The PEM file of the CA that issued the TLS listener's certificate.
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
     }
 
     /// `amqp://guest:guest@127.0.0.1:<port>/%2f`.

@@ -25,6 +25,9 @@ use lapin::{
 };
 use tokio::task::JoinHandle;
 
+pub mod amqp1;
+pub mod crash;
+
 /// The embedded log at `path`, with the event stream provisioned.
 pub async fn open_log(path: &Path) -> Arc<dyn Broker> {
     let broker: Arc<dyn Broker> = Arc::new(
