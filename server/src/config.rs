@@ -16,7 +16,7 @@
 //! max_body_bytes = 1048576        # larger requests answer 413
 //! max_in_flight = 512             # more concurrent requests answer 503
 //!
-//! [[bridges]]                     # optional: to and from RabbitMQ, Redis
+//! [[bridges]]                     # optional: RabbitMQ, Redis, AMQP 1.0, Service Bus
 //! name = "social-out"             # (backbone_bridges::config)
 //! direction = "outbound"
 //! broker = "rabbitmq"
@@ -94,7 +94,7 @@ pub struct ServerConfig {
     /// ([`crate::spool`]); JetStream backends only.
     #[serde(default)]
     pub spool: SpoolConfig,
-    /// Bridges to RabbitMQ and Redis, run with the server
+    /// Bridges to RabbitMQ, Redis, AMQP 1.0 and Service Bus, run with the server
     /// ([`backbone_bridges::config`]).
     #[serde(default)]
     pub bridges: Vec<BridgeConfig>,

@@ -27,7 +27,7 @@ const EXIT_SETUP: u8 = 1;
 /// Exit code: a bridge stopped with an error.
 const EXIT_BRIDGE: u8 = 2;
 
-/// Runs Backbone's bridges to RabbitMQ and Redis.
+/// Runs Backbone's bridges to RabbitMQ, Redis, AMQP 1.0 and Azure Service Bus.
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
