@@ -21,7 +21,7 @@ import sys
 import nats
 from google.protobuf import json_format
 
-import backbone_events as be
+from backbone_client import wire as be
 
 
 def parse_args(argv):

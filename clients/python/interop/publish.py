@@ -16,8 +16,9 @@ import sys
 import nats
 from google.protobuf import json_format
 
-import backbone_events as be
-from samples import SAMPLES, SAMPLE_TRACEPARENT
+from backbone_client import JetStreamPublisher
+from backbone_client import wire as be
+from backbone_client.samples import SAMPLES, SAMPLE_TRACEPARENT
 
 
 def parse_args(argv):
@@ -49,9 +50,9 @@ async def run(args) -> int:
 
     nc = await nats.connect(args.url, connect_timeout=5, max_reconnect_attempts=0)
     try:
-        js = nc.jetstream()
+        publisher = JetStreamPublisher(nc.jetstream(), args.source)
         for envelope in envelopes:
-            ack = await be.publish(js, envelope)
+            ack = await publisher.publish_envelope(envelope)
             message = envelope.message(registry)
             print(json.dumps({
                 "subject": envelope.subject(),

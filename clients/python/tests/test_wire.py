@@ -1,6 +1,4 @@
-"""Unit tests of backbone_events without a server.
-
-    .venv/bin/python -m unittest discover -s interop/python -p 'test_*.py'
+"""The wire contract (``backbone_client.wire``) without a server.
 
 Every rejected input asserts the error kind, not the message.
 """
@@ -9,9 +7,13 @@ import datetime
 import unittest
 import uuid
 
-import backbone_events as be
+import subprocess
+import sys
+from pathlib import Path
+
+from backbone_client import wire as be
+from backbone_client.samples import SAMPLES, SAMPLE_TRACEPARENT
 from google.protobuf import json_format
-from samples import SAMPLES, SAMPLE_TRACEPARENT
 
 
 class HeaderValues(unittest.TestCase):
@@ -161,3 +163,19 @@ class Envelopes(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class GeneratedClasses(unittest.TestCase):
+    def test_the_committed_classes_match_the_protos(self):
+        script = Path(__file__).resolve().parents[1] / "scripts" / "generate.py"
+        result = subprocess.run([sys.executable, str(script), "--check"],
+                                capture_output=True, text=True)
+        self.assertEqual(result.returncode, 0, result.stderr)
+
+    def test_every_event_type_is_importable_typed(self):
+        from backbone_client import events
+
+        registry = be.registry()
+        for type_name, event_type in registry.by_type.items():
+            cls = getattr(events, event_type.message_class.__name__)
+            self.assertEqual(cls.DESCRIPTOR.full_name, event_type.full_name, type_name)

@@ -1,4 +1,4 @@
-"""Backbone events on NATS, from Python, following docs/wire-contract.md.
+"""The wire contract (``docs/wire-contract.md``): Backbone events on NATS.
 
 An event travels as one NATS message:
 
@@ -7,9 +7,9 @@ An event travels as one NATS message:
 - the protobuf binary encoding of the event message as the body;
 - ``Nats-Msg-Id`` equal to ``ce-id``, so JetStream drops re-published copies.
 
-The protobuf classes are generated from ``schemas/proto`` by
-``interop/python/scripts/python-env`` into ``target/python-gen``; the
-:class:`Registry` finds every event message in them through the
+The protobuf classes are generated from ``schemas/proto`` into
+``backbone_client._gen`` (``clients/python/scripts/generate.py``); the
+:class:`Registry` finds every event message among them through the
 ``(backbone.event)`` and ``(backbone.key)`` options.
 
 Every invalid input raises :class:`WireError` with a ``kind`` named like the
@@ -21,13 +21,11 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import importlib
-import os
+import pkgutil
 import re
 import secrets
-import sys
 import time
 import uuid
-from pathlib import Path
 from typing import Iterable, Optional
 
 STREAM_NAME = "EVENTS"
@@ -51,8 +49,7 @@ SPEC_VERSION = "1.0"
 CONTENT_TYPE_PROTOBUF = "application/protobuf"
 DATASCHEMA_PREFIX = "proto:"
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_GEN_DIR = REPO_ROOT / "target" / "python-gen"
+GENERATED = "backbone_client._gen"
 
 
 class WireError(Exception):
@@ -253,18 +250,13 @@ class EventType:
 class Registry:
     """Every event message of the generated classes, by type name and full name."""
 
-    def __init__(self, gen_dir: Optional[Path] = None):
-        gen_dir = Path(gen_dir or os.environ.get("BACKBONE_PYTHON_GEN") or DEFAULT_GEN_DIR)
-        if not (gen_dir / "backbone" / "options_pb2.py").is_file():
-            raise FileNotFoundError(
-                f"no generated classes in {gen_dir}: run interop/python/scripts/python-env"
-            )
-        if str(gen_dir) not in sys.path:
-            sys.path.insert(0, str(gen_dir))
-        options = importlib.import_module("backbone.options_pb2")
+    def __init__(self) -> None:
+        generated = importlib.import_module(GENERATED)
+        options = importlib.import_module(f"{GENERATED}.backbone.options_pb2")
         modules = [
-            importlib.import_module(".".join(p.relative_to(gen_dir).with_suffix("").parts))
-            for p in sorted(gen_dir.rglob("*_pb2.py"))
+            importlib.import_module(info.name)
+            for info in pkgutil.walk_packages(generated.__path__, f"{GENERATED}.")
+            if info.name.endswith("_pb2")
         ]
         from google.protobuf import message_factory
 
@@ -484,12 +476,12 @@ class Envelope:
         )
 
 
-async def publish(js, envelope: Envelope, timeout: float = 5.0):
-    """Publishes ``envelope`` with JetStream and returns the ``PubAck``
-    (``duplicate`` is true when ``Nats-Msg-Id`` was already stored)."""
-    return await js.publish(
-        envelope.subject(),
-        envelope.payload,
-        timeout=timeout,
-        headers=dict(envelope.headers()),
-    )
+_REGISTRY: Optional[Registry] = None
+
+
+def registry() -> Registry:
+    """The registry of the package's generated classes, built once."""
+    global _REGISTRY
+    if _REGISTRY is None:
+        _REGISTRY = Registry()
+    return _REGISTRY

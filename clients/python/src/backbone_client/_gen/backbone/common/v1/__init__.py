@@ -1,0 +1,1 @@
+"""Generated from schemas/proto by clients/python/scripts/generate.py: do not edit."""
