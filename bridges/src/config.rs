@@ -30,8 +30,10 @@
 //! followeeId = "/following_id"
 //! ```
 //!
-//! An address template may hold `{type}` (`user.followed`) and `{type_}`
-//! (`user_followed`, for brokers whose names take no dots). The
+//! An address template may hold `{type}` (`user.followed`), `{type_}`
+//! (`user_followed`, for brokers whose names take no dots) and `{key}`
+//! (the event's key, e.g. a conversation id: one channel per
+//! conversation). The
 //! defaults follow the seed systems' names: on RabbitMQ the routing key
 //! is the event type on the `events` topic exchange; on Redis the stream
 //! key (or pub/sub channel) is the event type.
@@ -223,9 +225,9 @@ impl BridgeConfig {
         format!("bridge-{}", self.name)
     }
 
-    /// The address of an event of `event_type`: its route, else the
-    /// `address` template filled in.
-    pub fn address_of(&self, event_type: &str) -> String {
+    /// The address of an event of `event_type` with `key`: its route,
+    /// else the `address` template, filled in.
+    pub fn address_of(&self, event_type: &str, key: &str) -> String {
         let template = self
             .routes
             .get(event_type)
@@ -233,6 +235,7 @@ impl BridgeConfig {
         template
             .replace("{type_}", &event_type.replace('.', "_"))
             .replace("{type}", event_type)
+            .replace("{key}", key)
     }
 
     /// The address template of an event without a route.
@@ -376,11 +379,16 @@ mod tests {
         .unwrap();
         assert_eq!(config.problem(), None);
         assert_eq!(config.exchange, "events");
-        assert_eq!(config.address_of("user.followed"), "user.followed");
+        assert_eq!(config.address_of("user.followed", "u-1"), "user.followed");
         assert_eq!(
-            config.address_of("payment.received"),
+            config.address_of("payment.received", "u-1"),
             "events-payment_received"
         );
+        let per_key = BridgeConfig {
+            address: Some("chat:{key}".into()),
+            ..config.clone()
+        };
+        assert_eq!(per_key.address_of("message.received", "c-7"), "chat:c-7");
         assert_eq!(config.consumer_name(), "bridge-out");
         assert!(config.sends("anything.at_all"));
     }
@@ -429,12 +437,12 @@ mod tests {
         );
         assert_eq!(out.problem(), None);
         assert_eq!(
-            out.address_of("payment.received"),
+            out.address_of("payment.received", "u-42"),
             "events-payment_received"
         );
         let amqp1 = BridgeConfig::new("a", Direction::Outbound, BrokerKind::Amqp1, "amqps://h");
         assert_eq!(amqp1.problem(), None);
-        assert_eq!(amqp1.address_of("user.followed"), "user.followed");
+        assert_eq!(amqp1.address_of("user.followed", "u-1"), "user.followed");
         let wrong_url = BridgeConfig::new("a", Direction::Outbound, BrokerKind::Amqp1, "http://h");
         assert!(wrong_url.problem().unwrap().contains("amqp[s]://"));
         let no_key = BridgeConfig::new(

@@ -80,7 +80,7 @@ impl Outgoing {
         Ok(Some(Self {
             seq: message.seq,
             id: envelope.id.to_string(),
-            address: config.address_of(&envelope.event_type),
+            address: config.address_of(&envelope.event_type, &envelope.key),
             event_type: envelope.event_type,
             attributes,
             headers: message.headers.clone(),

@@ -18,7 +18,9 @@ use backbone_broker::{Broker, OutboundMessage, StreamConfig};
 use backbone_schemas::media::v1::{ImageProcessed, PackImagesUpdated, TuneCreated};
 use backbone_schemas::messaging::v1::MessageReceived;
 use backbone_schemas::payment::v1::{PaymentReceived, PaymentRefunded};
-use backbone_schemas::user::v1::{UserFollowed, UserRegistered, UserUnfollowed};
+use backbone_schemas::user::v1::{
+    UserFollowed, UserPresenceChanged, UserRegistered, UserUnfollowed,
+};
 use backbone_schemas::{DecodeErrorKind, Envelope, Event, EventContext, Headers, sample, wire};
 use backbone_testkit::NatsServer;
 use bytes::Bytes;
@@ -132,6 +134,9 @@ fn assert_is_sample(envelope: &Envelope) {
         "user.registered" => check::<UserRegistered>(envelope, sample::user_registered()),
         "user.followed" => check::<UserFollowed>(envelope, sample::user_followed()),
         "user.unfollowed" => check::<UserUnfollowed>(envelope, sample::user_unfollowed()),
+        "user.presence_changed" => {
+            check::<UserPresenceChanged>(envelope, sample::user_presence_changed())
+        }
         "message.received" => check::<MessageReceived>(envelope, sample::message_received()),
         "image.processed" => check::<ImageProcessed>(envelope, sample::image_processed()),
         "tune.created" => check::<TuneCreated>(envelope, sample::tune_created()),

@@ -375,7 +375,8 @@ mod tests {
             let decoded = Envelope::decode(&e.subject(), &e.headers(), &e.payload).unwrap();
             types.insert(decoded.event_type);
         }
-        assert_eq!(types.len(), 9, "every event type appears: {types:?}");
+        // Every type of the seed flows the generator models (not presence).
+        assert_eq!(types.len(), 9, "every generated type appears: {types:?}");
     }
 
     #[test]

@@ -26,7 +26,10 @@ use crate::event::Event;
 use crate::media::v1::{ImageProcessed, PackImagesUpdated, TuneCreated};
 use crate::messaging::v1::{Channel, MessageReceived};
 use crate::payment::v1::{PaymentReceived, PaymentRefunded};
-use crate::user::v1::{SignupChannel, UserFollowed, UserRegistered, UserUnfollowed};
+use crate::user::v1::{
+    PresenceStatus, SignupChannel, UserFollowed, UserPresenceChanged, UserRegistered,
+    UserUnfollowed,
+};
 
 /// The base instant of every sample: 2025-06-01T12:00:00Z, in unix millis.
 pub const SAMPLE_EPOCH_MS: u64 = 1_748_779_200_000;
@@ -71,6 +74,15 @@ pub fn user_unfollowed() -> UserUnfollowed {
         follower_id: "u-42".into(),
         followee_id: "u-7".into(),
         unfollowed_at: ts(120_000),
+    }
+}
+
+/// `user.presence_changed`: u-42 comes online.
+pub fn user_presence_changed() -> UserPresenceChanged {
+    UserPresenceChanged {
+        user_id: "u-42".into(),
+        status: PresenceStatus::Online.into(),
+        changed_at: ts(150_000),
     }
 }
 
@@ -232,6 +244,10 @@ pub fn sample_events() -> Vec<(&'static str, Envelope)> {
         (PaymentRefunded::TYPE, refund),
         (TuneCreated::TYPE, sample_envelope(&tune_created(), 8)),
         (UserFollowed::TYPE, sample_envelope(&user_followed(), 1)),
+        (
+            UserPresenceChanged::TYPE,
+            sample_envelope(&user_presence_changed(), 9),
+        ),
         (UserRegistered::TYPE, sample_envelope(&user_registered(), 0)),
         (UserUnfollowed::TYPE, sample_envelope(&user_unfollowed(), 2)),
     ]

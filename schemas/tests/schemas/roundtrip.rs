@@ -27,6 +27,7 @@ fn every_typed_event_round_trips_through_the_envelope() {
     typed_roundtrip(sample::user_registered());
     typed_roundtrip(sample::user_followed());
     typed_roundtrip(sample::user_unfollowed());
+    typed_roundtrip(sample::user_presence_changed());
     typed_roundtrip(sample::message_received());
     typed_roundtrip(sample::image_processed());
     typed_roundtrip(sample::tune_created());

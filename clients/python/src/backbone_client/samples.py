@@ -31,6 +31,11 @@ SAMPLES = {
         "followeeId": "u-7",
         "unfollowedAt": "2025-06-01T12:02:00Z",
     },
+    "user.presence_changed": {
+        "userId": "u-42",
+        "status": "PRESENCE_STATUS_ONLINE",
+        "changedAt": "2025-06-01T12:02:30Z",
+    },
     "message.received": {
         "conversationId": "c-7f3a9",
         "providerMessageId": "wamid.HBgNNTUxMTk4NzY1NDMyMRUCABIYFjNFQjBDMEE4",

@@ -10,9 +10,11 @@ from backbone_client._gen.backbone.options_pb2 import EventOptions as EventOptio
 from backbone_client._gen.backbone.payment.v1.events_pb2 import PaymentReceived as PaymentReceived
 from backbone_client._gen.backbone.payment.v1.events_pb2 import PaymentRefunded as PaymentRefunded
 from backbone_client._gen.backbone.user.v1.events_pb2 import SignupChannel as SignupChannel
+from backbone_client._gen.backbone.user.v1.events_pb2 import PresenceStatus as PresenceStatus
 from backbone_client._gen.backbone.user.v1.events_pb2 import UserRegistered as UserRegistered
 from backbone_client._gen.backbone.user.v1.events_pb2 import UserFollowed as UserFollowed
 from backbone_client._gen.backbone.user.v1.events_pb2 import UserUnfollowed as UserUnfollowed
+from backbone_client._gen.backbone.user.v1.events_pb2 import UserPresenceChanged as UserPresenceChanged
 
 __all__ = [
     'MediaRef',
@@ -25,7 +27,9 @@ __all__ = [
     'PaymentReceived',
     'PaymentRefunded',
     'SignupChannel',
+    'PresenceStatus',
     'UserRegistered',
     'UserFollowed',
     'UserUnfollowed',
+    'UserPresenceChanged',
 ]

@@ -26,7 +26,7 @@ from backbone_client._gen.backbone import options_pb2 as backbone_dot_options__p
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x62\x61\x63kbone/user/v1/events.proto\x12\x10\x62\x61\x63kbone.user.v1\x1a\x16\x62\x61\x63kbone/options.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x85\x02\n\x0eUserRegistered\x12\x15\n\x07user_id\x18\x01 \x01(\tB\x04\x88\xb5\x18\x01\x12\x0e\n\x06handle\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12\r\n\x05\x65mail\x18\x04 \x01(\t\x12\x0e\n\x06locale\x18\x05 \x01(\t\x12\x30\n\x07\x63hannel\x18\x06 \x01(\x0e\x32\x1f.backbone.user.v1.SignupChannel\x12\x1b\n\x13referred_by_user_id\x18\x07 \x01(\t\x12\x31\n\rregistered_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp:\x15\x82\xb5\x18\x11\n\x0fuser.registered\"\x84\x01\n\x0cUserFollowed\x12\x19\n\x0b\x66ollower_id\x18\x01 \x01(\tB\x04\x88\xb5\x18\x01\x12\x13\n\x0b\x66ollowee_id\x18\x02 \x01(\t\x12/\n\x0b\x66ollowed_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp:\x13\x82\xb5\x18\x0f\n\ruser.followed\"\x8a\x01\n\x0eUserUnfollowed\x12\x19\n\x0b\x66ollower_id\x18\x01 \x01(\tB\x04\x88\xb5\x18\x01\x12\x13\n\x0b\x66ollowee_id\x18\x02 \x01(\t\x12\x31\n\runfollowed_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp:\x15\x82\xb5\x18\x11\n\x0fuser.unfollowed*\x98\x01\n\rSignupChannel\x12\x1e\n\x1aSIGNUP_CHANNEL_UNSPECIFIED\x10\x00\x12\x16\n\x12SIGNUP_CHANNEL_WEB\x10\x01\x12\x16\n\x12SIGNUP_CHANNEL_IOS\x10\x02\x12\x1a\n\x16SIGNUP_CHANNEL_ANDROID\x10\x03\x12\x1b\n\x17SIGNUP_CHANNEL_WHATSAPP\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x62\x61\x63kbone/user/v1/events.proto\x12\x10\x62\x61\x63kbone.user.v1\x1a\x16\x62\x61\x63kbone/options.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x85\x02\n\x0eUserRegistered\x12\x15\n\x07user_id\x18\x01 \x01(\tB\x04\x88\xb5\x18\x01\x12\x0e\n\x06handle\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12\r\n\x05\x65mail\x18\x04 \x01(\t\x12\x0e\n\x06locale\x18\x05 \x01(\t\x12\x30\n\x07\x63hannel\x18\x06 \x01(\x0e\x32\x1f.backbone.user.v1.SignupChannel\x12\x1b\n\x13referred_by_user_id\x18\x07 \x01(\t\x12\x31\n\rregistered_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp:\x15\x82\xb5\x18\x11\n\x0fuser.registered\"\x84\x01\n\x0cUserFollowed\x12\x19\n\x0b\x66ollower_id\x18\x01 \x01(\tB\x04\x88\xb5\x18\x01\x12\x13\n\x0b\x66ollowee_id\x18\x02 \x01(\t\x12/\n\x0b\x66ollowed_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp:\x13\x82\xb5\x18\x0f\n\ruser.followed\"\x8a\x01\n\x0eUserUnfollowed\x12\x19\n\x0b\x66ollower_id\x18\x01 \x01(\tB\x04\x88\xb5\x18\x01\x12\x13\n\x0b\x66ollowee_id\x18\x02 \x01(\t\x12\x31\n\runfollowed_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp:\x15\x82\xb5\x18\x11\n\x0fuser.unfollowed\"\xab\x01\n\x13UserPresenceChanged\x12\x15\n\x07user_id\x18\x01 \x01(\tB\x04\x88\xb5\x18\x01\x12\x30\n\x06status\x18\x02 \x01(\x0e\x32 .backbone.user.v1.PresenceStatus\x12.\n\nchanged_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp:\x1b\x82\xb5\x18\x17\n\x15user.presence_changed*\x98\x01\n\rSignupChannel\x12\x1e\n\x1aSIGNUP_CHANNEL_UNSPECIFIED\x10\x00\x12\x16\n\x12SIGNUP_CHANNEL_WEB\x10\x01\x12\x16\n\x12SIGNUP_CHANNEL_IOS\x10\x02\x12\x1a\n\x16SIGNUP_CHANNEL_ANDROID\x10\x03\x12\x1b\n\x17SIGNUP_CHANNEL_WHATSAPP\x10\x04*\x84\x01\n\x0ePresenceStatus\x12\x1f\n\x1bPRESENCE_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16PRESENCE_STATUS_ONLINE\x10\x01\x12\x18\n\x14PRESENCE_STATUS_AWAY\x10\x02\x12\x1b\n\x17PRESENCE_STATUS_OFFLINE\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -45,12 +45,20 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_USERUNFOLLOWED'].fields_by_name['follower_id']._serialized_options = b'\210\265\030\001'
   _globals['_USERUNFOLLOWED']._loaded_options = None
   _globals['_USERUNFOLLOWED']._serialized_options = b'\202\265\030\021\n\017user.unfollowed'
-  _globals['_SIGNUPCHANNEL']._serialized_start=649
-  _globals['_SIGNUPCHANNEL']._serialized_end=801
+  _globals['_USERPRESENCECHANGED'].fields_by_name['user_id']._loaded_options = None
+  _globals['_USERPRESENCECHANGED'].fields_by_name['user_id']._serialized_options = b'\210\265\030\001'
+  _globals['_USERPRESENCECHANGED']._loaded_options = None
+  _globals['_USERPRESENCECHANGED']._serialized_options = b'\202\265\030\027\n\025user.presence_changed'
+  _globals['_SIGNUPCHANNEL']._serialized_start=823
+  _globals['_SIGNUPCHANNEL']._serialized_end=975
+  _globals['_PRESENCESTATUS']._serialized_start=978
+  _globals['_PRESENCESTATUS']._serialized_end=1110
   _globals['_USERREGISTERED']._serialized_start=109
   _globals['_USERREGISTERED']._serialized_end=370
   _globals['_USERFOLLOWED']._serialized_start=373
   _globals['_USERFOLLOWED']._serialized_end=505
   _globals['_USERUNFOLLOWED']._serialized_start=508
   _globals['_USERUNFOLLOWED']._serialized_end=646
+  _globals['_USERPRESENCECHANGED']._serialized_start=649
+  _globals['_USERPRESENCECHANGED']._serialized_end=820
 # @@protoc_insertion_point(module_scope)

@@ -17,11 +17,22 @@ class SignupChannel(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SIGNUP_CHANNEL_IOS: _ClassVar[SignupChannel]
     SIGNUP_CHANNEL_ANDROID: _ClassVar[SignupChannel]
     SIGNUP_CHANNEL_WHATSAPP: _ClassVar[SignupChannel]
+
+class PresenceStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PRESENCE_STATUS_UNSPECIFIED: _ClassVar[PresenceStatus]
+    PRESENCE_STATUS_ONLINE: _ClassVar[PresenceStatus]
+    PRESENCE_STATUS_AWAY: _ClassVar[PresenceStatus]
+    PRESENCE_STATUS_OFFLINE: _ClassVar[PresenceStatus]
 SIGNUP_CHANNEL_UNSPECIFIED: SignupChannel
 SIGNUP_CHANNEL_WEB: SignupChannel
 SIGNUP_CHANNEL_IOS: SignupChannel
 SIGNUP_CHANNEL_ANDROID: SignupChannel
 SIGNUP_CHANNEL_WHATSAPP: SignupChannel
+PRESENCE_STATUS_UNSPECIFIED: PresenceStatus
+PRESENCE_STATUS_ONLINE: PresenceStatus
+PRESENCE_STATUS_AWAY: PresenceStatus
+PRESENCE_STATUS_OFFLINE: PresenceStatus
 
 class UserRegistered(_message.Message):
     __slots__ = ("user_id", "handle", "display_name", "email", "locale", "channel", "referred_by_user_id", "registered_at")
@@ -62,3 +73,13 @@ class UserUnfollowed(_message.Message):
     followee_id: str
     unfollowed_at: _timestamp_pb2.Timestamp
     def __init__(self, follower_id: _Optional[str] = ..., followee_id: _Optional[str] = ..., unfollowed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class UserPresenceChanged(_message.Message):
+    __slots__ = ("user_id", "status", "changed_at")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_AT_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    status: PresenceStatus
+    changed_at: _timestamp_pb2.Timestamp
+    def __init__(self, user_id: _Optional[str] = ..., status: _Optional[_Union[PresenceStatus, str]] = ..., changed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
