@@ -1,0 +1,162 @@
+"""WhatsApp bot (seeds 000, 001) on Backbone, end to end, in development
+mode: the embedded log, no server other than Backbone's.
+
+    python examples/seeds/whatsapp/walkthrough.py [--bin-dir target/debug]
+
+The seed's services become Backbone webhooks and read models:
+
+- the **message service**'s WhatsApp webhook: Meta posts a signed delivery
+  (``x-hub-signature-256``) to ``/v1/webhooks/whatsapp`` -> ``message.received``;
+- the **image service**'s callbacks, at the seed's paths: the image
+  provider posts ``/v1/webhooks/pack-tune-received`` (a trained tune, then
+  the prompt's images) -> ``tune.created``, ``image.processed``, and
+  ``/v1/webhooks/update-images`` -> ``pack.images_updated``;
+- the **payment service**'s webhook -> ``payment.received``;
+- the bot's onboarding (Python, ``backbone_client.HttpPublisher``) registers
+  the WhatsApp user -> ``user.registered``;
+- the read models answer for the user: ``inbox`` (the conversation and its
+  unread count), ``gallery`` (tune, images, pack), ``billing`` (balance).
+
+Each provider retries its delivery once, as providers do: the copies are
+duplicates and nothing is stored twice. Prints each answer; exits 1 if any
+is wrong.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import seedkit  # noqa: E402
+from backbone_client import HttpPublisher, events  # noqa: E402
+
+SECRET = "whatsapp-walkthrough-secret"
+WA_USER = "16505551234"
+USER = "u-7001"
+
+WHATSAPP = {"object": "whatsapp_business_account", "entry": [{"id": "102290129340398", "changes": [
+    {"field": "messages", "value": {
+        "messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": "15550783881", "phone_number_id": "106540352242922"},
+        "contacts": [{"profile": {"name": "Sheena Nelson"}, "wa_id": WA_USER}],
+        "messages": [
+            {"from": WA_USER, "id": "wamid.HBgLMTY1MDUwNzY1MjAVAgASGBQzQTRBNjU5OUFFRTAzODEwMTQ0RgA=",
+             "timestamp": "1749416383", "type": "text", "text": {"body": "Make me a pirate, please"}},
+            {"from": WA_USER, "id": "wamid.HBgLMTY1MDUwNzY1MjAVAgASGBQzQTRBNjU5OUFFRTAzODEwMTQ0RwA=",
+             "timestamp": "1749416390", "type": "text", "text": {"body": "With a parrot?"}},
+        ]}}]}]}
+TUNE = {"tune": {"id": 1504944, "title": "Pirate portraits", "name": "woman", "base_model": "sdxl",
+                 "status": "trained", "pack_id": 77, "image_ids": ["9001", "9002"],
+                 "created_at": "2026-12-01T10:00:00Z"}}
+PROMPT = {"prompt": {"id": 5551, "tune_id": 1504944, "pipeline": "headshots-v2",
+                     "updated_at": "2026-12-01T10:05:00Z", "images": [
+    {"id": 9001, "url": "https://cdn.example/9001.jpg", "content_type": "image/jpeg",
+     "width": 1024, "height": 1024},
+    {"id": 9002, "url": "https://cdn.example/9002.jpg", "content_type": "image/jpeg",
+     "width": 1024, "height": 768}]}}
+PACK = {"pack": {"id": 77, "revision": 2, "image_ids": ["9001", "9002"], "added_image_ids": ["9002"],
+                 "removed_image_ids": [], "updated_at": "2026-12-01T10:06:00Z"}}
+PAYMENT = {"id": "evt_1Q2w3E4r", "type": "payment.succeeded", "created": 1764756000, "data": {
+    "id": "pi_3Q9xYz", "payment_id": "pay-7001", "amount": 2990, "currency": "BRL",
+    "metadata": {"user_id": USER, "sku": "pirate-pack-20"}}}
+
+
+def deliver(server: seedkit.Server, path: str, header: str, prefix: str, body: dict) -> tuple:
+    """Posts ``body`` signed with the shared secret, as the provider does;
+    the status and the results' duplicate flags."""
+    raw = json.dumps(body).encode()
+    signature = hmac.new(SECRET.encode(), raw, hashlib.sha256).hexdigest()
+    request = urllib.request.Request(
+        f"{server.url}{path}", data=raw, method="POST",
+        headers={"content-type": "application/json", header: f"{prefix}{signature}"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            answer = json.loads(response.read() or b"{}")
+            return response.status, [r["duplicate"] for r in answer.get("results", [])]
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}").get("error", {}).get("kind")
+
+
+def main() -> None:
+    args = seedkit.parse_args(__doc__.splitlines()[0])
+    with tempfile.TemporaryDirectory() as secrets:
+        secret_file = Path(secrets) / "provider.secret"
+        secret_file.write_text(SECRET)
+        hooks = "".join(
+            f'[[webhooks]]\nname = "{name}"\nmapping = "{mapping}"\nsecret_file = "{secret_file}"\n'
+            f'source = "{source}"\n'
+            for name, mapping, source in [
+                ("whatsapp", "whatsapp-cloud", "message-service"),
+                ("pack-tune-received", "image-callback", "image-service"),
+                ("update-images", "image-callback", "image-service"),
+                ("payments", "payment-provider", "payment-service"),
+            ]
+        )
+        with seedkit.Server(args.bin_dir, config=hooks,
+                            models='["inbox", "gallery", "billing"]') as server:
+            run(server)
+    seedkit.finish("whatsapp walkthrough (development mode)")
+
+
+def run(server: seedkit.Server) -> None:
+    print("bot onboarding: register the WhatsApp user")
+    onboarding = HttpPublisher(server.url, source="message-service")
+    onboarding.publish(events.UserRegistered(
+        user_id=USER, handle="sheena", display_name="Sheena Nelson", locale="en-US",
+        channel=events.SignupChannel.SIGNUP_CHANNEL_WHATSAPP))
+
+    print("providers: signed webhook deliveries, each sent twice")
+    deliveries = [
+        ("/v1/webhooks/whatsapp", "x-hub-signature-256", "sha256=", WHATSAPP, 2),
+        (f"/v1/webhooks/pack-tune-received?user_id={USER}", "x-signature", "", TUNE, 1),
+        (f"/v1/webhooks/pack-tune-received?user_id={USER}", "x-signature", "", PROMPT, 2),
+        (f"/v1/webhooks/update-images?user_id={USER}", "x-signature", "", PACK, 1),
+        ("/v1/webhooks/payments", "x-signature", "sha256=", PAYMENT, 1),
+    ]
+    for path, header, prefix, body, count in deliveries:
+        name = path.split("?")[0].rsplit("/", 1)[1]
+        first = deliver(server, path, header, prefix, body)
+        again = deliver(server, path, header, prefix, body)
+        seedkit.check(f"{name}: stored, then the retry a duplicate",
+                      (first, again), ((201, [False] * count), (201, [True] * count)))
+    forged_request = urllib.request.Request(
+        f"{server.url}/v1/webhooks/payments", data=json.dumps(PAYMENT).encode(), method="POST",
+        headers={"content-type": "application/json", "x-signature": "sha256=" + "0" * 64})
+    try:
+        urllib.request.urlopen(forged_request, timeout=10)
+        forged = (200, None)
+    except urllib.error.HTTPError as error:
+        forged = (error.code, json.loads(error.read()).get("error", {}).get("kind"))
+    seedkit.check("a delivery with a wrong signature", forged, (401, "BadSignature"))
+
+    print(f"read models: what the bot shows {USER} ({WA_USER} on WhatsApp)")
+    inbox = server.wait_for(f"/v1/models/inbox/users/address:{WA_USER}/unread",
+                            lambda a: a.get("unread") == 2)
+    seedkit.check("inbox: unread messages", inbox.get("unread"), 2)
+    conversation = server.get(f"/v1/models/inbox/conversations/{WA_USER}")
+    seedkit.check("inbox: the conversation's last text", conversation.get("last_text"),
+                  "With a parrot?")
+    pack = server.wait_for("/v1/models/gallery/packs/77", lambda a: a.get("revision") == 2)
+    seedkit.check("gallery: pack 77's revision", pack.get("revision"), 2)
+    tune = server.get(f"/v1/models/gallery/users/{USER}/tune")
+    seedkit.check("gallery: the latest tune", tune.get("tune_id"), "1504944")
+    images = server.get(f"/v1/models/gallery/users/{USER}/images")
+    seedkit.check("gallery: processed images", [i["image_id"] for i in images["items"]],
+                  ["9001", "9002"])
+    balances = server.wait_for(f"/v1/models/billing/users/{USER}/balances",
+                               lambda a: bool(a.get("balances")))
+    seedkit.check("billing: balance", balances.get("balances"),
+                  [{"currency": "BRL", "balance_minor": 2990}])
+
+
+if __name__ == "__main__":
+    main()
