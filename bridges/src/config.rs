@@ -36,7 +36,9 @@
 //! conversation). The
 //! defaults follow the seed systems' names: on RabbitMQ the routing key
 //! is the event type on the `events` topic exchange; on Redis the stream
-//! key (or pub/sub channel) is the event type.
+//! key (or pub/sub channel) is the event type; on Service Bus the topic is
+//! `events-{type_}`, and `events-user_message_received` for
+//! `message.received` (the WhatsApp bot's topics).
 
 use std::{collections::BTreeMap, fmt, time::Duration};
 
@@ -231,7 +233,7 @@ impl BridgeConfig {
         let template = self
             .routes
             .get(event_type)
-            .map_or_else(|| self.address_template(), String::as_str);
+            .map_or_else(|| self.default_address_of(event_type), String::as_str);
         template
             .replace("{type_}", &event_type.replace('.', "_"))
             .replace("{type}", event_type)
@@ -244,6 +246,17 @@ impl BridgeConfig {
             (Some(address), _) => address,
             (None, BrokerKind::Servicebus) => "events-{type_}",
             (None, _) => "{type}",
+        }
+    }
+
+    /// The template of an `event_type` without a route: the
+    /// [`address_template`](Self::address_template), except on Service Bus
+    /// without an `address`, where `message.received` keeps the WhatsApp
+    /// bot's topic name, `events-user_message_received`.
+    fn default_address_of(&self, event_type: &str) -> &str {
+        match (&self.address, self.broker, event_type) {
+            (None, BrokerKind::Servicebus, "message.received") => "events-user_message_received",
+            _ => self.address_template(),
         }
     }
 
@@ -439,6 +452,10 @@ mod tests {
         assert_eq!(
             out.address_of("payment.received", "u-42"),
             "events-payment_received"
+        );
+        assert_eq!(
+            out.address_of("message.received", "c-1"),
+            "events-user_message_received"
         );
         let amqp1 = BridgeConfig::new("a", Direction::Outbound, BrokerKind::Amqp1, "amqps://h");
         assert_eq!(amqp1.problem(), None);
