@@ -22,10 +22,7 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -41,39 +38,6 @@ CONVERSATIONS = {
 }
 PRESENCE = [("u-1", "ONLINE"), ("u-2", "ONLINE"), ("u-1", "AWAY"), ("u-2", "OFFLINE")]
 PROBE_USER = "u-probe"
-
-
-class RedisServer:
-    """A throwaway ``redis-server`` on a free loopback port."""
-
-    def __init__(self):
-        program = os.environ.get("REDIS_SERVER_BIN") or "/usr/bin/redis-server"
-        if not Path(program).is_file():
-            sys.exit(f"{program} is missing: install Debian's redis-server "
-                     "(scripts/ensure-brokers does) or set REDIS_SERVER_BIN")
-        self._dir = tempfile.TemporaryDirectory(prefix="backbone-seed-redis-")
-        self.port = seedkit.free_port()
-        self.process = subprocess.Popen(
-            [program, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", self._dir.name],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        self.client = redis.Redis(port=self.port)
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                self.client.ping()
-                break
-            except redis.ConnectionError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    sys.exit("redis-server did not start")
-                time.sleep(0.05)
-
-    def stop(self):
-        self.client.close()
-        self.process.terminate()
-        self.process.wait(timeout=10)
-        self._dir.cleanup()
 
 
 class RealtimeService:
@@ -104,7 +68,8 @@ class RealtimeService:
 
 def main() -> None:
     args = seedkit.parse_args(__doc__.splitlines()[0])
-    store = RedisServer()
+    store = seedkit.RedisServer()
+    client = redis.Redis(port=store.port)
     bridge = f"""
 [[bridges]]
 name = "chat-realtime"
@@ -118,7 +83,7 @@ routes = {{ "user.presence_changed" = "presence:{{key}}" }}
 """
     try:
         with seedkit.Server(args.bin_dir, config=bridge, models="[]") as server:
-            realtime = RealtimeService(store.client)
+            realtime = RealtimeService(client)
             chat = HttpPublisher(server.url, source="abdre-chat-service")
             users = HttpPublisher(server.url, source="abdre-user-service")
             status = events.PresenceStatus
@@ -165,6 +130,7 @@ routes = {{ "user.presence_changed" = "presence:{{key}}" }}
                 seedkit.check(f"presence:{user}", names,
                               [state for who, state in PRESENCE if who == user])
     finally:
+        client.close()
         store.stop()
     seedkit.finish("chat walkthrough")
 

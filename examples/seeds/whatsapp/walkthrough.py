@@ -1,7 +1,14 @@
-"""WhatsApp bot (seeds 000, 001) on Backbone, end to end, in development
-mode: the embedded log, no server other than Backbone's.
+"""WhatsApp bot (seeds 000, 001) on Backbone, end to end, in both modes.
 
     python examples/seeds/whatsapp/walkthrough.py [--bin-dir target/debug]
+
+- **development mode**: the embedded log, no server other than Backbone's;
+- **production mode**: the same run on NATS JetStream (``nats-server``),
+  with every event the bot's services used Service Bus for mirrored over
+  the outbound AMQP 1.0 bridge to queues named like the bot's topics
+  (``events-user_message_received``, ``events-tune_created``, ...) on an
+  AMQP 1.0 broker (RabbitMQ's ``rabbitmq_amqp1_0`` plugin), where a legacy
+  consumer (pika) finds each event once under its ``ce-id``.
 
 The seed's services become Backbone webhooks and read models:
 
@@ -29,6 +36,7 @@ import hmac
 import json
 import sys
 import tempfile
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -36,6 +44,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import seedkit  # noqa: E402
+import pika  # noqa: E402
 from backbone_client import HttpPublisher, events  # noqa: E402
 
 SECRET = "whatsapp-walkthrough-secret"
@@ -64,6 +73,11 @@ PROMPT = {"prompt": {"id": 5551, "tune_id": 1504944, "pipeline": "headshots-v2",
      "width": 1024, "height": 768}]}}
 PACK = {"pack": {"id": 77, "revision": 2, "image_ids": ["9001", "9002"], "added_image_ids": ["9002"],
                  "removed_image_ids": [], "updated_at": "2026-12-01T10:06:00Z"}}
+#: The bot's Service Bus topics and the events each one carried.
+TOPICS = {"events-user_message_received": 2, "events-tune_created": 1,
+          "events-image_processed": 2, "events-pack_images_updated": 1,
+          "events-payment_received": 1}
+
 PAYMENT = {"id": "evt_1Q2w3E4r", "type": "payment.succeeded", "created": 1764756000, "data": {
     "id": "pi_3Q9xYz", "payment_id": "pay-7001", "amount": 2990, "currency": "BRL",
     "metadata": {"user_id": USER, "sku": "pirate-pack-20"}}}
@@ -86,25 +100,83 @@ def deliver(server: seedkit.Server, path: str, header: str, prefix: str, body: d
         return error.code, json.loads(error.read() or b"{}").get("error", {}).get("kind")
 
 
+def webhooks(secret_file: Path) -> str:
+    return "".join(
+        f'[[webhooks]]\nname = "{name}"\nmapping = "{mapping}"\nsecret_file = "{secret_file}"\n'
+        f'source = "{source}"\n'
+        for name, mapping, source in [
+            ("whatsapp", "whatsapp-cloud", "message-service"),
+            ("pack-tune-received", "image-callback", "image-service"),
+            ("update-images", "image-callback", "image-service"),
+            ("payments", "payment-provider", "payment-service"),
+        ]
+    )
+
+
+MODELS = '["inbox", "gallery", "billing"]'
+
+
 def main() -> None:
     args = seedkit.parse_args(__doc__.splitlines()[0])
     with tempfile.TemporaryDirectory() as secrets:
         secret_file = Path(secrets) / "provider.secret"
         secret_file.write_text(SECRET)
-        hooks = "".join(
-            f'[[webhooks]]\nname = "{name}"\nmapping = "{mapping}"\nsecret_file = "{secret_file}"\n'
-            f'source = "{source}"\n'
-            for name, mapping, source in [
-                ("whatsapp", "whatsapp-cloud", "message-service"),
-                ("pack-tune-received", "image-callback", "image-service"),
-                ("update-images", "image-callback", "image-service"),
-                ("payments", "payment-provider", "payment-service"),
-            ]
-        )
-        with seedkit.Server(args.bin_dir, config=hooks,
-                            models='["inbox", "gallery", "billing"]') as server:
+        print("== development mode: the embedded log")
+        with seedkit.Server(args.bin_dir, config=webhooks(secret_file), models=MODELS) as server:
             run(server)
-    seedkit.finish("whatsapp walkthrough (development mode)")
+        print("== production mode: JetStream, Service Bus topics mirrored over AMQP 1.0")
+        production(args.bin_dir, webhooks(secret_file))
+    seedkit.finish("whatsapp walkthrough")
+
+
+def production(bin_dir: str, hooks: str) -> None:
+    nats = seedkit.NatsServer()
+    rabbit = seedkit.RabbitMq()
+    try:
+        legacy = pika.BlockingConnection(pika.ConnectionParameters(
+            "127.0.0.1", rabbit.port, credentials=pika.PlainCredentials("guest", "guest")))
+        channel = legacy.channel()
+        for topic in TOPICS:
+            channel.queue_declare(topic, durable=True)
+        mirror = f"""
+[backend]
+kind = "jetstream"
+urls = ["{nats.url}"]
+
+[[bridges]]
+name = "servicebus-mirror"
+direction = "outbound"
+broker = "amqp1"
+url = "{rabbit.url}"
+start = "all"
+event_types = ["message.received", "tune.created", "image.processed", "pack.images_updated", "payment.received"]
+address = "/amq/queue/events-{{type_}}"
+routes = {{ "message.received" = "/amq/queue/events-user_message_received" }}
+"""
+        with seedkit.Server(bin_dir, config=hooks + mirror, models=MODELS) as server:
+            run(server)
+            print("legacy consumers: the bot's topics, mirrored")
+            expected = sum(TOPICS.values())
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                depth = sum(channel.queue_declare(t, passive=True).method.message_count
+                            for t in TOPICS)
+                if depth >= expected:
+                    break
+                time.sleep(0.2)
+            for topic, count in TOPICS.items():
+                ids = []
+                while True:
+                    method, properties, _ = channel.basic_get(topic, auto_ack=True)
+                    if method is None:
+                        break
+                    ids.append(properties.message_id)
+                seedkit.check(f"{topic}: events, each once under its ce-id",
+                              (len(ids), len(set(ids))), (count, count))
+        legacy.close()
+    finally:
+        rabbit.stop()
+        nats.stop()
 
 
 def run(server: seedkit.Server) -> None:
