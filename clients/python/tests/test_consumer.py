@@ -159,3 +159,28 @@ def test_a_stopped_consumer_goes_on_where_it_stopped(nats_url, tmp_path):
     seen = run(scenario())
     assert sorted(set(seen)) == list(range(1, 9))
     assert len(seen) == 8, "nothing applied twice"
+
+
+def test_a_failing_event_undoes_only_its_own_writes(nats_url, tmp_path):
+    async def scenario():
+        nc = await event_stream(nats_url)
+        js = nc.jetstream()
+        publisher = JetStreamPublisher(js, source="social-api")
+        for follower in ("u-1", "u-bad", "u-2"):
+            await publisher.publish(followed(follower))
+        store = SqliteStore(tmp_path / "feed.db")
+        store.db.execute("CREATE TABLE followers (follower TEXT)")
+
+        async def on_followed(event):
+            event.db.execute("INSERT INTO followers VALUES (?)", (event.message.follower_id,))
+            if event.message.follower_id == "u-bad":
+                raise Permanent("written, then refused")
+
+        consumer = Consumer(js, fast("feed"), {"user.followed": on_followed}, store=store)
+        await run_until(consumer, lambda: consumer.counts["applied"] == 2
+                        and consumer.counts["dead_lettered"] == 1)
+        rows = store.db.execute("SELECT follower FROM followers ORDER BY follower").fetchall()
+        await nc.close()
+        return rows
+
+    assert run(scenario()) == [("u-1",), ("u-2",)]

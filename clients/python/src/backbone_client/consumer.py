@@ -17,9 +17,10 @@ The rules are the Rust runtime's (``docs/consumers.md``):
 - **at-least-once delivery**: an event is acknowledged only after its
   handler returned (and its id was committed with the handler's writes);
 - **exactly-once effect**: with a :class:`~backbone_client.store.SqliteStore`
-  the handler runs in the transaction that records the event's ``ce-id``;
-  a redelivered copy finds the id and is acknowledged without running the
-  handler;
+  the handler runs in the transaction that records the event's ``ce-id``
+  (one per fetched batch, each event in a savepoint: a failing event's
+  writes are undone alone); a redelivered copy finds the id and is
+  acknowledged without running the handler;
 - a handler raising :class:`~backbone_client.errors.Transient` (or any
   unexpected exception) is retried: the message is nak'ed with a delay of
   ``backoff_base * 2^(delivery-1)``, at most ``backoff_max``; on delivery
@@ -225,16 +226,34 @@ class Consumer:
                     log.warning("fetch failed (%s); retrying", error)
                     await asyncio.sleep(self.config.fetch_wait)
                     continue
-                for index, msg in enumerate(messages):
-                    if self._stopping.is_set():
-                        for rest in messages[index:]:
-                            await rest.nak()
-                        break
-                    await self._handle(msg)
+                await self._handle_batch(messages)
         finally:
             await subscription.unsubscribe()
 
-    async def _handle(self, msg: Any) -> None:
+    async def _handle_batch(self, messages: list) -> None:
+        """Applies a fetched batch in one store transaction (each event in
+        a savepoint of it), then settles each message: ack, nak with
+        backoff, or dead letter. Nothing is acknowledged before the
+        transaction holding its effect committed."""
+        verdicts: list[tuple[Any, str, Any]] = []
+        with self.store.transaction() as transaction:
+            for index, msg in enumerate(messages):
+                if self._stopping.is_set():
+                    verdicts += [(rest, "nak", 0) for rest in messages[index:]]
+                    break
+                verdicts.append((msg, *await self._apply(msg, transaction)))
+        for msg, verdict, detail in verdicts:
+            if verdict == "ack":
+                await msg.ack()
+            elif verdict == "nak":
+                await msg.nak(delay=detail or None)
+            else:
+                await self._dead_letter(msg, detail)
+
+    async def _apply(self, msg: Any, transaction: Any) -> tuple[str, Any]:
+        """The verdict on one message: ``("ack", None)``, ``("nak", delay)``
+        or ``("dead", reason)``; its effect stays in ``transaction`` only
+        when acked."""
         meta = msg.metadata
         seq, deliveries = meta.sequence.stream, meta.num_delivered
         try:
@@ -242,36 +261,28 @@ class Consumer:
                 self.registry, msg.subject, list((msg.headers or {}).items()), msg.data
             )
         except WireError as error:
-            await self._dead_letter(msg, f"undecodable event: {error.kind}: {error.detail}")
-            return
+            return "dead", f"undecodable event: {error.kind}: {error.detail}"
         handler = self.handlers.get(envelope.type)
-        if handler is None:
+        if handler is None or transaction.seen(envelope.id):
             self.counts["skipped"] += 1
-            await msg.ack()
-            return
+            return "ack", None
         try:
-            with self.store.transaction() as transaction:
-                if transaction.seen(envelope.id):
-                    self.counts["skipped"] += 1
-                else:
-                    event = Event(envelope, envelope.message(self.registry), seq, deliveries,
-                                  transaction.db)
-                    await handler(event)
-                    transaction.remember(envelope.id, seq)
-                    self.counts["applied"] += 1
+            with transaction.savepoint():
+                event = Event(envelope, envelope.message(self.registry), seq, deliveries,
+                              transaction.db)
+                await handler(event)
+                transaction.remember(envelope.id, seq)
         except Permanent as error:
-            await self._dead_letter(msg, str(error) or type(error).__name__)
-            return
+            return "dead", str(error) or type(error).__name__
         except Exception as error:  # noqa: BLE001 - Transient, or a bug: retried
             reason = str(error) if isinstance(error, Transient) else f"{type(error).__name__}: {error}"
             if deliveries >= self.config.max_deliver:
-                await self._dead_letter(msg, f"gave up after {deliveries} deliveries: {reason}")
-            else:
-                self.counts["retried"] += 1
-                log.warning("seq %s: transient failure (%s); retrying", seq, reason)
-                await msg.nak(delay=self.config.backoff(deliveries))
-            return
-        await msg.ack()
+                return "dead", f"gave up after {deliveries} deliveries: {reason}"
+            self.counts["retried"] += 1
+            log.warning("seq %s: transient failure (%s); retrying", seq, reason)
+            return "nak", self.config.backoff(deliveries)
+        self.counts["applied"] += 1
+        return "ack", None
 
     async def _dead_letter(self, msg: Any, reason: str) -> None:
         meta = msg.metadata

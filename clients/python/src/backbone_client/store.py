@@ -2,8 +2,9 @@
 a redelivered copy is skipped: idempotency by ``ce-id``.
 
 - :class:`SqliteStore` keeps the ids in a SQLite file and runs each
-  handler inside the transaction that records its id: a read model kept in
-  the same database (``event.db``) is changed **exactly once** per event,
+  handler inside the transaction that records its id (one transaction per
+  fetched batch, each event in a savepoint of it): a read model kept in the
+  same database (``event.db``) is changed **exactly once** per event,
   whatever crashes and redeliveries happen.
 - :class:`MemoryStore` keeps the latest ids of this process only: copies
   delivered again after a restart are applied again (at-least-once).
@@ -34,6 +35,10 @@ class Transaction(Protocol):
         """Records the event as applied; kept only if the transaction
         commits."""
 
+    def savepoint(self) -> contextlib.AbstractContextManager[None]:
+        """One event's part of the transaction: undone alone when the
+        block raises."""
+
 
 class IdempotencyStore(Protocol):
     """What a :class:`~backbone_client.consumer.Consumer` keeps ids in."""
@@ -53,6 +58,17 @@ class _SqliteTransaction:
 
     def remember(self, event_id: str, seq: int) -> None:
         self.db.execute("INSERT INTO backbone_applied (id, seq) VALUES (?, ?)", (event_id, seq))
+
+    @contextlib.contextmanager
+    def savepoint(self) -> Iterator[None]:
+        self.db.execute("SAVEPOINT backbone_event")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK TO backbone_event")
+            self.db.execute("RELEASE backbone_event")
+            raise
+        self.db.execute("RELEASE backbone_event")
 
 
 class SqliteStore:
@@ -90,10 +106,19 @@ class _MemoryTransaction:
         self._new: list[str] = []
 
     def seen(self, event_id: str) -> bool:
-        return event_id in self._store._ids
+        return event_id in self._store._ids or event_id in self._new
 
     def remember(self, event_id: str, seq: int) -> None:
         self._new.append(event_id)
+
+    @contextlib.contextmanager
+    def savepoint(self) -> Iterator[None]:
+        mark = len(self._new)
+        try:
+            yield
+        except BaseException:
+            del self._new[mark:]
+            raise
 
 
 class MemoryStore:
