@@ -16,7 +16,7 @@ use std::sync::{Arc, OnceLock};
 use backbone_broker::jetstream::{JetStreamBroker, JetStreamOptions};
 use backbone_broker::{Broker, OutboundMessage, StreamConfig};
 use backbone_schemas::media::v1::{ImageProcessed, PackImagesUpdated, TuneCreated};
-use backbone_schemas::messaging::v1::MessageReceived;
+use backbone_schemas::messaging::v1::{DirectMessageDelivered, DirectMessageSent, MessageReceived};
 use backbone_schemas::payment::v1::{PaymentReceived, PaymentRefunded};
 use backbone_schemas::user::v1::{
     UserFollowed, UserPresenceChanged, UserRegistered, UserUnfollowed,
@@ -138,6 +138,10 @@ fn assert_is_sample(envelope: &Envelope) {
             check::<UserPresenceChanged>(envelope, sample::user_presence_changed())
         }
         "message.received" => check::<MessageReceived>(envelope, sample::message_received()),
+        "message.sent" => check::<DirectMessageSent>(envelope, sample::message_sent()),
+        "message.delivered" => {
+            check::<DirectMessageDelivered>(envelope, sample::message_delivered())
+        }
         "image.processed" => check::<ImageProcessed>(envelope, sample::image_processed()),
         "tune.created" => check::<TuneCreated>(envelope, sample::tune_created()),
         "pack.images_updated" => {

@@ -24,7 +24,7 @@ use crate::context::EventContext;
 use crate::envelope::Envelope;
 use crate::event::Event;
 use crate::media::v1::{ImageProcessed, PackImagesUpdated, TuneCreated};
-use crate::messaging::v1::{Channel, MessageReceived};
+use crate::messaging::v1::{Channel, DirectMessageDelivered, DirectMessageSent, MessageReceived};
 use crate::payment::v1::{PaymentReceived, PaymentRefunded};
 use crate::user::v1::{
     PresenceStatus, SignupChannel, UserFollowed, UserPresenceChanged, UserRegistered,
@@ -83,6 +83,26 @@ pub fn user_presence_changed() -> UserPresenceChanged {
         user_id: "u-42".into(),
         status: PresenceStatus::Online.into(),
         changed_at: ts(150_000),
+    }
+}
+
+/// `message.sent`: u-7 sends u-42 a direct message.
+pub fn message_sent() -> DirectMessageSent {
+    DirectMessageSent {
+        recipient_id: "u-42".into(),
+        message_id: "dm-01JX9A".into(),
+        sender_id: "u-7".into(),
+        text: "are you coming tonight?".into(),
+        sent_at: ts(181_000),
+    }
+}
+
+/// `message.delivered`: u-42's phone received it.
+pub fn message_delivered() -> DirectMessageDelivered {
+    DirectMessageDelivered {
+        recipient_id: "u-42".into(),
+        message_id: "dm-01JX9A".into(),
+        delivered_at: ts(182_000),
     }
 }
 
@@ -233,8 +253,16 @@ pub fn sample_events() -> Vec<(&'static str, Envelope)> {
     vec![
         (ImageProcessed::TYPE, sample_envelope(&image_processed(), 4)),
         (
+            DirectMessageDelivered::TYPE,
+            sample_envelope(&message_delivered(), 11),
+        ),
+        (
             MessageReceived::TYPE,
             sample_envelope(&message_received(), 3),
+        ),
+        (
+            DirectMessageSent::TYPE,
+            sample_envelope(&message_sent(), 10),
         ),
         (
             PackImagesUpdated::TYPE,

@@ -261,7 +261,7 @@ fn additions_are_compatible() {
 #[test]
 fn the_real_schemas_snapshot_is_stable_and_self_compatible() {
     let current = SchemaSnapshot::current();
-    assert_eq!(current.events.len(), 10);
+    assert_eq!(current.events.len(), 12);
     assert_eq!(check(&current, &current), []);
     let reparsed = SchemaSnapshot::from_json(&current.to_json()).unwrap();
     assert_eq!(reparsed, current);

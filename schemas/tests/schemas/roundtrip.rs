@@ -29,6 +29,8 @@ fn every_typed_event_round_trips_through_the_envelope() {
     typed_roundtrip(sample::user_unfollowed());
     typed_roundtrip(sample::user_presence_changed());
     typed_roundtrip(sample::message_received());
+    typed_roundtrip(sample::message_sent());
+    typed_roundtrip(sample::message_delivered());
     typed_roundtrip(sample::image_processed());
     typed_roundtrip(sample::tune_created());
     typed_roundtrip(sample::pack_images_updated());

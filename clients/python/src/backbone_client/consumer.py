@@ -219,7 +219,7 @@ class Consumer:
                     messages = await subscription.fetch(
                         self.config.batch_size, timeout=self.config.fetch_wait
                     )
-                except nats.errors.TimeoutError:
+                except asyncio.TimeoutError:  # nats-py raises both its own and asyncio's
                     continue
                 except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError,
                         nats.errors.NoRespondersError) as error:

@@ -36,6 +36,18 @@ SAMPLES = {
         "status": "PRESENCE_STATUS_ONLINE",
         "changedAt": "2025-06-01T12:02:30Z",
     },
+    "message.sent": {
+        "recipientId": "u-42",
+        "messageId": "dm-01JX9A",
+        "senderId": "u-7",
+        "text": "are you coming tonight?",
+        "sentAt": "2025-06-01T12:03:01Z",
+    },
+    "message.delivered": {
+        "recipientId": "u-42",
+        "messageId": "dm-01JX9A",
+        "deliveredAt": "2025-06-01T12:03:02Z",
+    },
     "message.received": {
         "conversationId": "c-7f3a9",
         "providerMessageId": "wamid.HBgNNTUxMTk4NzY1NDMyMRUCABIYFjNFQjBDMEE4",

@@ -6,6 +6,8 @@ from backbone_client._gen.backbone.media.v1.events_pb2 import TuneCreated as Tun
 from backbone_client._gen.backbone.media.v1.events_pb2 import PackImagesUpdated as PackImagesUpdated
 from backbone_client._gen.backbone.messaging.v1.events_pb2 import Channel as Channel
 from backbone_client._gen.backbone.messaging.v1.events_pb2 import MessageReceived as MessageReceived
+from backbone_client._gen.backbone.messaging.v1.events_pb2 import DirectMessageSent as DirectMessageSent
+from backbone_client._gen.backbone.messaging.v1.events_pb2 import DirectMessageDelivered as DirectMessageDelivered
 from backbone_client._gen.backbone.options_pb2 import EventOptions as EventOptions
 from backbone_client._gen.backbone.payment.v1.events_pb2 import PaymentReceived as PaymentReceived
 from backbone_client._gen.backbone.payment.v1.events_pb2 import PaymentRefunded as PaymentRefunded
@@ -23,6 +25,8 @@ __all__ = [
     'PackImagesUpdated',
     'Channel',
     'MessageReceived',
+    'DirectMessageSent',
+    'DirectMessageDelivered',
     'EventOptions',
     'PaymentReceived',
     'PaymentRefunded',

@@ -27,7 +27,7 @@ from backbone_client._gen.backbone import options_pb2 as backbone_dot_options__p
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"backbone/messaging/v1/events.proto\x12\x15\x62\x61\x63kbone.messaging.v1\x1a\x1e\x62\x61\x63kbone/common/v1/media.proto\x1a\x16\x62\x61\x63kbone/options.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd8\x02\n\x0fMessageReceived\x12\x1d\n\x0f\x63onversation_id\x18\x01 \x01(\tB\x04\x88\xb5\x18\x01\x12\x1b\n\x13provider_message_id\x18\x02 \x01(\t\x12/\n\x07\x63hannel\x18\x03 \x01(\x0e\x32\x1e.backbone.messaging.v1.Channel\x12\x16\n\x0esender_user_id\x18\x04 \x01(\t\x12\x16\n\x0esender_address\x18\x05 \x01(\t\x12\x0c\n\x04text\x18\x06 \x01(\t\x12+\n\x05media\x18\x07 \x03(\x0b\x32\x1c.backbone.common.v1.MediaRef\x12$\n\x1creply_to_provider_message_id\x18\x08 \x01(\t\x12/\n\x0breceived_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp:\x16\x82\xb5\x18\x12\n\x10message.received*_\n\x07\x43hannel\x12\x17\n\x13\x43HANNEL_UNSPECIFIED\x10\x00\x12\x14\n\x10\x43HANNEL_WHATSAPP\x10\x01\x12\x14\n\x10\x43HANNEL_TELEGRAM\x10\x02\x12\x0f\n\x0b\x43HANNEL_WEB\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"backbone/messaging/v1/events.proto\x12\x15\x62\x61\x63kbone.messaging.v1\x1a\x1e\x62\x61\x63kbone/common/v1/media.proto\x1a\x16\x62\x61\x63kbone/options.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd8\x02\n\x0fMessageReceived\x12\x1d\n\x0f\x63onversation_id\x18\x01 \x01(\tB\x04\x88\xb5\x18\x01\x12\x1b\n\x13provider_message_id\x18\x02 \x01(\t\x12/\n\x07\x63hannel\x18\x03 \x01(\x0e\x32\x1e.backbone.messaging.v1.Channel\x12\x16\n\x0esender_user_id\x18\x04 \x01(\t\x12\x16\n\x0esender_address\x18\x05 \x01(\t\x12\x0c\n\x04text\x18\x06 \x01(\t\x12+\n\x05media\x18\x07 \x03(\x0b\x32\x1c.backbone.common.v1.MediaRef\x12$\n\x1creply_to_provider_message_id\x18\x08 \x01(\t\x12/\n\x0breceived_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp:\x16\x82\xb5\x18\x12\n\x10message.received\"\xa5\x01\n\x11\x44irectMessageSent\x12\x1a\n\x0crecipient_id\x18\x01 \x01(\tB\x04\x88\xb5\x18\x01\x12\x12\n\nmessage_id\x18\x02 \x01(\t\x12\x11\n\tsender_id\x18\x03 \x01(\t\x12\x0c\n\x04text\x18\x04 \x01(\t\x12+\n\x07sent_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp:\x12\x82\xb5\x18\x0e\n\x0cmessage.sent\"\x93\x01\n\x16\x44irectMessageDelivered\x12\x1a\n\x0crecipient_id\x18\x01 \x01(\tB\x04\x88\xb5\x18\x01\x12\x12\n\nmessage_id\x18\x02 \x01(\t\x12\x30\n\x0c\x64\x65livered_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp:\x17\x82\xb5\x18\x13\n\x11message.delivered*_\n\x07\x43hannel\x12\x17\n\x13\x43HANNEL_UNSPECIFIED\x10\x00\x12\x14\n\x10\x43HANNEL_WHATSAPP\x10\x01\x12\x14\n\x10\x43HANNEL_TELEGRAM\x10\x02\x12\x0f\n\x0b\x43HANNEL_WEB\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,8 +38,20 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MESSAGERECEIVED'].fields_by_name['conversation_id']._serialized_options = b'\210\265\030\001'
   _globals['_MESSAGERECEIVED']._loaded_options = None
   _globals['_MESSAGERECEIVED']._serialized_options = b'\202\265\030\022\n\020message.received'
-  _globals['_CHANNEL']._serialized_start=497
-  _globals['_CHANNEL']._serialized_end=592
+  _globals['_DIRECTMESSAGESENT'].fields_by_name['recipient_id']._loaded_options = None
+  _globals['_DIRECTMESSAGESENT'].fields_by_name['recipient_id']._serialized_options = b'\210\265\030\001'
+  _globals['_DIRECTMESSAGESENT']._loaded_options = None
+  _globals['_DIRECTMESSAGESENT']._serialized_options = b'\202\265\030\016\n\014message.sent'
+  _globals['_DIRECTMESSAGEDELIVERED'].fields_by_name['recipient_id']._loaded_options = None
+  _globals['_DIRECTMESSAGEDELIVERED'].fields_by_name['recipient_id']._serialized_options = b'\210\265\030\001'
+  _globals['_DIRECTMESSAGEDELIVERED']._loaded_options = None
+  _globals['_DIRECTMESSAGEDELIVERED']._serialized_options = b'\202\265\030\023\n\021message.delivered'
+  _globals['_CHANNEL']._serialized_start=815
+  _globals['_CHANNEL']._serialized_end=910
   _globals['_MESSAGERECEIVED']._serialized_start=151
   _globals['_MESSAGERECEIVED']._serialized_end=495
+  _globals['_DIRECTMESSAGESENT']._serialized_start=498
+  _globals['_DIRECTMESSAGESENT']._serialized_end=663
+  _globals['_DIRECTMESSAGEDELIVERED']._serialized_start=666
+  _globals['_DIRECTMESSAGEDELIVERED']._serialized_end=813
 # @@protoc_insertion_point(module_scope)

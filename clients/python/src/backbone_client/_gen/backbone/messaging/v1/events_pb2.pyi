@@ -44,3 +44,27 @@ class MessageReceived(_message.Message):
     reply_to_provider_message_id: str
     received_at: _timestamp_pb2.Timestamp
     def __init__(self, conversation_id: _Optional[str] = ..., provider_message_id: _Optional[str] = ..., channel: _Optional[_Union[Channel, str]] = ..., sender_user_id: _Optional[str] = ..., sender_address: _Optional[str] = ..., text: _Optional[str] = ..., media: _Optional[_Iterable[_Union[_media_pb2.MediaRef, _Mapping]]] = ..., reply_to_provider_message_id: _Optional[str] = ..., received_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class DirectMessageSent(_message.Message):
+    __slots__ = ("recipient_id", "message_id", "sender_id", "text", "sent_at")
+    RECIPIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    SENDER_ID_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    SENT_AT_FIELD_NUMBER: _ClassVar[int]
+    recipient_id: str
+    message_id: str
+    sender_id: str
+    text: str
+    sent_at: _timestamp_pb2.Timestamp
+    def __init__(self, recipient_id: _Optional[str] = ..., message_id: _Optional[str] = ..., sender_id: _Optional[str] = ..., text: _Optional[str] = ..., sent_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class DirectMessageDelivered(_message.Message):
+    __slots__ = ("recipient_id", "message_id", "delivered_at")
+    RECIPIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    DELIVERED_AT_FIELD_NUMBER: _ClassVar[int]
+    recipient_id: str
+    message_id: str
+    delivered_at: _timestamp_pb2.Timestamp
+    def __init__(self, recipient_id: _Optional[str] = ..., message_id: _Optional[str] = ..., delivered_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
