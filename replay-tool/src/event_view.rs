@@ -137,7 +137,7 @@ mod tests {
 
     #[test]
     fn valid_and_invalid_messages_both_render() {
-        let (_, envelope) = sample::sample_events().remove(3);
+        let envelope = sample::sample_event("payment.received");
         let good = StoredMessage {
             stream: "EVENTS".into(),
             seq: 7,

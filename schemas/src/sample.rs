@@ -241,6 +241,18 @@ pub fn sample_envelope<E: Event>(event: &E, n: u8) -> Envelope {
     Envelope::from_event(event, ctx).expect("sample events are valid")
 }
 
+/// The sample envelope of `type_name` (one of [`sample_events`]).
+///
+/// # Panics
+/// When no sample has that type.
+pub fn sample_event(type_name: &str) -> Envelope {
+    sample_events()
+        .into_iter()
+        .find(|(t, _)| *t == type_name)
+        .map(|(_, envelope)| envelope)
+        .unwrap_or_else(|| panic!("no sample of {type_name}"))
+}
+
 /// One envelope per event type, sorted by type name, with fixed ids and
 /// times. `payment.refunded` is caused by `payment.received`.
 pub fn sample_events() -> Vec<(&'static str, Envelope)> {

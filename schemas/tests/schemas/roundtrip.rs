@@ -132,7 +132,7 @@ fn generated_time_is_utc_millis_and_context_is_kept() {
     let envelope = Envelope::from_event(&sample::user_followed(), EventContext::new("t")).unwrap();
     assert_eq!(envelope.time.offset(), time::UtcOffset::UTC);
     assert_eq!(envelope.time.nanosecond() % 1_000_000, 0);
-    let cause = &sample::sample_events()[3].1;
+    let cause = &sample::sample_event("payment.received");
     let ctx = EventContext::new("t").caused_by(cause);
     assert_eq!(ctx.causation_id, Some(cause.id.to_string()));
     assert_eq!(ctx.correlation_id, cause.correlation_id);
