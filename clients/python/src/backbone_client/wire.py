@@ -310,6 +310,8 @@ class Envelope:
     correlation_id: Optional[str] = None
     causation_id: Optional[str] = None
     traceparent: Optional[str] = None
+    #: The payload already parsed by :meth:`decode`, kept for :meth:`message`.
+    _parsed: object = dataclasses.field(default=None, compare=False, repr=False)
 
     @classmethod
     def from_message(
@@ -376,6 +378,8 @@ class Envelope:
 
     def message(self, registry: Registry):
         """The payload as an instance of the generated class."""
+        if self._parsed is not None:
+            return self._parsed
         message = registry.get(self.type).message_class()
         message.ParseFromString(self.payload)
         return message
@@ -391,10 +395,12 @@ class Envelope:
         """Validates a received message; raises :class:`WireError` with the
         kind of the first failed check, in the contract's order."""
         subject_type, subject_key = parse_event_subject(subject)
-        pairs = list(headers)
+        by_name: dict[str, list[str]] = {}
+        for header_name, header_value in headers:
+            by_name.setdefault(header_name.lower(), []).append(header_value)
 
         def optional(name: str) -> Optional[str]:
-            values = [v for n, v in pairs if n.lower() == name.lower()]
+            values = by_name.get(name.lower())
             if not values:
                 return None
             if len(values) > 1:
@@ -473,6 +479,7 @@ class Envelope:
             correlation_id=correlation_id,
             causation_id=causation_id,
             traceparent=traceparent,
+            _parsed=message,
         )
 
 
