@@ -60,7 +60,9 @@ use crate::{
     config::{BridgeConfig, BrokerKind},
     error::{BridgeError, BridgeErrorKind},
     inbound::Source,
-    message::{AMQP_PREFIX, AMQP_PREFIX_ALT, Outgoing, Received, attribute_header},
+    message::{
+        AMQP_PREFIX, AMQP_PREFIX_ALT, Outgoing, Received, attribute_header, unix_millis_rfc3339,
+    },
     outbound::Sink,
     servicebus::{self, ConnectionString},
 };
@@ -587,12 +589,7 @@ fn simple_text(value: &SimpleValue) -> Option<String> {
     match value {
         SimpleValue::String(s) => Some(s.clone()),
         SimpleValue::Symbol(s) => Some(s.0.clone()),
-        SimpleValue::Timestamp(t) => {
-            let nanos = i128::from(t.milliseconds()) * 1_000_000;
-            let time = time::OffsetDateTime::from_unix_timestamp_nanos(nanos).ok()?;
-            time.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        }
+        SimpleValue::Timestamp(t) => unix_millis_rfc3339(t.milliseconds()),
         _ => None,
     }
 }

@@ -65,14 +65,7 @@ impl Outgoing {
         if !config.sends(&envelope.event_type) {
             return Ok(None);
         }
-        let attributes = cloudevents::ATTRIBUTES
-            .iter()
-            .filter_map(|(attribute, name)| {
-                let raw = message.headers.get(name)?;
-                let value = header_value::decode(raw).map_or_else(|_| raw.to_owned(), Into::into);
-                Some((*attribute, value))
-            })
-            .collect();
+        let attributes = Self::attributes_of(&message.headers);
         let stored_ms = message
             .time
             .duration_since(SystemTime::UNIX_EPOCH)
@@ -87,6 +80,19 @@ impl Outgoing {
             payload: message.payload.clone(),
             stored_ms,
         }))
+    }
+
+    /// Every CloudEvents attribute among `headers`, percent-decoded:
+    /// (name, value).
+    pub fn attributes_of(headers: &Headers) -> Vec<(&'static str, String)> {
+        cloudevents::ATTRIBUTES
+            .iter()
+            .filter_map(|(attribute, name)| {
+                let raw = headers.get(name)?;
+                let value = header_value::decode(raw).map_or_else(|_| raw.to_owned(), Into::into);
+                Some((*attribute, value))
+            })
+            .collect()
     }
 
     /// The structured-mode JSON form (the Redis form in
@@ -268,6 +274,16 @@ fn time_rfc3339(time: SystemTime) -> String {
     OffsetDateTime::from(time)
         .format(&Rfc3339)
         .unwrap_or_default()
+}
+
+/// An AMQP timestamp (milliseconds since the Unix epoch, signed) as RFC
+/// 3339, for a `time` attribute given as one; `None` out of range.
+pub(crate) fn unix_millis_rfc3339(millis: i64) -> Option<String> {
+    use time::{OffsetDateTime, format_description::well_known::Rfc3339};
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000)
+        .ok()?
+        .format(&Rfc3339)
+        .ok()
 }
 
 /// The `ce-*` header of a CloudEvents attribute name, when it is one

@@ -36,7 +36,9 @@ use crate::{
     config::BridgeConfig,
     error::{BridgeError, BridgeErrorKind},
     inbound::Source,
-    message::{AMQP_PREFIX, AMQP_PREFIX_ALT, Outgoing, Received, attribute_header},
+    message::{
+        AMQP_PREFIX, AMQP_PREFIX_ALT, Outgoing, Received, attribute_header, unix_millis_rfc3339,
+    },
     outbound::Sink,
 };
 
@@ -322,11 +324,9 @@ fn amqp_text(value: &AMQPValue) -> Option<String> {
     match value {
         AMQPValue::LongString(s) => String::from_utf8(s.as_bytes().to_vec()).ok(),
         AMQPValue::ShortString(s) => Some(s.as_str().to_owned()),
+        // AMQP 0.9.1 timestamps are seconds.
         AMQPValue::Timestamp(secs) => {
-            let time =
-                time::OffsetDateTime::from_unix_timestamp(i64::try_from(*secs).ok()?).ok()?;
-            time.format(&time::format_description::well_known::Rfc3339)
-                .ok()
+            unix_millis_rfc3339(i64::try_from(*secs).ok()?.checked_mul(1000)?)
         }
         _ => None,
     }

@@ -12,7 +12,7 @@
 use std::{collections::HashMap, time::Instant};
 
 use backbone_bridges::{BridgeConfig, BrokerKind, Direction, amqp1::Amqp1Sink, message::Outgoing};
-use backbone_schemas::{Envelope, cloudevents};
+use backbone_schemas::Envelope;
 use backbone_testkit::RabbitMq;
 use fe2o3_amqp::{
     Connection, Receiver, Sender, Session,
@@ -64,16 +64,12 @@ async fn session(
 /// `event` as the outbound bridge maps it, addressed to `address`.
 fn outgoing(event: &Envelope, address: String) -> Outgoing {
     let headers = event.headers();
-    let attributes = cloudevents::ATTRIBUTES
-        .iter()
-        .filter_map(|(attribute, name)| Some((*attribute, headers.get(name)?.to_owned())))
-        .collect();
     Outgoing {
         seq: 0,
         id: event.id.to_string(),
         event_type: event.event_type.clone(),
         address,
-        attributes,
+        attributes: Outgoing::attributes_of(&headers),
         headers,
         payload: event.payload.clone(),
         stored_ms: 0,
