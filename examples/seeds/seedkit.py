@@ -26,10 +26,13 @@ REPO = Path(__file__).resolve().parents[2]
 failures: list[str] = []
 
 
-def parse_args(description: str) -> argparse.Namespace:
+def parse_args(description: str, more=None) -> argparse.Namespace:
+    """``--bin-dir``, and what ``more(parser)`` adds."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--bin-dir", default=str(REPO / "target" / "debug"),
                         help="where backbone-server and replay-tool are (default target/debug)")
+    if more is not None:
+        more(parser)
     return parser.parse_args()
 
 
@@ -75,17 +78,10 @@ class Server:
             f'data_dir = "{self.data_dir}"\nmodels = {models}\n{config}\n'
             f'[http]\nlisten = "127.0.0.1:{self.port}"\n'
         )
-        self._log = open(Path(self._tmp.name) / "server.log", "w")
-        self.process = subprocess.Popen(
+        self.process = _start(
             [binary(bin_dir, "backbone-server"), "--config", str(config_path)],
-            stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, "RUST_LOG": "warn"},
-        )
-        deadline = time.monotonic() + 30
-        while not self._ready():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                sys.exit(f"backbone-server did not start:\n{self.log()}")
-            time.sleep(0.1)
+            {"RUST_LOG": "warn"}, self._ready, "backbone-server",
+            Path(self._tmp.name) / "server.log")
 
     def _ready(self) -> bool:
         try:
@@ -93,10 +89,6 @@ class Server:
                 return response.status == 200
         except OSError:
             return False
-
-    def log(self) -> str:
-        self._log.flush()
-        return (Path(self._tmp.name) / "server.log").read_text()
 
     def get(self, path: str) -> Any:
         with urllib.request.urlopen(f"{self.url}{path}", timeout=10) as response:
@@ -117,13 +109,7 @@ class Server:
             time.sleep(0.1)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-        self._log.close()
+        _stop(self.process)
         self._tmp.cleanup()
 
     def __enter__(self) -> "Server":

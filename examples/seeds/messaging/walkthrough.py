@@ -157,14 +157,13 @@ async def relay_until(relay: RelayService, done, timeout: float) -> bool:
 
 
 def main() -> None:
-    import argparse
+    def load_options(parser) -> None:
+        parser.add_argument("--load-rate", type=int, default=5000,
+                            help="legacy messages per second")
+        parser.add_argument("--load-seconds", type=float, default=3.0,
+                            help="how long the load run publishes (30 in scripts/bench)")
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bin-dir", default=str(seedkit.REPO / "target" / "debug"))
-    parser.add_argument("--load-rate", type=int, default=5000, help="legacy messages per second")
-    parser.add_argument("--load-seconds", type=float, default=3.0,
-                        help="how long the load run publishes (30 in scripts/bench)")
-    args = parser.parse_args()
+    args = seedkit.parse_args(__doc__.splitlines()[0], load_options)
     nats_server = seedkit.NatsServer()
     rabbit = seedkit.RabbitMq()
     try:

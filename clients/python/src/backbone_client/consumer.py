@@ -197,6 +197,7 @@ class Consumer:
         :class:`~backbone_client.errors.PublishError` only when the durable
         cannot be created (no stream, no permission)."""
         await self._ensure_dead_letter_stream()
+        filter_subject = self._filter()
         config = nats.js.api.ConsumerConfig(
             durable_name=self.config.durable,
             ack_policy=nats.js.api.AckPolicy.EXPLICIT,
@@ -204,11 +205,11 @@ class Consumer:
             max_deliver=-1,
             deliver_policy=(nats.js.api.DeliverPolicy.ALL if self.config.deliver == "all"
                             else nats.js.api.DeliverPolicy.NEW),
-            filter_subject=self._filter(),
+            filter_subject=filter_subject,
         )
         try:
             subscription = await self._js.pull_subscribe(
-                self._filter(), durable=self.config.durable, stream=self.config.stream,
+                filter_subject, durable=self.config.durable, stream=self.config.stream,
                 config=config,
             )
         except Exception as error:  # noqa: BLE001
