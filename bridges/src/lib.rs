@@ -109,3 +109,42 @@ pub async fn run(
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use backbone_broker::memory::MemoryBroker;
+    use backbone_consumers::shutdown_channel;
+
+    use super::*;
+
+    /// A bridge that cannot run is refused at once with `Config`, before
+    /// any connection: a bad Service Bus connection string, an AMQP 1.0
+    /// url of another scheme.
+    #[tokio::test]
+    async fn misconfigured_amqp1_and_service_bus_bridges_are_config_errors() {
+        for config in [
+            BridgeConfig::new(
+                "sb",
+                Direction::Outbound,
+                BrokerKind::Servicebus,
+                "Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=send",
+            ),
+            BridgeConfig {
+                source: Some("q".into()),
+                ..BridgeConfig::new("a", Direction::Inbound, BrokerKind::Amqp1, "http://h")
+            },
+        ] {
+            let (_trigger, shutdown) = shutdown_channel();
+            let error = run(
+                Arc::new(MemoryBroker::new()),
+                "EVENTS",
+                &config,
+                Arc::default(),
+                shutdown,
+            )
+            .await
+            .unwrap_err();
+            assert_eq!(error.kind(), &BridgeErrorKind::Config, "{config:?}");
+        }
+    }
+}
